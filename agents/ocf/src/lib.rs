@@ -1,0 +1,1 @@
+//! A small OCF 1.1 resource-agent library shared by every Tandem agent.

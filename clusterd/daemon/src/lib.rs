@@ -1,0 +1,1 @@
+//! clusterd and clusterctl: the executor, the control socket and the pcs-compatible CLI.

@@ -1,0 +1,1 @@
+//! ocf:tandem:mail: the mail suite with all its state on the replicated filesystem.

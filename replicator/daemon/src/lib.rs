@@ -1,0 +1,1 @@
+//! replicatord and replicatorctl: the I/O driver around `replicator-core`.
