@@ -3,3 +3,10 @@
 //! Everything in this crate is deterministic and free of I/O: no sockets, no files, no clock, no
 //! unseeded randomness. Cargo keeps it that way: the crate does not depend on tokio. The daemon
 //! crate (`replicator/daemon`) owns the disks and sockets and feeds events in.
+//!
+//! Modules:
+//! - [`types`]: DRBD's vocabulary — roles, disk and connection states, protocols, generation UUIDs.
+//! - [`bitmap`]: the quick-sync bitmap in memory (1 bit = 4 KiB).
+
+pub mod bitmap;
+pub mod types;
