@@ -1,1 +1,1 @@
-//! clusterd and clusterctl: the executor, the control socket and the pcs-compatible CLI.
+//! clusterd: the resource manager daemon — executor of OCF agents, control socket, transitions.

@@ -1,0 +1,1 @@
+//! clusterctl: pcs-compatible command line for clusterd.
