@@ -6,5 +6,8 @@
 //! - [`shim`]: `crm_attribute` / `crm_master` / `crm_node` as agents call them.
 
 pub mod agent;
+pub mod config;
 pub mod exec;
+pub mod history;
 pub mod shim;
+pub mod store;

@@ -30,14 +30,20 @@ fn op(rsc: &str, agent: &str, action: Action, params: &[(&str, String)]) -> OpRe
         action,
         interval_ms: 0,
         timeout_ms: 20_000,
-        params: params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        params: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
         meta: BTreeMap::new(),
         check_level: None,
     }
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn run(e: &ExecEnv, r: &AgentResolver, req: &OpRequest) -> OpResult {
@@ -50,12 +56,24 @@ fn heartbeat_dummy_lifecycle_and_exit_reason() {
     let (e, r) = env(dir.path());
     let state = dir.path().join("dummy.state");
     let params = [("state", state.to_string_lossy().into_owned())];
-    let probe = run(&e, &r, &op("d1", "ocf:heartbeat:Dummy", Action::Monitor, &params));
+    let probe = run(
+        &e,
+        &r,
+        &op("d1", "ocf:heartbeat:Dummy", Action::Monitor, &params),
+    );
     assert_eq!(probe.rc, OcfRc::NotRunning, "{probe:?}");
     // A probe does not set an exit reason (ocf_is_probe).
     assert_eq!(probe.exit_reason, None);
-    let start = run(&e, &r, &op("d1", "ocf:heartbeat:Dummy", Action::Start, &params));
-    assert_eq!((start.rc, &start.status), (OcfRc::Success, &ExecStatus::Done), "{start:?}");
+    let start = run(
+        &e,
+        &r,
+        &op("d1", "ocf:heartbeat:Dummy", Action::Start, &params),
+    );
+    assert_eq!(
+        (start.rc, &start.status),
+        (OcfRc::Success, &ExecStatus::Done),
+        "{start:?}"
+    );
     assert!(state.exists());
     let mut mon = op("d1", "ocf:heartbeat:Dummy", Action::Monitor, &params);
     mon.interval_ms = 10_000;
@@ -63,12 +81,27 @@ fn heartbeat_dummy_lifecycle_and_exit_reason() {
     std::fs::remove_file(&state).unwrap();
     let failed = run(&e, &r, &mon);
     assert_eq!(failed.rc, OcfRc::NotRunning);
-    assert_eq!(failed.exit_reason.as_deref(), Some("No process state file found"));
-    let stop = run(&e, &r, &op("d1", "ocf:heartbeat:Dummy", Action::Stop, &params));
+    assert_eq!(
+        failed.exit_reason.as_deref(),
+        Some("No process state file found")
+    );
+    let stop = run(
+        &e,
+        &r,
+        &op("d1", "ocf:heartbeat:Dummy", Action::Stop, &params),
+    );
     assert_eq!(stop.rc, OcfRc::Success);
-    let md = run(&e, &r, &op("d1", "ocf:heartbeat:Dummy", Action::MetaData, &[]));
+    let md = run(
+        &e,
+        &r,
+        &op("d1", "ocf:heartbeat:Dummy", Action::MetaData, &[]),
+    );
     assert_eq!(md.rc, OcfRc::Success);
-    assert!(md.stdout.contains("<resource-agent name=\"Dummy\""), "{}", md.stdout);
+    assert!(
+        md.stdout.contains("<resource-agent name=\"Dummy\""),
+        "{}",
+        md.stdout
+    );
 }
 
 #[test]
@@ -81,7 +114,10 @@ fn agent_sees_the_full_ocf_environment() {
         "db:1",
         "ocf:pacemaker:Stateful",
         Action::Notify,
-        &[("state", state.to_string_lossy().into_owned()), ("envfile", envfile.to_string_lossy().into_owned())],
+        &[
+            ("state", state.to_string_lossy().into_owned()),
+            ("envfile", envfile.to_string_lossy().into_owned()),
+        ],
     );
     req.timeout_ms = 5_000;
     req.meta = [
@@ -123,10 +159,16 @@ fn agent_sees_the_full_ocf_environment() {
 fn pids_in_group(pgid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         // Fields after the `(comm)`: state ppid pgrp ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         if fields.len() > 2 && fields[2].parse() == Ok(pgid) && fields[0] != "Z" {
             out.push(pid);
@@ -149,7 +191,11 @@ fn hung_agent_is_killed_with_its_group_at_the_timeout() {
     let prov = root.join("resource.d/test");
     std::fs::create_dir_all(&prov).unwrap();
     std::os::unix::fs::symlink("/usr/lib/ocf/lib", root.join("lib")).unwrap();
-    std::os::unix::fs::symlink("/usr/lib/ocf/resource.d/heartbeat", root.join("resource.d/heartbeat")).unwrap();
+    std::os::unix::fs::symlink(
+        "/usr/lib/ocf/resource.d/heartbeat",
+        root.join("resource.d/heartbeat"),
+    )
+    .unwrap();
     let agent = prov.join("Hang");
     std::fs::write(
         &agent,
@@ -161,24 +207,44 @@ fn hung_agent_is_killed_with_its_group_at_the_timeout() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let e = ExecEnv { ocf_root: root.clone(), ..e };
-    let r = AgentResolver { ocf_root: root, ..r };
+    let e = ExecEnv {
+        ocf_root: root.clone(),
+        ..e
+    };
+    let r = AgentResolver {
+        ocf_root: root,
+        ..r
+    };
     let mut req = op(
         "hang",
         "ocf:test:Hang",
         Action::Start,
-        &[("state", state.to_string_lossy().into_owned()), ("op_sleep", "60".into())],
+        &[
+            ("state", state.to_string_lossy().into_owned()),
+            ("op_sleep", "60".into()),
+        ],
     );
     req.timeout_ms = 1_500;
     let res = run(&e, &r, &req);
     assert_eq!(res.status, ExecStatus::TimedOut, "{res:?}");
     assert_eq!(res.rc, OcfRc::ErrGeneric);
-    assert_eq!(res.exit_reason.as_deref(), Some("hang start timed out after 1500 ms (agent killed)"));
-    let pgid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_eq!(
+        res.exit_reason.as_deref(),
+        Some("hang start timed out after 1500 ms (agent killed)")
+    );
+    let pgid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // killpg is synchronous for delivery; give the kernel a bounded moment to reap.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !pids_in_group(pgid).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "group {pgid} still alive: {:?}", pids_in_group(pgid));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "group {pgid} still alive: {:?}",
+            pids_in_group(pgid)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -187,8 +253,18 @@ fn hung_agent_is_killed_with_its_group_at_the_timeout() {
 fn missing_agent_fails_as_not_installed() {
     let dir = tempfile::tempdir().unwrap();
     let (e, r) = env(dir.path());
-    let res = run(&e, &r, &op("x", "ocf:heartbeat:NoSuchAgent", Action::Start, &[]));
-    assert_eq!((res.rc, res.status), (OcfRc::ErrInstalled, ExecStatus::Error));
+    let res = run(
+        &e,
+        &r,
+        &op("x", "ocf:heartbeat:NoSuchAgent", Action::Start, &[]),
+    );
+    assert_eq!(
+        (res.rc, res.status),
+        (OcfRc::ErrInstalled, ExecStatus::Error)
+    );
     let reason = res.exit_reason.unwrap();
-    assert!(reason.contains("/usr/lib/ocf/resource.d/heartbeat/NoSuchAgent"), "{reason}");
+    assert!(
+        reason.contains("/usr/lib/ocf/resource.d/heartbeat/NoSuchAgent"),
+        "{reason}"
+    );
 }
