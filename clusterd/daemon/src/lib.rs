@@ -7,7 +7,11 @@
 
 pub mod agent;
 pub mod config;
+pub mod daemon;
 pub mod exec;
 pub mod history;
+pub mod lrm;
+pub mod meta;
+pub mod server;
 pub mod shim;
 pub mod store;

@@ -537,6 +537,218 @@ pub fn render(
     }
 }
 
+/// Runs a shim invocation against clusterd's control socket (`CLUSTERD_CONTROL`); returns the
+/// exit code after printing what the real tool prints.
+pub fn run(prog: &str, args: &[String]) -> i32 {
+    let env = ShimEnv::from_process();
+    let cmd = match parse(prog, args, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (req, out) = match cmd {
+        ShimCommand::Print(text) => {
+            print!("{text}");
+            return 0;
+        }
+        ShimCommand::PrintNodeName => match &env.node {
+            Some(n) => {
+                println!("{n}");
+                return 0;
+            }
+            None => {
+                eprintln!("{prog}: CLUSTERD_NODE is not set (not running under clusterd)");
+                return EXIT_UNAVAILABLE;
+            }
+        },
+        ShimCommand::Request(req, out) => (req, out),
+    };
+    let Some(socket) = std::env::var_os("CLUSTERD_CONTROL").filter(|s| !s.is_empty()) else {
+        eprintln!("{prog}: CLUSTERD_CONTROL is not set (not running under clusterd)");
+        return EXIT_UNAVAILABLE;
+    };
+    let socket = std::path::PathBuf::from(socket);
+    match execute(&socket, env.node.as_deref(), req) {
+        Ok(resp) => {
+            let (stdout, stderr, code) = render(&out, &resp, env.node.as_deref());
+            print!("{stdout}");
+            eprint!("{stderr}");
+            code
+        }
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            EXIT_UNAVAILABLE
+        }
+    }
+}
+
+/// How many times a permanent-attribute edit is retried when the configuration changed
+/// between reading and pushing it.
+const PUSH_RETRIES: usize = 5;
+
+/// Carries out `req` over the control protocol.
+pub fn execute(
+    socket: &std::path::Path,
+    local: Option<&str>,
+    req: AttrRequest,
+) -> Result<AttrResponse, String> {
+    use clusterd_core::control::{Request, Response};
+    let local_node = || {
+        local
+            .map(str::to_owned)
+            .ok_or_else(|| "CLUSTERD_NODE is not set and no -N NODE given".to_owned())
+    };
+    let call = |r: &Request| crate::server::request_blocking(socket, r);
+    let status = || match call(&Request::Status)? {
+        Response::Status { cib, status, .. } => Ok((cib, status)),
+        Response::Error { message, .. } => Err(message),
+        other => Err(format!("unexpected answer {other:?}")),
+    };
+    match req {
+        AttrRequest::Set {
+            node,
+            name,
+            value,
+            lifetime: Lifetime::Reboot,
+        } => {
+            let node = node.map_or_else(local_node, Ok)?;
+            simple(call(&Request::SetNodeAttribute {
+                node,
+                name,
+                value: Some(value),
+            })?)
+        }
+        AttrRequest::Delete {
+            node,
+            name,
+            lifetime: Lifetime::Reboot,
+        } => {
+            let node = node.map_or_else(local_node, Ok)?;
+            simple(call(&Request::SetNodeAttribute {
+                node,
+                name,
+                value: None,
+            })?)
+        }
+        AttrRequest::Set {
+            node,
+            name,
+            value,
+            lifetime: Lifetime::Forever,
+        } => {
+            let node = node.map_or_else(local_node, Ok)?;
+            edit_permanent(socket, &node, &name, Some(value))
+        }
+        AttrRequest::Delete {
+            node,
+            name,
+            lifetime: Lifetime::Forever,
+        } => {
+            let node = node.map_or_else(local_node, Ok)?;
+            edit_permanent(socket, &node, &name, None)
+        }
+        AttrRequest::Query {
+            node,
+            name,
+            lifetime,
+        } => {
+            let node = node.map_or_else(local_node, Ok)?;
+            let (cib, st) = status()?;
+            let value = match lifetime {
+                Lifetime::Reboot => st
+                    .nodes
+                    .get(&node)
+                    .and_then(|n| n.attributes.get(&name))
+                    .cloned(),
+                Lifetime::Forever => cib
+                    .node(&node)
+                    .and_then(|n| n.attributes.get(&name))
+                    .cloned(),
+            };
+            Ok(AttrResponse::Value { value })
+        }
+        AttrRequest::Nodes => {
+            let (cib, st) = status()?;
+            let mut nodes = Vec::new();
+            for (i, n) in cib.nodes.iter().enumerate() {
+                let id =
+                    n.id.as_deref()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| u32::try_from(i + 1).unwrap_or(u32::MAX));
+                nodes.push((
+                    id,
+                    n.name.clone(),
+                    st.nodes.get(&n.name).is_some_and(|s| s.online),
+                ));
+            }
+            Ok(AttrResponse::Nodes {
+                nodes,
+                quorate: st.has_quorum,
+            })
+        }
+    }
+}
+
+fn simple(resp: clusterd_core::control::Response) -> Result<AttrResponse, String> {
+    use clusterd_core::control::Response;
+    Ok(match resp {
+        Response::Ok | Response::Pushed { .. } => AttrResponse::Ok,
+        Response::Error { message, .. } => AttrResponse::Error { message },
+        other => AttrResponse::Error {
+            message: format!("unexpected answer {other:?}"),
+        },
+    })
+}
+
+fn edit_permanent(
+    socket: &std::path::Path,
+    node: &str,
+    name: &str,
+    value: Option<String>,
+) -> Result<AttrResponse, String> {
+    use clusterd_core::control::{ErrorKind, Request, Response};
+    for _ in 0..PUSH_RETRIES {
+        let mut cib = match crate::server::request_blocking(socket, &Request::GetCib)? {
+            Response::Cib { cib } => cib,
+            other => return simple(other),
+        };
+        if cib.node(node).is_none() {
+            return Ok(AttrResponse::Error {
+                message: format!("no node named {node}"),
+            });
+        }
+        let expected = cib.version;
+        let attrs = &mut cib.node_mut(node).attributes;
+        match &value {
+            Some(v) => {
+                attrs.insert(name.to_owned(), v.clone());
+            }
+            None => {
+                attrs.remove(name);
+            }
+        }
+        cib.bump_epoch();
+        match crate::server::request_blocking(
+            socket,
+            &Request::PushCib {
+                cib,
+                expected: Some(expected),
+            },
+        )? {
+            Response::Error {
+                kind: ErrorKind::Stale,
+                ..
+            } => continue,
+            other => return simple(other),
+        }
+    }
+    Ok(AttrResponse::Error {
+        message: "the configuration kept changing; try again".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
