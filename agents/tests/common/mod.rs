@@ -1,0 +1,116 @@
+//! Helpers shared by the agents' system tests: running an agent binary (in a namespace or
+//! not) with an OCF environment, and ocf-tester.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use tandem_testkit::netns::Host;
+
+/// The agent binary `name` (e.g. `tandem-ipaddr`), built by `cargo nextest run`.
+pub fn agent_bin(name: &str) -> PathBuf {
+    tandem_testkit::bins::bin(name)
+}
+
+/// The result of one agent invocation.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit code.
+    pub rc: i32,
+    /// stdout + stderr.
+    pub output: String,
+}
+
+fn finish(mut cmd: Command, what: &str) -> Outcome {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    Outcome {
+        rc: out.status.code().unwrap_or(-1),
+        output,
+    }
+}
+
+/// Runs `bin action` with `OCF_RESKEY_k=v` for each param (and `OCF_RESOURCE_INSTANCE`), in
+/// `host`'s namespace if given. `extra` are further variables set verbatim.
+pub fn run_agent(
+    host: Option<&Host>,
+    bin: &str,
+    action: &str,
+    instance: &str,
+    params: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> Outcome {
+    let path = agent_bin(bin);
+    let mut cmd = match host {
+        Some(h) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &h.ns]).arg(&path);
+            c
+        }
+        None => Command::new(&path),
+    };
+    cmd.arg(action)
+        .env("OCF_ROOT", "/usr/lib/ocf")
+        .env("OCF_RESOURCE_INSTANCE", instance);
+    cmd.env("PATH", tandem_testkit::debian_path());
+    for (k, v) in params {
+        cmd.env(format!("OCF_RESKEY_{k}"), v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    finish(cmd, &format!("{bin} {action}"))
+}
+
+/// Asserts an agent invocation returned `rc`, showing its output otherwise.
+#[track_caller]
+pub fn expect_rc(o: &Outcome, rc: i32, what: &str) {
+    assert_eq!(
+        o.rc, rc,
+        "{what}: expected exit {rc}, got {}\n{}",
+        o.rc, o.output
+    );
+}
+
+/// Runs Debian's `ocf-tester -n NAME -o k=v... AGENT` (in `host`'s namespace if given) and
+/// asserts it passes. `OCF_ROOT` is the system's, as ocf-tester expects.
+#[track_caller]
+pub fn ocf_tester(
+    host: Option<&Host>,
+    bin: &str,
+    name: &str,
+    params: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> String {
+    let path = agent_bin(bin);
+    let mut cmd = match host {
+        Some(h) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &h.ns, "ocf-tester"]);
+            c
+        }
+        None => Command::new("ocf-tester"),
+    };
+    cmd.args(["-v", "-n", name]);
+    for (k, v) in params {
+        cmd.arg("-o").arg(format!("{k}={v}"));
+    }
+    cmd.arg(&path)
+        .env("PATH", tandem_testkit::debian_path())
+        .env("OCF_ROOT", "/usr/lib/ocf");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let o = finish(cmd, "ocf-tester");
+    assert!(
+        o.rc == 0 && o.output.contains("passed all tests"),
+        "ocf-tester failed for {bin} (exit {}):\n{}",
+        o.rc,
+        o.output
+    );
+    o.output
+}
