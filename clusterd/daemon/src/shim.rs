@@ -21,7 +21,12 @@ pub const EXIT_UNAVAILABLE: i32 = 69;
 pub const EXIT_NOSUCH: i32 = 105;
 
 /// The names under which the clusterd binary acts as a shim.
-pub const SHIM_NAMES: &[&str] = &["crm_attribute", "crm_master", "crm_node"];
+/// `pacemakerd` only answers `--version`: ocf-shellfuncs' `ocf_local_nodename` asks it before
+/// it trusts `crm_node -n` (and falls back to `uname -n`, wrong for several nodes on one host).
+pub const SHIM_NAMES: &[&str] = &["crm_attribute", "crm_master", "crm_node", "pacemakerd"];
+
+/// What the shims report as their Pacemaker version (that of Debian 12).
+pub const PACEMAKER_VERSION: &str = "2.1.5";
 
 /// How long an attribute lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -264,6 +269,12 @@ pub fn parse(prog: &str, args: &[String], env: &ShimEnv) -> Result<ShimCommand, 
     match prog {
         "crm_node" => parse_node(args, env),
         "crm_master" | "crm_attribute" => parse_attribute(prog, args, env),
+        "pacemakerd" => match args.first().map(String::as_str) {
+            Some("-$" | "--version") => Ok(ShimCommand::Print(format!("Pacemaker {PACEMAKER_VERSION}\n"))),
+            _ => Err(UsageError(
+                "pacemakerd: this is clusterd's shim; it only answers --version (clusterd is the cluster manager here)".into(),
+            )),
+        },
         other => Err(UsageError(format!("{other}: not a clusterd shim name"))),
     }
 }
@@ -279,9 +290,9 @@ fn parse_node(args: &[String], env: &ShimEnv) -> Result<ShimCommand, UsageError>
             "-i" | "--cluster-id" => "id",
             "-h" | "--help" | "-?" => return Ok(ShimCommand::Print(NODE_HELP.into())),
             "--version" | "-$" => {
-                return Ok(ShimCommand::Print(
-                    "Pacemaker 2.1.5 (clusterd shim)\n".into(),
-                ));
+                return Ok(ShimCommand::Print(format!(
+                    "Pacemaker {PACEMAKER_VERSION} (clusterd shim)\n"
+                )));
             }
             "-V" | "--verbose" | "-Q" | "--quiet" => continue,
             other => {
@@ -364,9 +375,9 @@ fn parse_attribute(prog: &str, args: &[String], env: &ShimEnv) -> Result<ShimCom
                 ));
             }
             "--version" | "-$" => {
-                return Ok(ShimCommand::Print(
-                    "Pacemaker 2.1.5 (clusterd shim)\n".into(),
-                ));
+                return Ok(ShimCommand::Print(format!(
+                    "Pacemaker {PACEMAKER_VERSION} (clusterd shim)\n"
+                )));
             }
             _ => {
                 let help = if is_master {
@@ -898,6 +909,15 @@ mod tests {
         assert_eq!(promotion_attr("db:0", true), "master-db:0");
         assert_eq!(promotion_attr("db", false), "master-db");
         assert_eq!(promotion_attr("a:b", false), "master-a:b");
+    }
+
+    #[test]
+    fn pacemakerd_only_tells_its_version() {
+        assert_eq!(
+            p("pacemakerd", &["-$"]).unwrap(),
+            ShimCommand::Print("Pacemaker 2.1.5\n".into())
+        );
+        assert!(p("pacemakerd", &[]).is_err());
     }
 
     #[test]
