@@ -13,6 +13,7 @@
 pub mod cib;
 pub mod control;
 pub mod score;
+pub mod sched;
 pub mod simulate;
 pub mod status;
 pub mod transition;

@@ -1,0 +1,44 @@
+//! The scheduler: a pure function from configuration + status + time to a transition.
+//!
+//! ```text
+//! schedule(cib, status, now_s) ─► Sched::build   (unpack: nodes, resource tree, clone instances,
+//!                                  │              current state from history, constraints,
+//!                                  │              stickiness, failure bans)
+//!                                  ├► assign_all  (placement and roles — see `assign`)
+//!                                  └► build_transition (actions and their order — see `actions`)
+//! ```
+//! Everything is deterministic: the same inputs give the same transition, action for action.
+//! Time enters only through `now_s` (failure-timeout expiry).
+
+mod actions;
+mod assign;
+mod model;
+pub mod rules;
+
+pub use actions::Final;
+pub use model::{Kind, Sched};
+
+use crate::cib::Cib;
+use crate::status::ClusterStatus;
+use crate::transition::Transition;
+
+/// Computes the transition for this configuration and status at time `now_s` (unix seconds).
+pub fn schedule(cib: &Cib, status: &ClusterStatus, now_s: u64) -> Transition {
+    analyse(cib, status, now_s).transition
+}
+
+/// The scheduler's full result: the transition plus the working state, for `why`.
+pub struct Analysis<'a> {
+    pub sched: Sched<'a>,
+    pub transition: Transition,
+    pub finals: Vec<Option<Final>>,
+}
+
+/// Runs the scheduler and keeps its working state (node scores, bans) for explanations.
+pub fn analyse<'a>(cib: &'a Cib, status: &'a ClusterStatus, now_s: u64) -> Analysis<'a> {
+    let mut sched = Sched::build(cib, status, now_s);
+    sched.assign_all();
+    let (transition, finals) = sched.build_transition();
+    debug_assert!(transition.is_topologically_ordered());
+    Analysis { sched, transition, finals }
+}

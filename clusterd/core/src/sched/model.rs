@@ -1,0 +1,636 @@
+//! The scheduler's working model: nodes and a resource tree with clone instances expanded,
+//! built once from the CIB and the status ("unpack" in Pacemaker's words).
+
+use crate::cib::{self, Cib, CloneChild, Constraint, LocationTarget, Primitive, Resource, Role};
+use crate::score::{Score, INFINITY};
+use crate::status::{derive_state, ClusterStatus, DerivedState, RunState};
+use std::collections::BTreeMap;
+
+/// Absent from a resource's allowed nodes (asymmetric clusters): treated as -INFINITY, but
+/// distinguishable for stickiness.
+pub const ABSENT: i32 = i32::MIN;
+/// Pacemaker's INFINITY_HACK: a node made unusable while merging positive-only scores.
+pub const UNUSABLE: i32 = -100 * INFINITY;
+
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub name: String,
+    pub online: bool,
+    pub standby: bool,
+    pub maintenance: bool,
+    /// Permanent + transient attributes, plus `#uname`.
+    pub attrs: BTreeMap<String, String>,
+    /// Resources assigned so far (load balancing tie-break).
+    pub num_resources: u32,
+}
+
+impl NodeInfo {
+    /// Can this node run resources at all (online, not standby, not maintenance)?
+    pub fn available(&self) -> bool {
+        self.online && !self.standby && !self.maintenance
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Primitive,
+    Group { children: Vec<usize> },
+    Clone(CloneInfo),
+}
+
+#[derive(Clone, Debug)]
+pub struct CloneInfo {
+    pub children: Vec<usize>,
+    pub promotable: bool,
+    pub clone_max: u32,
+    pub clone_node_max: u32,
+    pub promoted_max: u32,
+    pub promoted_node_max: u32,
+    pub notify: bool,
+    pub interleave: bool,
+}
+
+/// One resource of the working tree: a primitive, a group, a clone, or a clone instance
+/// (a primitive or group with a `:N` id).
+#[derive(Clone, Debug)]
+pub struct Rsc {
+    /// Instance id (`mailData:0`) or configured id.
+    pub id: String,
+    /// Configured id (`mailData`).
+    pub base: String,
+    pub kind: Kind,
+    pub parent: Option<usize>,
+    /// The configured primitive (primitives only).
+    pub prim: Option<Primitive>,
+    /// Node weights, indexed like `Sched::nodes`; `ABSENT` when not allowed.
+    pub allowed: Vec<i32>,
+    /// Colocations where this resource is the dependent / the primary.
+    pub this_with: Vec<usize>,
+    pub with_this: Vec<usize>,
+    /// Where it is active now (primitives), with the derived state.
+    pub current: Vec<(usize, DerivedState)>,
+    pub provisional: bool,
+    pub allocating: bool,
+    pub merging: bool,
+    pub assigned: Option<usize>,
+    pub next_role: Role,
+    /// Promotion priority (promotable clone instances).
+    pub priority: i32,
+    pub sort_priority: i32,
+    pub managed: bool,
+    pub target_role: Role,
+    pub stickiness: i32,
+    /// An instance beyond clone-max found active: it is stopped.
+    pub orphan: bool,
+    /// Why the resource cannot run on a node (for `why`): node → reasons.
+    pub bans: BTreeMap<usize, Vec<String>>,
+}
+
+impl Rsc {
+    pub fn is_primitive(&self) -> bool {
+        matches!(self.kind, Kind::Primitive)
+    }
+    pub fn children(&self) -> &[usize] {
+        match &self.kind {
+            Kind::Primitive => &[],
+            Kind::Group { children } => children,
+            Kind::Clone(c) => &c.children,
+        }
+    }
+    /// The node it runs on now (first active node), for primitives.
+    pub fn current_node(&self) -> Option<usize> {
+        self.current.first().map(|(n, _)| *n)
+    }
+    pub fn current_role(&self) -> Role {
+        match self.current.first().map(|(_, d)| d.state) {
+            Some(RunState::Active { role, .. }) => role,
+            Some(RunState::StopFailed) => Role::Started,
+            _ => Role::Stopped,
+        }
+    }
+    pub fn failed(&self) -> bool {
+        self.current.iter().any(|(_, d)| matches!(d.state, RunState::Active { failed: true, .. }))
+    }
+    pub fn blocked(&self) -> bool {
+        self.current.iter().any(|(_, d)| matches!(d.state, RunState::StopFailed))
+    }
+}
+
+/// A colocation between two working resources.
+#[derive(Clone, Debug)]
+pub struct Coloc {
+    pub id: String,
+    pub dependent: usize,
+    pub primary: usize,
+    pub score: i32,
+    pub dependent_role: Option<Role>,
+    pub primary_role: Option<Role>,
+}
+
+/// An order between two working resources (configured ids resolved).
+#[derive(Clone, Debug)]
+pub struct Ord_ {
+    pub id: String,
+    pub first: usize,
+    pub first_action: cib::OrderAction,
+    pub then: usize,
+    pub then_action: cib::OrderAction,
+    pub kind: cib::OrderKind,
+    pub symmetrical: bool,
+}
+
+pub struct Sched<'a> {
+    pub cib: &'a Cib,
+    pub status: &'a ClusterStatus,
+    pub now_s: u64,
+    pub nodes: Vec<NodeInfo>,
+    pub rscs: Vec<Rsc>,
+    /// Top-level resources in configuration order.
+    pub top: Vec<usize>,
+    pub colocs: Vec<Coloc>,
+    pub orders: Vec<Ord_>,
+    /// Location constraints with a role (applied at promotion): (rsc, node, score).
+    pub role_locations: Vec<(usize, Role, usize, i32)>,
+    pub by_id: BTreeMap<String, usize>,
+    /// Resources stay where they are (no quorum and no-quorum-policy=freeze), or stop.
+    pub quorum_stop: bool,
+    pub quorum_freeze: bool,
+    pub stonith_blocks: bool,
+}
+
+impl<'a> Sched<'a> {
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.binary_search_by(|n| n.name.as_str().cmp(name)).ok()
+    }
+
+    pub fn build(cib: &'a Cib, status: &'a ClusterStatus, now_s: u64) -> Sched<'a> {
+        let mut names: Vec<String> = cib.nodes.iter().map(|n| n.name.clone()).collect();
+        names.extend(status.nodes.keys().cloned());
+        names.sort();
+        names.dedup();
+        let nodes = names
+            .iter()
+            .map(|name| {
+                let mut attrs = BTreeMap::new();
+                if let Some(n) = cib.node(name) {
+                    attrs.extend(n.attributes.clone());
+                }
+                let st = status.nodes.get(name);
+                if let Some(st) = st {
+                    attrs.extend(st.attributes.clone());
+                }
+                attrs.insert("#uname".into(), name.clone());
+                let flag = |k: &str| attrs.get(k).is_some_and(|v| cib::is_true(v));
+                NodeInfo {
+                    name: name.clone(),
+                    online: st.is_some_and(|s| s.online),
+                    standby: flag("standby"),
+                    maintenance: flag("maintenance"),
+                    attrs,
+                    num_resources: 0,
+                }
+            })
+            .collect::<Vec<_>>();
+        let quorum = status.has_quorum;
+        let policy = cib.no_quorum_policy();
+        let mut s = Sched {
+            cib,
+            status,
+            now_s,
+            nodes,
+            rscs: Vec::new(),
+            top: Vec::new(),
+            colocs: Vec::new(),
+            orders: Vec::new(),
+            role_locations: Vec::new(),
+            by_id: BTreeMap::new(),
+            quorum_stop: !quorum && matches!(policy, cib::NoQuorumPolicy::Stop | cib::NoQuorumPolicy::Suicide),
+            quorum_freeze: !quorum && policy == cib::NoQuorumPolicy::Freeze,
+            stonith_blocks: false,
+        };
+        for r in &cib.resources {
+            let idx = s.add_resource(r);
+            s.top.push(idx);
+        }
+        // Pacemaker refuses to manage resources while fencing is enabled but impossible.
+        let has_stonith = cib.primitives().iter().any(|p| p.primitive.agent.class == "stonith");
+        s.stonith_blocks = cib.stonith_enabled() && !has_stonith;
+        s.unpack_current();
+        s.unpack_constraints();
+        s.apply_stickiness_and_failures();
+        s
+    }
+
+    fn push(&mut self, r: Rsc) -> usize {
+        let i = self.rscs.len();
+        self.by_id.entry(r.id.clone()).or_insert(i);
+        self.rscs.push(r);
+        i
+    }
+
+    fn new_rsc(&self, id: String, base: String, kind: Kind, parent: Option<usize>, prim: Option<Primitive>) -> Rsc {
+        let init = if self.cib.symmetric_cluster() { 0 } else { ABSENT };
+        Rsc {
+            id,
+            base,
+            kind,
+            parent,
+            prim,
+            allowed: vec![init; self.nodes.len()],
+            this_with: Vec::new(),
+            with_this: Vec::new(),
+            current: Vec::new(),
+            provisional: true,
+            allocating: false,
+            merging: false,
+            assigned: None,
+            next_role: Role::Stopped,
+            priority: 0,
+            sort_priority: 0,
+            managed: true,
+            target_role: Role::Started,
+            stickiness: 0,
+            orphan: false,
+            bans: BTreeMap::new(),
+        }
+    }
+
+    fn add_primitive(&mut self, p: &Primitive, suffix: &str, parent: Option<usize>) -> usize {
+        let r = self.new_rsc(format!("{}{suffix}", p.id), p.id.clone(), Kind::Primitive, parent, Some(p.clone()));
+        self.push(r)
+    }
+
+    fn add_group(&mut self, g: &cib::Group, suffix: &str, parent: Option<usize>) -> usize {
+        let r = self.new_rsc(format!("{}{suffix}", g.id), g.id.clone(), Kind::Group { children: vec![] }, parent, None);
+        let gi = self.push(r);
+        let kids: Vec<usize> = g.members.iter().map(|m| self.add_primitive(m, suffix, Some(gi))).collect();
+        // Members: each colocated with the one before (INFINITY) and ordered after it.
+        for w in kids.windows(2) {
+            self.colocs.push(Coloc {
+                id: format!("{}-internal", g.id),
+                dependent: w[1],
+                primary: w[0],
+                score: INFINITY,
+                dependent_role: None,
+                primary_role: None,
+            });
+            self.orders.push(Ord_ {
+                id: format!("{}-internal", g.id),
+                first: w[0],
+                first_action: cib::OrderAction::Start,
+                then: w[1],
+                then_action: cib::OrderAction::Start,
+                kind: cib::OrderKind::Mandatory,
+                symmetrical: true,
+            });
+        }
+        self.rscs[gi].kind = Kind::Group { children: kids };
+        gi
+    }
+
+    fn add_resource(&mut self, r: &Resource) -> usize {
+        match r {
+            Resource::Primitive(p) => self.add_primitive(p, "", None),
+            Resource::Group(g) => self.add_group(g, "", None),
+            Resource::Clone(c) => {
+                let node_count = self.nodes.len();
+                let info = CloneInfo {
+                    children: vec![],
+                    promotable: c.promotable,
+                    clone_max: c.clone_max(node_count),
+                    clone_node_max: c.clone_node_max().max(1),
+                    promoted_max: c.promoted_max(),
+                    promoted_node_max: c.promoted_node_max().max(1),
+                    notify: c.notify(),
+                    interleave: c.interleave(),
+                };
+                let rc = self.new_rsc(c.id.clone(), c.id.clone(), Kind::Clone(info), None, None);
+                let ci = self.push(rc);
+                // Map the child's configured id to the clone: constraints naming it mean the clone.
+                self.by_id.insert(c.child.id().to_string(), ci);
+                if let CloneChild::Group(g) = &c.child {
+                    for m in &g.members {
+                        self.by_id.entry(m.id.clone()).or_insert(ci);
+                    }
+                }
+                // Instances: clone-max, plus extra ones for nodes where more copies are active.
+                let active_nodes = self.active_nodes_of_clone(&c.child);
+                let clone_max = match &self.rscs[ci].kind {
+                    Kind::Clone(i) => i.clone_max as usize,
+                    _ => unreachable!(),
+                };
+                let count = clone_max.max(active_nodes.len());
+                let mut kids = Vec::with_capacity(count);
+                for k in 0..count {
+                    let suffix = format!(":{k}");
+                    let child = match &c.child {
+                        CloneChild::Primitive(p) => self.add_primitive(p, &suffix, Some(ci)),
+                        CloneChild::Group(g) => self.add_group(g, &suffix, Some(ci)),
+                    };
+                    if k >= clone_max {
+                        self.mark_orphan(child);
+                    }
+                    kids.push(child);
+                }
+                if let Kind::Clone(i) = &mut self.rscs[ci].kind {
+                    i.children = kids;
+                }
+                ci
+            }
+        }
+    }
+
+    fn mark_orphan(&mut self, i: usize) {
+        self.rscs[i].orphan = true;
+        let kids = self.rscs[i].children().to_vec();
+        for k in kids {
+            self.mark_orphan(k);
+        }
+    }
+
+    /// Nodes where any primitive of a clone child is active, in node order.
+    fn active_nodes_of_clone(&self, child: &CloneChild) -> Vec<usize> {
+        let mut out = Vec::new();
+        for p in child.primitives() {
+            if let Some(per_node) = self.status.history.get(&p.id) {
+                for (node, ops) in per_node {
+                    if let Some(ni) = self.node_index(node) {
+                        if derive_state(ops, false, self.now_s, 0).state.is_active() && !out.contains(&ni) {
+                            out.push(ni);
+                        }
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Fills `current` of every primitive from the history (Pacemaker's unpack_lrm_resources).
+    fn unpack_current(&mut self) {
+        let cib = self.cib;
+        for i in 0..self.rscs.len() {
+            if !self.rscs[i].is_primitive() {
+                continue;
+            }
+            let base = self.rscs[i].base.clone();
+            let Some(rref) = cib.find(&base) else { continue };
+            let promotable = rref.is_promotable();
+            let ft = cib.failure_timeout_s(&rref);
+            let mut found: Vec<(usize, DerivedState)> = Vec::new();
+            if let Some(per_node) = self.status.history.get(&base) {
+                for (node, ops) in per_node {
+                    let Some(ni) = self.node_index(node) else { continue };
+                    let d = derive_state(ops, promotable, self.now_s, ft);
+                    found.push((ni, d));
+                }
+            }
+            // Clone instance k takes the k-th node where the clone is active.
+            let instance = self.instance_number(i);
+            let (active, inactive): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, d)| d.state.is_active());
+            let mine: Vec<(usize, DerivedState)> = match instance {
+                None => active,
+                Some((clone_idx, k)) => {
+                    let clone_nodes = self.clone_active_nodes(clone_idx);
+                    match clone_nodes.get(k) {
+                        Some(&n) => active.into_iter().filter(|(ni, _)| *ni == n).collect(),
+                        None => Vec::new(),
+                    }
+                }
+            };
+            self.rscs[i].current = mine;
+            // Bans from hard errors, kept on the top-level resource (Pacemaker bans uber_parent).
+            let top = self.top_of(i);
+            for (ni, d) in active_and(&self.rscs[i].current, &inactive) {
+                if d.hard_error {
+                    let reason = format!("hard error ({}) on {}", failure_text(&d), self.nodes[ni].name);
+                    self.ban(top, ni, reason);
+                }
+                if d.not_installed {
+                    let reason = format!("agent not installed on {}", self.nodes[ni].name);
+                    self.ban(top, ni, reason);
+                }
+                if d.fatal_error {
+                    for n in 0..self.nodes.len() {
+                        let reason = format!("fatal error ({}) on {}: banned everywhere", failure_text(&d), self.nodes[ni].name);
+                        self.ban(top, n, reason);
+                    }
+                }
+            }
+        }
+        for i in 0..self.rscs.len() {
+            if let Some(p) = self.rscs[i].prim.clone() {
+                let Some(rref) = cib.find(&p.id) else { continue };
+                self.rscs[i].managed = cib.is_managed(&rref);
+                self.rscs[i].target_role = cib.target_role(&rref);
+                self.rscs[i].stickiness = cib.stickiness(&rref).value();
+            } else if let Some(rref) = cib.find(&self.rscs[i].base) {
+                self.rscs[i].target_role = cib.target_role(&rref);
+                self.rscs[i].managed = cib.is_managed(&rref);
+            }
+            // Resources on maintenance nodes are left alone.
+            if self.rscs[i].current.iter().any(|(n, _)| self.nodes[*n].maintenance) {
+                self.rscs[i].managed = false;
+            }
+        }
+    }
+
+    /// (clone index, instance number) when `i` is (inside) a clone instance.
+    pub fn instance_number(&self, i: usize) -> Option<(usize, usize)> {
+        let mut child = i;
+        let mut cur = self.rscs[i].parent;
+        while let Some(p) = cur {
+            if let Kind::Clone(c) = &self.rscs[p].kind {
+                let k = c.children.iter().position(|&x| x == child)?;
+                return Some((p, k));
+            }
+            child = p;
+            cur = self.rscs[p].parent;
+        }
+        None
+    }
+
+    fn clone_active_nodes(&self, clone_idx: usize) -> Vec<usize> {
+        let base = &self.rscs[clone_idx].base;
+        let c = self.cib.resources.iter().find_map(|r| match r {
+            Resource::Clone(c) if &c.id == base => Some(c),
+            _ => None,
+        });
+        c.map(|c| self.active_nodes_of_clone(&c.child)).unwrap_or_default()
+    }
+
+    pub fn top_of(&self, mut i: usize) -> usize {
+        while let Some(p) = self.rscs[i].parent {
+            i = p;
+        }
+        i
+    }
+
+    /// Sets -INFINITY on `node` for `i` and everything below it.
+    pub fn ban(&mut self, i: usize, node: usize, reason: String) {
+        self.rscs[i].allowed[node] = -INFINITY;
+        self.rscs[i].bans.entry(node).or_default().push(reason.clone());
+        let kids = self.rscs[i].children().to_vec();
+        for k in kids {
+            self.ban(k, node, reason.clone());
+        }
+    }
+
+    /// Adds a location score to `i` and its descendants.
+    fn add_location(&mut self, i: usize, node: usize, score: i32, why: &str) {
+        let cur = self.rscs[i].allowed[node];
+        let base = if cur == ABSENT { 0 } else { cur };
+        self.rscs[i].allowed[node] = Score::new(i64::from(base)).add(Score::new(i64::from(score))).value();
+        if score < 0 {
+            self.rscs[i].bans.entry(node).or_default().push(format!("{why} ({})", Score::new(i64::from(score))));
+        }
+        let kids = self.rscs[i].children().to_vec();
+        for k in kids {
+            self.add_location(k, node, score, why);
+        }
+    }
+
+    fn unpack_constraints(&mut self) {
+        let cib = self.cib;
+        for c in &cib.constraints {
+            match c {
+                Constraint::Location(l) => {
+                    let Some(&ri) = self.by_id.get(&l.rsc) else { continue };
+                    let scores: Vec<(usize, i32)> = match &l.target {
+                        LocationTarget::Node { node, score } => {
+                            self.node_index(node).map(|n| vec![(n, score.value())]).unwrap_or_default()
+                        }
+                        LocationTarget::Rules(rules) => {
+                            let mut out = Vec::new();
+                            for rule in rules {
+                                for (ni, n) in self.nodes.iter().enumerate() {
+                                    if let Some(s) = super::rules::rule_score(rule, &n.attrs) {
+                                        out.push((ni, s.value()));
+                                    }
+                                }
+                            }
+                            out
+                        }
+                    };
+                    let role = l.role.or(match &l.target {
+                        LocationTarget::Rules(r) => r.iter().find_map(|x| x.role),
+                        _ => None,
+                    });
+                    for (n, s) in scores {
+                        match role {
+                            Some(r @ (Role::Promoted | Role::Unpromoted)) => self.role_locations.push((ri, r, n, s)),
+                            _ => self.add_location(ri, n, s, &format!("location constraint '{}'", l.id)),
+                        }
+                    }
+                }
+                Constraint::Colocation(col) => {
+                    let (Some(&d), Some(&p)) = (self.by_id.get(&col.rsc), self.by_id.get(&col.with_rsc)) else { continue };
+                    if d == p {
+                        continue;
+                    }
+                    let norm = |r: Option<Role>| r.filter(|r| matches!(r, Role::Promoted | Role::Unpromoted));
+                    self.colocs.push(Coloc {
+                        id: col.id.clone(),
+                        dependent: d,
+                        primary: p,
+                        score: col.score.value(),
+                        dependent_role: norm(col.rsc_role),
+                        primary_role: norm(col.with_rsc_role),
+                    });
+                }
+                Constraint::Order(o) => {
+                    let (Some(&f), Some(&t)) = (self.by_id.get(&o.first), self.by_id.get(&o.then)) else { continue };
+                    if f == t {
+                        continue;
+                    }
+                    self.orders.push(Ord_ {
+                        id: o.id.clone(),
+                        first: f,
+                        first_action: o.first_action,
+                        then: t,
+                        then_action: o.then_action,
+                        kind: o.kind,
+                        symmetrical: o.is_symmetrical(),
+                    });
+                }
+            }
+        }
+        // Colocation lists; a group's own colocations move to its first (dependent side) and
+        // last (primary side) member, as Pacemaker does when it assigns the group.
+        for ci in 0..self.colocs.len() {
+            let (d, p) = (self.colocs[ci].dependent, self.colocs[ci].primary);
+            let d = match &self.rscs[d].kind {
+                Kind::Group { children } if !self.colocs[ci].id.ends_with("-internal") => children[0],
+                _ => d,
+            };
+            let p_list = match &self.rscs[p].kind {
+                Kind::Group { children } if !self.colocs[ci].id.ends_with("-internal") => *children.last().expect("non-empty group"),
+                _ => p,
+            };
+            self.rscs[d].this_with.push(ci);
+            self.rscs[p_list].with_this.push(ci);
+        }
+        // Sort colocations by score (Pacemaker applies the strongest first).
+        for r in 0..self.rscs.len() {
+            let mut tw = std::mem::take(&mut self.rscs[r].this_with);
+            tw.sort_by_key(|&c| std::cmp::Reverse(self.colocs[c].score));
+            self.rscs[r].this_with = tw;
+            let mut wt = std::mem::take(&mut self.rscs[r].with_this);
+            wt.sort_by_key(|&c| std::cmp::Reverse(self.colocs[c].score));
+            self.rscs[r].with_this = wt;
+        }
+    }
+
+    fn apply_stickiness_and_failures(&mut self) {
+        let cib = self.cib;
+        let symmetric = cib.symmetric_cluster();
+        for i in 0..self.rscs.len() {
+            if !self.rscs[i].is_primitive() {
+                continue;
+            }
+            let r = &self.rscs[i];
+            if r.managed && r.stickiness > 0 && r.current.len() == 1 {
+                let n = r.current[0].0;
+                if symmetric || r.allowed[n] != ABSENT {
+                    let cur = r.allowed[n];
+                    let base = if cur == ABSENT { 0 } else { cur };
+                    self.rscs[i].allowed[n] = Score::new(i64::from(base)).add(Score::new(i64::from(r.stickiness))).value();
+                }
+            }
+            // migration-threshold: ban where the fail count reached it.
+            let base = self.rscs[i].base.clone();
+            let Some(rref) = cib.find(&base) else { continue };
+            let threshold = cib.migration_threshold(&rref);
+            if threshold <= 0 {
+                continue;
+            }
+            let ft = cib.failure_timeout_s(&rref);
+            let in_clone = rref.clone_parent().is_some();
+            for ni in 0..self.nodes.len() {
+                let fc = self.status.fail_count(&self.nodes[ni].name, &base, self.now_s, ft);
+                if fc > 0 && i64::from(fc) >= i64::from(threshold) {
+                    let reason = format!(
+                        "fail count {} reached migration-threshold {} on {}",
+                        Score::new(i64::from(fc)),
+                        Score::new(i64::from(threshold)),
+                        self.nodes[ni].name
+                    );
+                    // Anonymous clone instances are interchangeable: ban the whole clone there.
+                    let target = if in_clone { self.top_of(i) } else { i };
+                    self.ban(target, ni, reason);
+                }
+            }
+        }
+    }
+}
+
+fn active_and<'x>(a: &'x [(usize, DerivedState)], b: &'x [(usize, DerivedState)]) -> Vec<(usize, DerivedState)> {
+    a.iter().chain(b.iter()).cloned().collect()
+}
+
+fn failure_text(d: &DerivedState) -> String {
+    match &d.last_failure {
+        Some(o) => format!("{} returned {} ({})", o.op, o.rc, crate::status::rc::name(o.rc)),
+        None => "failure".into(),
+    }
+}
