@@ -7,6 +7,8 @@
 //! Modules:
 //! - [`types`]: DRBD's vocabulary — roles, disk and connection states, protocols, generation UUIDs.
 //! - [`bitmap`]: the quick-sync bitmap in memory (1 bit = 4 KiB).
+//! - [`config`]: DRBD-style `.res` files parsed into typed values (reads through a trait).
 
 pub mod bitmap;
+pub mod config;
 pub mod types;
