@@ -8,5 +8,8 @@
 //! attached) is in a state file under `/run/tandem/`.
 
 pub mod announce;
+pub mod attach;
+pub mod filesystem;
 pub mod ipaddr;
 pub mod iproute;
+pub mod mounts;
