@@ -1,7 +1,21 @@
-//! Pacemaker CIB XML import and export.
+//! Pacemaker CIB XML import and export (Pacemaker Explained: "Configuration Layout",
+//! "Resources", "Constraints", "Status"). Import reads the `<status>` section too, so
+//! `clusterctl simulate -x FILE` answers what `crm_simulate -x FILE -S` answers; export writes
+//! a CIB that `crm_simulate`, `crm_verify` and `cibadmin --replace` accept.
+//!
+//! Unsupported Pacemaker features (resource sets, bundles, tickets, templates, `id-ref`,
+//! date expressions, colocation `node-attribute`) are refused with the line that uses them,
+//! never silently dropped.
+
+mod dom;
+mod export;
+mod import;
 
 use crate::cib::Cib;
 use crate::status::ClusterStatus;
+
+pub use export::export;
+pub use import::import;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum XmlError {
@@ -14,12 +28,4 @@ pub enum XmlError {
 pub struct Imported {
     pub cib: Cib,
     pub status: ClusterStatus,
-}
-
-pub fn import(_xml: &str) -> Result<Imported, XmlError> {
-    Err(XmlError::At { line: 1, message: "Pacemaker XML import is being written".into() })
-}
-
-pub fn export(_cib: &Cib, _status: Option<&ClusterStatus>) -> String {
-    String::new()
 }
