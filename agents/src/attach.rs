@@ -80,7 +80,11 @@ pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
     let (scheme, rest) = s
         .split_once("://")
         .ok_or("expected an absolute device path or an NBD URI (nbd://..., nbd+unix://...)")?;
-    let (authority, path_query) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let cut = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path_query) = (
+        &rest[..cut],
+        rest[cut..].strip_prefix('/').unwrap_or(&rest[cut..]),
+    );
     let (path, query) = path_query
         .split_once('?')
         .map_or((path_query, ""), |(p, q)| (p, q));

@@ -13,3 +13,4 @@ pub mod filesystem;
 pub mod ipaddr;
 pub mod iproute;
 pub mod mounts;
+pub mod replicator;
