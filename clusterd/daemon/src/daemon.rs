@@ -574,7 +574,10 @@ impl Daemon {
         if record_it {
             history::record(&mut self.status, &op.primitive, &self.node, rec);
         }
-        if failed && !is_probe && req.action != Action::Notify {
+        // Probe failures count too, except "not installed" (the resource just cannot run
+        // here; the scheduler bans the node for it) — as Pacemaker does.
+        let counted = !(is_probe && result.rc == OcfRc::ErrInstalled);
+        if failed && counted && req.action != Action::Notify {
             let fatal = req.action == Action::Start && self.cib.start_failure_is_fatal();
             self.status.record_failure(
                 &self.node,
@@ -837,9 +840,31 @@ impl Daemon {
         let agent = match agent_ref(&a.agent) {
             Ok(x) => x,
             Err(e) => {
+                // Recorded like an agent that is not installed, so the scheduler bans it here
+                // instead of retrying it forever.
                 error!(node = %self.node, action = %a.key(), error = %e, "cannot run action");
                 run.state[i] = ActState::Failed;
                 run.aborted = true;
+                let now = now_s();
+                let rec = clusterd_core::status::OpRecord {
+                    op: a.kind.agent_action().to_owned(),
+                    interval_ms: a.kind.interval_ms(),
+                    call_id: self.status.next_call_id(&self.node),
+                    rc: rc::ERR_INSTALLED,
+                    status: clusterd_core::status::OpStatus::Error,
+                    last_rc_change_s: now,
+                    exec_time_ms: 0,
+                    exit_reason: Some(e),
+                };
+                history::record(&mut self.status, &a.primitive, &self.node, rec);
+                self.status.record_failure(
+                    &self.node,
+                    &a.primitive,
+                    a.kind.agent_action(),
+                    a.kind.interval_ms(),
+                    now,
+                    false,
+                );
                 return;
             }
         };
@@ -873,7 +898,8 @@ impl Daemon {
         let check_level = ["OCF_CHECK_LEVEL", "depth"]
             .iter()
             .find_map(|k| meta.remove(*k))
-            .and_then(|v| v.trim().parse().ok());
+            .and_then(|v| v.trim().parse().ok())
+            .or_else(|| self.configured_check_level(&a.primitive, a.kind));
         let req = OpRequest {
             resource: a.resource.clone(),
             agent,
@@ -895,6 +921,26 @@ impl Daemon {
             self.queue.drop_queued_recurring(&a.resource);
         }
         self.enqueue(&a.primitive, req, Origin::Transition { seq, index: i });
+    }
+
+    /// `OCF_CHECK_LEVEL` (or `depth`) of the configured operation an action runs.
+    fn configured_check_level(&self, primitive: &str, kind: ActionKind) -> Option<u32> {
+        let ActionKind::Monitor { interval_ms } = kind else {
+            return None;
+        };
+        let found = self.cib.find(primitive)?;
+        let clusterd_core::cib::ResourceRef::Primitive(p) = found else {
+            return None;
+        };
+        let op = p
+            .primitive
+            .ops
+            .iter()
+            .find(|o| o.name == "monitor" && o.interval_ms == interval_ms)?;
+        ["OCF_CHECK_LEVEL", "depth"]
+            .iter()
+            .find_map(|k| op.extra.get(*k))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     // ---------------------------------------------------------------- shutdown

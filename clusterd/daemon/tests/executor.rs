@@ -268,3 +268,39 @@ fn missing_agent_fails_as_not_installed() {
         "{reason}"
     );
 }
+
+/// `ocf:tandem:IPaddr` is Tandem's binary next to clusterd (here: the build directory), with
+/// no install step; its exit reason comes through like any agent's.
+#[test]
+fn tandem_agents_run_from_the_build_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = env(dir.path());
+    let bin = tandem_testkit::bins::bin("tandem-ipaddr");
+    let r = AgentResolver {
+        ocf_root: "/usr/lib/ocf".into(),
+        tandem_bin_dir: bin.parent().unwrap().to_path_buf(),
+    };
+    let md = run(
+        &e,
+        &r,
+        &op("vip", "ocf:tandem:IPaddr", Action::MetaData, &[]),
+    );
+    assert_eq!(md.rc, OcfRc::Success, "{md:?}");
+    assert!(
+        md.stdout.contains("<resource-agent name=\"IPaddr\""),
+        "{}",
+        md.stdout
+    );
+    let bad = run(
+        &e,
+        &r,
+        &op(
+            "vip",
+            "ocf:tandem:IPaddr",
+            Action::ValidateAll,
+            &[("ip", "not-an-ip".into())],
+        ),
+    );
+    assert_eq!(bad.rc, OcfRc::ErrConfigured, "{bad:?}");
+    assert!(bad.exit_reason.unwrap_or_default().contains("not-an-ip"));
+}

@@ -1,0 +1,285 @@
+//! A single-node clusterd running a real configuration end to end with Debian's agents:
+//! `ocf:heartbeat:Dummy`, `ocf:pacemaker:Stateful` promoted, a group, an order/colocation chain;
+//! a resource that dies is noticed by its monitor, restarted, counted, banned at its
+//! migration-threshold and brought back by cleanup; standby stops everything in reverse order;
+//! a hung monitor is killed at its timeout.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use clusterd_core::cib::{
+    Clone, CloneChild, Colocation, Constraint, Group, Order, OrderAction, OrderKind, Resource, Role,
+};
+use clusterd_core::control::{Request, Response};
+use clusterd_core::score::Score;
+use clusterd_core::status::{OpStatus, RunState};
+use common::*;
+
+fn base(cib: &mut clusterd_core::cib::Cib) {
+    cib.properties
+        .insert("stonith-enabled".into(), "false".into());
+}
+
+#[test]
+fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
+    let n = Node::start();
+    let d = n.dir.path().to_path_buf();
+
+    // The socket is the operator's only door: 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(n.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Stateful: promotable, monitors per role (Pacemaker's recommended pair).
+    let mut st = primitive(
+        "st",
+        "pacemaker",
+        "Stateful",
+        &[("state", d.join("st.state").to_string_lossy().into_owned())],
+        vec![
+            op("monitor", 1_000, Some(20_000), Some(Role::Promoted)),
+            op("monitor", 1_500, Some(20_000), Some(Role::Unpromoted)),
+        ],
+    );
+    st.meta.clear();
+    let mut web = dummy("web", &d, 500);
+    web.meta.insert("migration-threshold".into(), "2".into());
+    n.edit(|cib| {
+        base(cib);
+        cib.resources
+            .push(Resource::Primitive(dummy("d1", &d, 1_000)));
+        cib.resources.push(Resource::Clone(Clone {
+            id: "st-clone".into(),
+            promotable: true,
+            meta: [
+                ("promoted-max", "1"),
+                ("clone-max", "1"),
+                ("notify", "true"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+            child: CloneChild::Primitive(st),
+        }));
+        cib.resources.push(Resource::Group(Group {
+            id: "g".into(),
+            meta: BTreeMap::new(),
+            members: vec![dummy("g1", &d, 1_000), web],
+        }));
+        // The thesis's chain: the group runs where Stateful is promoted, after the promotion;
+        // d1 comes first of all.
+        cib.constraints.push(Constraint::Colocation(Colocation {
+            id: "g-with-st".into(),
+            rsc: "g".into(),
+            with_rsc: "st-clone".into(),
+            score: Score::parse("INFINITY").unwrap(),
+            rsc_role: None,
+            with_rsc_role: Some(Role::Promoted),
+        }));
+        cib.constraints.push(Constraint::Order(Order {
+            id: "promote-st-then-g".into(),
+            first: "st-clone".into(),
+            first_action: OrderAction::Promote,
+            then: "g".into(),
+            then_action: OrderAction::Start,
+            kind: OrderKind::Mandatory,
+            symmetrical: None,
+        }));
+        cib.constraints.push(Constraint::Order(Order {
+            id: "d1-then-st".into(),
+            first: "d1".into(),
+            first_action: OrderAction::Start,
+            then: "st-clone".into(),
+            then_action: OrderAction::Start,
+            kind: OrderKind::Mandatory,
+            symmetrical: None,
+        }));
+    });
+
+    // Everything runs; Stateful promoted through its own crm_attribute --promotion call.
+    let s = n.wait_for("d1, st promoted, g1, web running", |s| {
+        history_state(s, "d1", "n1", false) == started()
+            && history_state(s, "st", "n1", true)
+                == RunState::Active {
+                    role: Role::Promoted,
+                    failed: false,
+                }
+            && history_state(s, "g1", "n1", false) == started()
+            && history_state(s, "web", "n1", false) == started()
+    });
+    assert_eq!(
+        std::fs::read_to_string(d.join("st.state")).unwrap().trim(),
+        "Promoted"
+    );
+    assert_eq!(
+        s.nodes["n1"]
+            .attributes
+            .get("master-st")
+            .map(String::as_str),
+        Some("10"),
+        "{s:#?}"
+    );
+    assert!(
+        call_of(&s, "d1", "start") < call_of(&s, "st", "start"),
+        "order d1 then st"
+    );
+    assert!(
+        call_of(&s, "st", "promote") < call_of(&s, "g1", "start"),
+        "order promote st then start g"
+    );
+    assert!(
+        call_of(&s, "g1", "start") < call_of(&s, "web", "start"),
+        "group order"
+    );
+    for f in ["d1", "g1", "web"] {
+        assert!(d.join(format!("{f}.state")).exists(), "{f} state file");
+    }
+    n.settle();
+
+    // web's state file vanishes: the monitor notices (rc 7 with Dummy's reason), web is
+    // recovered in place, its fail count is 1.
+    std::fs::remove_file(d.join("web.state")).unwrap();
+    let s = n.wait_for("web recovered after one failure", |s| {
+        fail_count(s, "web") == 1 && history_state(s, "web", "n1", false) == started() && !n.busy()
+    });
+    let failure = ops(&s, "web", "n1")
+        .into_iter()
+        .find(|o| o.failed())
+        .expect("the failed monitor is kept");
+    assert_eq!(
+        (failure.op.as_str(), failure.interval_ms, failure.rc),
+        ("monitor", 500, 7)
+    );
+    assert_eq!(
+        failure.exit_reason.as_deref(),
+        Some("No process state file found")
+    );
+    assert!(d.join("web.state").exists(), "restarted");
+
+    // Second failure reaches migration-threshold=2: web is banned from n1 (the only node), so
+    // it stays stopped; g1 before it keeps running.
+    n.settle();
+    std::fs::remove_file(d.join("web.state")).unwrap();
+    let s = n.wait_for("web banned after its second failure", |s| {
+        fail_count(s, "web") == 2 && history_state(s, "web", "n1", false) == RunState::Stopped
+    });
+    assert_eq!(history_state(&s, "g1", "n1", false), started());
+    n.settle();
+    assert!(!d.join("web.state").exists());
+    assert_eq!(
+        history_state(&n.status(), "web", "n1", false),
+        RunState::Stopped,
+        "the ban holds"
+    );
+
+    // cleanup forgets the failures: web is probed again and started.
+    assert_eq!(
+        n.req(&Request::Cleanup {
+            resource: Some("web".into()),
+            node: None
+        }),
+        Response::Ok
+    );
+    let s = n.wait_for("web running after cleanup", |s| {
+        fail_count(s, "web") == 0 && history_state(s, "web", "n1", false) == started()
+    });
+    assert!(
+        ops(&s, "web", "n1").iter().all(|o| !o.failed()),
+        "cleanup removed the failed actions"
+    );
+    assert!(d.join("web.state").exists());
+    n.settle();
+
+    // Standby: everything stops, in the reverse of the start order.
+    n.edit(|cib| {
+        cib.node_mut("n1")
+            .attributes
+            .insert("standby".into(), "on".into());
+    });
+    let s = n.wait_for("everything stopped in standby", |s| {
+        ["d1", "g1", "web"]
+            .iter()
+            .all(|r| history_state(s, r, "n1", false) == RunState::Stopped)
+            && history_state(s, "st", "n1", true) == RunState::Stopped
+    });
+    let stop = |r: &str| call_of(&s, r, "stop");
+    assert!(stop("web") < stop("g1"), "group stops in reverse");
+    assert!(
+        stop("g1") < call_of(&s, "st", "demote"),
+        "g stops before st is demoted"
+    );
+    assert!(call_of(&s, "st", "demote") < stop("st"));
+    assert!(
+        stop("st") < stop("d1"),
+        "st stops before d1 (symmetrical order)"
+    );
+    for f in ["d1", "g1", "web", "st"] {
+        assert!(!d.join(format!("{f}.state")).exists(), "{f} stopped");
+    }
+    // Stateful's stop deleted its promotion score (crm_attribute --promotion -D).
+    assert_eq!(s.nodes["n1"].attributes.get("master-st"), None);
+}
+
+/// ocf:pacemaker:Dummy's monitor at OCF_CHECK_LEVEL 10 sleeps 30 s: with a 1 s timeout the
+/// executor kills it, the monitor fails as timed out, and with migration-threshold=1 the
+/// resource is stopped and banned.
+#[test]
+fn hung_monitor_is_killed_at_its_timeout_and_fails() {
+    let n = Node::start();
+    let d = n.dir.path().to_path_buf();
+    let mut mon = op("monitor", 1_000, Some(1_000), None);
+    mon.extra.insert("OCF_CHECK_LEVEL".into(), "10".into());
+    let mut slow = primitive(
+        "slow",
+        "pacemaker",
+        "Dummy",
+        &[("state", d.join("slow.state").to_string_lossy().into_owned())],
+        vec![mon],
+    );
+    slow.meta.insert("migration-threshold".into(), "1".into());
+    n.edit(|cib| {
+        base(cib);
+        cib.resources.push(Resource::Primitive(slow));
+    });
+    let s = n.wait_for("slow's monitor timed out and slow banned", |s| {
+        fail_count(s, "slow") == 1 && history_state(s, "slow", "n1", false) == RunState::Stopped
+    });
+    let failure = ops(&s, "slow", "n1")
+        .into_iter()
+        .find(|o| o.failed())
+        .expect("failure kept");
+    assert_eq!(
+        (failure.op.as_str(), failure.status),
+        ("monitor", OpStatus::Timeout)
+    );
+    assert!(
+        failure
+            .exit_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out after 1000 ms"),
+        "{failure:?}"
+    );
+    n.settle();
+    // Nothing of the agent is left: its `sleep 30` went with its process group.
+    let sock = format!("CLUSTERD_CONTROL={}", n.socket().display());
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let env = std::fs::read(e.path().join("environ")).ok()?;
+            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+            let has = |v: &str| vars.iter().any(|x| *x == v.as_bytes());
+            (has(&sock) && has("OCF_RESOURCE_INSTANCE=slow"))
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "agent processes left: {leftovers:?}");
+}
