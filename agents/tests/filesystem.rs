@@ -160,9 +160,12 @@ fn ext4_on_nbd_export_survives_stop_with_holders_and_remount() {
         .args(["-c", "trap '' TERM; exec sleep 600"])
         .current_dir(&fs.mnt);
     let mut stubborn = Daemon::spawn("stubborn", stubborn, &log);
+    // Both have exec'd sleep (so the trap is set and the file is open) once their cmdline says so.
+    let execd = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\x00600"))
+    };
     wait::until("the holders to start", Duration::from_secs(10), || {
-        let (_, ps) = tandem_testkit::run_status("pgrep", &["-f", "sleep 600"]);
-        ps.lines().count() >= 2
+        execd(reader.pid()) && execd(stubborn.pid())
     });
 
     let o = fs.run("stop", "20");
