@@ -1,0 +1,455 @@
+//! One client connection: the handshake driver and the transmission phase.
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::{BoxRead, BoxWrite, Export, ExportLookup, ServerConfig, signalled};
+use crate::handshake::{
+    HandshakeError, Lookup, Need, Negotiator, NegotiatorConfig, Refusal, RefusalKind, Step,
+    greeting, parse_client_flags, parse_option, parse_option_header,
+};
+use crate::proto::{Errno, OPTION_HEADER_LEN, option_name};
+use crate::reply::{clip_extents, encode_block_status, encode_error, encode_ok, encode_read};
+use crate::request::{Command, Decoded, Request, RequestHeader};
+use crate::session::Session;
+
+/// Read buffer per connection: many small requests arrive per syscall at high queue depth;
+/// payloads larger than this bypass it.
+const READ_BUFFER: usize = 128 * 1024;
+/// Replies the writer gathers into one `writev` (≤ 2 slices each, well under IOV_MAX).
+const WRITE_BATCH: usize = 64;
+/// Scratch size for discarding a rejected request's payload.
+const DISCARD_CHUNK: usize = 64 * 1024;
+
+pub(crate) struct Ctx {
+    pub(crate) id: u64,
+    pub(crate) peer: String,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) lookup: Arc<dyn ExportLookup>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum HandshakeFailure {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Protocol(#[from] HandshakeError),
+}
+
+pub(crate) async fn serve(ctx: Ctx, rd: BoxRead, mut wr: BoxWrite) {
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
+    let timeout = ctx.config.handshake_timeout;
+    let outcome = tokio::time::timeout(timeout, handshake(&ctx, &mut rd, &mut wr)).await;
+    let (export, session) = match outcome {
+        Ok(Ok(Some(x))) => x,
+        Ok(Ok(None)) => return,
+        Ok(Err(HandshakeFailure::Io(e))) => {
+            debug!(conn = ctx.id, peer = %ctx.peer, error = %e, "client left during the handshake");
+            return;
+        }
+        Ok(Err(HandshakeFailure::Protocol(e))) => {
+            warn!(conn = ctx.id, peer = %ctx.peer, error = %e, "malformed handshake; disconnecting");
+            return;
+        }
+        Err(_) => {
+            warn!(conn = ctx.id, peer = %ctx.peer, timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), "handshake took too long; disconnecting");
+            return;
+        }
+    };
+    info!(conn = ctx.id, peer = %ctx.peer, export = export.name(), mode = ?session.mode, size = session.size, flags = format_args!("{:#06x}", session.flags), "client entered transmission");
+    transmission(ctx, export, session, rd, wr).await;
+}
+
+async fn handshake(
+    ctx: &Ctx,
+    rd: &mut BufReader<BoxRead>,
+    wr: &mut BoxWrite,
+) -> Result<Option<(Arc<Export>, Session)>, HandshakeFailure> {
+    wr.write_all(&greeting()).await?;
+    let mut flags = [0u8; 4];
+    rd.read_exact(&mut flags).await?;
+    let client = parse_client_flags(flags)?;
+    let mut neg = Negotiator::new(
+        NegotiatorConfig {
+            extended_headers: ctx.config.extended_headers,
+        },
+        client,
+    );
+    loop {
+        let mut raw = [0u8; OPTION_HEADER_LEN];
+        rd.read_exact(&mut raw).await?;
+        let header = parse_option_header(&raw)?;
+        let mut payload = vec![0u8; header.len as usize]; // ≤ MAX_OPTION_LEN, checked by the parser
+        rd.read_exact(&mut payload).await?;
+        let option = parse_option(header, &payload);
+        let code = header.code;
+        let mut found: Option<Arc<Export>> = None;
+        let step = if *ctx.shutdown.borrow() {
+            Negotiator::shutting_down(code)
+        } else {
+            let lookup = match option.as_ref().map(|o| o.need()) {
+                Ok(Need::Export(name)) => match ctx.lookup.lookup(name).await {
+                    Ok(e) if e.is_closed() => Lookup::Export(Err(Refusal {
+                        kind: RefusalKind::Shutdown,
+                        message: format!("export {name:?} is closing"),
+                    })),
+                    Ok(e) => {
+                        let info = e.info();
+                        found = Some(e);
+                        Lookup::Export(Ok(info))
+                    }
+                    Err(r) => {
+                        info!(conn = ctx.id, peer = %ctx.peer, export = name, option = option_name(code), reason = %r, "export refused");
+                        Lookup::Export(Err(r))
+                    }
+                },
+                Ok(Need::List) => Lookup::List(ctx.lookup.list().await),
+                Ok(Need::Nothing) | Err(_) => Lookup::None,
+            };
+            if let Err(e) = &option {
+                warn!(conn = ctx.id, peer = %ctx.peer, option = option_name(code), error = %e, "invalid option");
+            }
+            neg.step(code, option, lookup)
+        };
+        match step {
+            Step::Reply(bytes) => {
+                debug!(conn = ctx.id, option = option_name(code), "option answered");
+                wr.write_all(&bytes).await?;
+            }
+            Step::Abort(bytes) => {
+                debug!(conn = ctx.id, "client aborted the handshake");
+                let _ = wr.write_all(&bytes).await;
+                return Ok(None);
+            }
+            Step::Transmission {
+                reply,
+                session,
+                export: _,
+            } => {
+                wr.write_all(&reply).await?;
+                let export = found.expect("a successful GO/EXPORT_NAME looked its export up");
+                return Ok(Some((export, session)));
+            }
+            Step::Disconnect(reason) => {
+                warn!(conn = ctx.id, peer = %ctx.peer, option = option_name(code), reason = %reason, "hard disconnect during the handshake");
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// An encoded reply on its way to the writer, holding the in-flight permits it used.
+struct Outgoing {
+    head: Vec<u8>,
+    data: Option<Vec<u8>>,
+    _permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+}
+
+/// Why the reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Disc,
+    ClientGone,
+    Violation,
+    Shutdown,
+    ExportClosed,
+}
+
+fn kib(len: u32) -> u32 {
+    len.div_ceil(1024)
+}
+
+/// The transmission phase of one connection.
+///
+/// This task reads requests and *drives* the ones in flight itself (a `FuturesUnordered`),
+/// rather than spawning a task per request: a request whose data is in the page cache completes
+/// on its first poll, in this task, and its reply goes straight to the writer task — no thread
+/// hop, no cross-core wake-up. Requests that wait (the blocking pool, a replication peer) wait
+/// concurrently, and their replies go out in completion order. Measured: 2× the QD32 IOPS of a
+/// spawn per request on two cores (docs/nbd.md).
+async fn transmission(
+    ctx: Ctx,
+    export: Arc<Export>,
+    session: Session,
+    mut rd: BufReader<BoxRead>,
+    wr: BoxWrite,
+) {
+    let session = Arc::new(session);
+    let conn = ctx.id;
+    let (tx, rx) = mpsc::channel::<Outgoing>(ctx.config.max_in_flight + 1);
+    let writer = tokio::spawn(writer_loop(wr, rx, conn));
+    // Released when a reply has been written (the permits ride in `Outgoing`), so they bound
+    // both the requests being executed and the replies queued for the socket.
+    let count = Arc::new(Semaphore::new(ctx.config.max_in_flight));
+    let bytes_kib = u32::try_from(ctx.config.max_in_flight_bytes / 1024).unwrap_or(u32::MAX);
+    let bytes = Arc::new(Semaphore::new(bytes_kib as usize));
+    let mut shutdown = ctx.shutdown.clone();
+    let mut closed = export.closed_signal();
+    let hlen = session.request_header_len();
+    let mut hdr = [0u8; 32];
+    let mut filled = 0usize;
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    let mut in_flight = FuturesUnordered::new();
+
+    let end = loop {
+        tokio::select! {
+            biased;
+            () = signalled(&mut shutdown) => break End::Shutdown,
+            () = signalled(&mut closed) => break End::ExportClosed,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+            p = count.clone().acquire_owned(), if permit.is_none() => {
+                permit = Some(p.expect("semaphore never closed"));
+                continue;
+            }
+            // `read` is cancel-safe (unlike `read_exact`): a partial header survives a wake-up
+            // of another branch in `filled`.
+            r = rd.read(&mut hdr[filled..hlen]), if permit.is_some() => match r {
+                Ok(0) => break End::ClientGone,
+                Ok(n) => {
+                    filled += n;
+                    if filled < hlen {
+                        continue;
+                    }
+                    filled = 0;
+                }
+                Err(e) => {
+                    debug!(conn, error = %e, "read failed");
+                    break End::ClientGone;
+                }
+            },
+        }
+        let permit = permit.take().expect("a header is read only with a permit");
+        let decoded =
+            RequestHeader::parse(&hdr[..hlen], hlen == 32).and_then(|h| session.decode(&h));
+        let decoded = match decoded {
+            Ok(d) => d,
+            Err(v) => {
+                warn!(conn, export = export.name(), error = %v, "protocol violation; disconnecting");
+                break End::Violation;
+            }
+        };
+        match decoded {
+            Decoded::Disconnect => break End::Disc,
+            Decoded::Reject(r) => {
+                warn!(conn, export = export.name(), cookie = r.cookie, cmd = crate::proto::command_name(r.kind), errno = %r.error, reason = %r.reason, "request rejected");
+                if r.discard > 0
+                    && let Err(e) = discard(&mut rd, r.discard).await
+                {
+                    debug!(conn, error = %e, "client left while sending a rejected payload");
+                    break End::ClientGone;
+                }
+                let mut head = Vec::with_capacity(64);
+                encode_error(
+                    &mut head,
+                    session.mode,
+                    r.cookie,
+                    r.offset,
+                    r.error,
+                    &r.reason,
+                );
+                if tx
+                    .send(Outgoing {
+                        head,
+                        data: None,
+                        _permits: (permit, None),
+                    })
+                    .await
+                    .is_err()
+                {
+                    break End::ClientGone;
+                }
+            }
+            Decoded::Request(req) => {
+                let buffer = req.command.buffer_len();
+                let byte_permit = if buffer > 0 {
+                    // Waiting here stops reading; requests in flight still complete through the
+                    // writer, which releases their bytes.
+                    Some(
+                        bytes
+                            .clone()
+                            .acquire_many_owned(kib(buffer))
+                            .await
+                            .expect("semaphore never closed"),
+                    )
+                } else {
+                    None
+                };
+                let payload = match req.command {
+                    Command::Write { len, .. } => {
+                        let mut buf = BytesMut::zeroed(len as usize);
+                        if let Err(e) = rd.read_exact(&mut buf).await {
+                            // Killed mid-WRITE: the partial payload is dropped, never written.
+                            debug!(conn, cookie = req.cookie, error = %e, "client left in the middle of a WRITE payload");
+                            break End::ClientGone;
+                        }
+                        Some(buf.freeze())
+                    }
+                    _ => None,
+                };
+                let export = export.clone();
+                let session = session.clone();
+                let tx = tx.clone();
+                in_flight.push(async move {
+                    let (head, data) = execute(conn, &export, &session, req, payload).await;
+                    // Err: the writer is gone (client left); the work is done, the reply is moot.
+                    let _ = tx
+                        .send(Outgoing {
+                            head,
+                            data,
+                            _permits: (permit, byte_permit),
+                        })
+                        .await;
+                });
+            }
+        }
+    };
+    match end {
+        End::Disc => debug!(conn, "client sent NBD_CMD_DISC"),
+        End::ClientGone => debug!(conn, "client closed the connection"),
+        End::Violation => {}
+        End::Shutdown => info!(conn, "server shutting down; finishing requests in flight"),
+        End::ExportClosed => info!(
+            conn,
+            export = export.name(),
+            "export closed; finishing requests in flight"
+        ),
+    }
+    // Every request already read is finished (a write the client sent is written even if the
+    // client is gone), then the writer drains and closes.
+    while in_flight.next().await.is_some() {}
+    drop(tx);
+    let _ = writer.await;
+    debug!(conn, ?end, "connection closed");
+}
+
+async fn discard(rd: &mut BufReader<BoxRead>, mut n: u64) -> io::Result<()> {
+    let mut scratch = vec![0u8; DISCARD_CHUNK];
+    while n > 0 {
+        let k = usize::try_from(n).map_or(DISCARD_CHUNK, |n| n.min(DISCARD_CHUNK));
+        rd.read_exact(&mut scratch[..k]).await?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+fn io_errno(e: &io::Error) -> Errno {
+    Errno::from_os(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Runs one request against the backend and encodes its reply.
+async fn execute(
+    conn: u64,
+    export: &Export,
+    session: &Session,
+    req: Request,
+    payload: Option<Bytes>,
+) -> (Vec<u8>, Option<Vec<u8>>) {
+    let b = export.backend();
+    let mode = session.mode;
+    let mut head = Vec::with_capacity(64);
+    let result: io::Result<Option<Vec<u8>>> = match req.command {
+        Command::Read { offset, len } => match b.read(offset, len).await {
+            Ok(data) => {
+                assert_eq!(data.len(), len as usize, "backend returned a short read");
+                encode_read(&mut head, mode, req.cookie, req.offset, len);
+                return (head, Some(data));
+            }
+            Err(e) => Err(e),
+        },
+        Command::Write { offset, fua, .. } => b
+            .write(offset, payload.expect("WRITE carries its payload"), fua)
+            .await
+            .map(|()| None),
+        Command::Flush => export.flush().await.map(|()| None),
+        Command::Trim { offset, len, fua } => b.trim(offset, len, fua).await.map(|()| None),
+        Command::Cache { offset, len } => b.cache(offset, len).await.map(|()| None),
+        Command::WriteZeroes { offset, len, flags } => {
+            b.write_zeroes(offset, len, flags).await.map(|()| None)
+        }
+        Command::BlockStatus {
+            offset,
+            len,
+            req_one,
+            context,
+        } => match b.block_status(offset, len).await {
+            Ok(extents) => {
+                let extents = clip_extents(&extents, len, req_one, mode);
+                if extents.is_empty() {
+                    Err(io::Error::other("the backend returned no extents"))
+                } else {
+                    encode_block_status(&mut head, mode, req.cookie, req.offset, context, &extents);
+                    return (head, None);
+                }
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(_) => encode_ok(&mut head, mode, req.cookie, req.offset),
+        Err(e) => {
+            let errno = io_errno(&e);
+            if errno == Errno::NotSup {
+                debug!(
+                    conn,
+                    cmd = req.command.name(),
+                    "fast zero not possible here; NBD_ENOTSUP"
+                );
+            } else {
+                warn!(conn, export = export.name(), cmd = req.command.name(), offset = req.offset, errno = %errno, error = %e, "backend error");
+            }
+            encode_error(
+                &mut head,
+                mode,
+                req.cookie,
+                req.offset,
+                errno,
+                &e.to_string(),
+            );
+        }
+    }
+    (head, None)
+}
+
+async fn writer_loop(mut wr: BoxWrite, mut rx: mpsc::Receiver<Outgoing>, conn: u64) {
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(WRITE_BATCH);
+    let mut broken = false;
+    while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        if !broken && let Err(e) = write_batch(&mut wr, &batch).await {
+            // Killed client: keep draining so requests in flight finish; write nothing more.
+            debug!(conn, error = %e, "client stopped reading replies");
+            broken = true;
+        }
+        batch.clear(); // releases the in-flight permits
+    }
+    if !broken {
+        let _ = tokio::time::timeout(Duration::from_secs(5), wr.shutdown()).await;
+    }
+}
+
+async fn write_batch(wr: &mut BoxWrite, batch: &[Outgoing]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() * 2);
+    for o in batch {
+        slices.push(IoSlice::new(&o.head));
+        if let Some(d) = o.data.as_ref().filter(|d| !d.is_empty()) {
+            slices.push(IoSlice::new(d));
+        }
+    }
+    let mut rest: &mut [IoSlice<'_>] = &mut slices;
+    while !rest.is_empty() {
+        let n = wr.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}

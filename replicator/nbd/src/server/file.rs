@@ -1,0 +1,535 @@
+//! A [`Backend`] over a regular file or a block device.
+//!
+//! I/O path (measured with `benches/scripts/nbd-vs-nbdkit.sh`, see docs/nbd.md): a READ first
+//! tries `preadv2(RWF_NOWAIT)` right on the runtime thread — it succeeds when the data is in the
+//! page cache and costs no thread hop; when it would block (EAGAIN) or comes back short, the
+//! rest goes to tokio's blocking pool. Writes do the same with `pwritev2(RWF_NOWAIT)` where the
+//! filesystem supports non-blocking buffered writes; FUA writes use `RWF_DSYNC` on the pool.
+//! FLUSH is `fdatasync`, TRIM punches a hole, WRITE_ZEROES punches a hole or uses
+//! `FALLOC_FL_ZERO_RANGE` (with NO_HOLE), BLOCK_STATUS walks `SEEK_DATA`/`SEEK_HOLE`, CACHE is
+//! `POSIX_FADV_WILLNEED`.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+
+use super::backend::{Backend, BoxFuture};
+use crate::proto::{STATE_HOLE, STATE_ZERO};
+use crate::reply::{Extent, MAX_EXTENTS};
+use crate::request::ZeroFlags;
+use crate::session::{BlockSizes, Capabilities};
+
+/// How the file backend issues reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    /// Try `RWF_NOWAIT` inline on the runtime thread, fall back to the blocking pool (default:
+    /// fastest when the working set is cached, never blocks a runtime thread on the disk).
+    NowaitThenPool,
+    /// Always use tokio's blocking pool (one thread hop per request).
+    Pool,
+    /// Plain blocking `pread`/`pwrite` on the runtime thread (FUA, flush, trim and zeroing still
+    /// go to the pool). Fastest on page-cache workloads; a slow disk stalls a runtime thread.
+    Inline,
+}
+
+/// Options for [`FileBackend::open`].
+#[derive(Clone, Copy, Debug)]
+pub struct FileOptions {
+    /// Open read-only and advertise `NBD_FLAG_READ_ONLY`.
+    pub read_only: bool,
+    /// Export only the first `size` bytes (replicatord keeps internal meta-data after them).
+    /// `None`: the whole file or device.
+    pub size: Option<u64>,
+    /// I/O strategy.
+    pub io: IoMode,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            size: None,
+            io: IoMode::NowaitThenPool,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: File,
+    size: u64,
+    read_only: bool,
+    io: IoMode,
+    nowait_write: AtomicBool,
+    punch_hole: AtomicBool,
+    zero_range: AtomicBool,
+}
+
+/// A file or block device exported as is. Cheap to clone (shared handle).
+#[derive(Clone, Debug)]
+pub struct FileBackend {
+    inner: Arc<Inner>,
+}
+
+fn errno(e: i32) -> io::Error {
+    io::Error::from_raw_os_error(e)
+}
+
+fn last_errno() -> i32 {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn to_off(v: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(v).map_err(|_| errno(libc::EOVERFLOW))
+}
+
+/// Runs blocking file work on tokio's blocking pool.
+async fn pool<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("blocking I/O task failed: {e}")))?
+}
+
+impl FileBackend {
+    /// Opens `path` (a regular file or a block device).
+    pub fn open(path: &Path, opts: FileOptions) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(!opts.read_only)
+            .open(path)?;
+        Self::from_file(file, opts)
+    }
+
+    /// Wraps an open file.
+    pub fn from_file(file: File, opts: FileOptions) -> io::Result<Self> {
+        use std::io::{Seek, SeekFrom};
+        // SEEK_END works for block devices too, where metadata().len() is 0.
+        let len = (&file).seek(SeekFrom::End(0))?;
+        let size = match opts.size {
+            Some(s) if s > len => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("export size {s} is larger than the backing store ({len} bytes)"),
+                ));
+            }
+            Some(s) => s,
+            None => len,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                file,
+                size,
+                read_only: opts.read_only,
+                io: opts.io,
+                nowait_write: AtomicBool::new(true),
+                punch_hole: AtomicBool::new(true),
+                zero_range: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    /// The exported size.
+    pub fn len(&self) -> u64 {
+        self.inner.size
+    }
+
+    /// Whether the export is empty.
+    pub fn is_empty(&self) -> bool {
+        self.inner.size == 0
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub async fn read_at(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        let mut done = 0usize;
+        match self.inner.io {
+            IoMode::NowaitThenPool => done = self.inner.nowait_read(&mut buf, offset)?,
+            IoMode::Inline => {
+                self.inner.read_full(&mut buf, offset)?;
+                return Ok(buf);
+            }
+            IoMode::Pool => {}
+        }
+        if done == buf.len() {
+            return Ok(buf);
+        }
+        let inner = self.inner.clone();
+        pool(move || {
+            inner.read_full(&mut buf[done..], offset + done as u64)?;
+            Ok(buf)
+        })
+        .await
+    }
+
+    /// Writes `data` at `offset` (durably with `fua`).
+    pub async fn write_at(&self, offset: u64, data: Bytes, fua: bool) -> io::Result<()> {
+        let mut done = 0usize;
+        if !fua && self.inner.io == IoMode::Inline {
+            return self.inner.file.write_all_at(&data, offset);
+        }
+        if !fua
+            && self.inner.io == IoMode::NowaitThenPool
+            && self.inner.nowait_write.load(Ordering::Relaxed)
+        {
+            done = self.inner.nowait_write(&data, offset)?;
+        }
+        if done == data.len() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        pool(move || inner.write_full(&data[done..], offset + done as u64, fua)).await
+    }
+
+    /// `fdatasync`.
+    pub async fn sync(&self) -> io::Result<()> {
+        let inner = self.inner.clone();
+        pool(move || inner.file.sync_data()).await
+    }
+}
+
+impl Inner {
+    /// `preadv2(RWF_NOWAIT)` until done or it would block; returns bytes read.
+    fn nowait_read(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let iov = libc::iovec {
+                iov_base: buf[done..].as_mut_ptr().cast(),
+                iov_len: buf.len() - done,
+            };
+            // SAFETY: `iov` points into `buf`, which is valid for writes of `iov_len` bytes and
+            // outlives the call; the fd is open for the life of `self`.
+            let n = unsafe {
+                libc::preadv2(
+                    self.file.as_raw_fd(),
+                    &iov,
+                    1,
+                    to_off(offset + done as u64)?,
+                    libc::RWF_NOWAIT,
+                )
+            };
+            if n < 0 {
+                return match last_errno() {
+                    libc::EAGAIN | libc::EOPNOTSUPP | libc::EINTR => Ok(done),
+                    e => Err(errno(e)),
+                };
+            }
+            if n == 0 {
+                return Ok(done); // EOF: let the blocking path report it
+            }
+            done += n as usize;
+        }
+        Ok(done)
+    }
+
+    fn nowait_write(&self, data: &[u8], offset: u64) -> io::Result<usize> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let iov = libc::iovec {
+                iov_base: data[done..].as_ptr().cast_mut().cast(),
+                iov_len: data.len() - done,
+            };
+            // SAFETY: `iov` points into `data`, valid for reads of `iov_len` bytes for the call;
+            // pwritev2 does not write through it.
+            let n = unsafe {
+                libc::pwritev2(
+                    self.file.as_raw_fd(),
+                    &iov,
+                    1,
+                    to_off(offset + done as u64)?,
+                    libc::RWF_NOWAIT,
+                )
+            };
+            if n < 0 {
+                return match last_errno() {
+                    libc::EAGAIN | libc::EINTR => Ok(done),
+                    libc::EOPNOTSUPP => {
+                        // The filesystem has no non-blocking buffered writes: stop trying.
+                        self.nowait_write.store(false, Ordering::Relaxed);
+                        Ok(done)
+                    }
+                    e => Err(errno(e)),
+                };
+            }
+            done += n as usize;
+        }
+        Ok(done)
+    }
+
+    fn read_full(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(
+                    e.kind(),
+                    "the backing file is shorter than the export (was it truncated?)",
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    fn write_full(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        if !fua {
+            return self.file.write_all_at(data, offset);
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let iov = libc::iovec {
+                iov_base: data[done..].as_ptr().cast_mut().cast(),
+                iov_len: data.len() - done,
+            };
+            // SAFETY: as in `nowait_write`: `iov` borrows `data` for the duration of the call.
+            let n = unsafe {
+                libc::pwritev2(
+                    self.file.as_raw_fd(),
+                    &iov,
+                    1,
+                    to_off(offset + done as u64)?,
+                    libc::RWF_DSYNC,
+                )
+            };
+            if n < 0 {
+                match last_errno() {
+                    libc::EINTR => continue,
+                    libc::EOPNOTSUPP => {
+                        self.file
+                            .write_all_at(&data[done..], offset + done as u64)?;
+                        return self.file.sync_data();
+                    }
+                    e => return Err(errno(e)),
+                }
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
+
+    fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
+        // SAFETY: plain syscall on an fd we own; no memory is passed.
+        let r =
+            unsafe { libc::fallocate(self.file.as_raw_fd(), mode, to_off(offset)?, to_off(len)?) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(errno(last_errno()))
+        }
+    }
+
+    fn punch(&self, offset: u64, len: u64) -> io::Result<bool> {
+        if !self.punch_hole.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        match self.fallocate(
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset,
+            len,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+                ) =>
+            {
+                self.punch_hole.store(false, Ordering::Relaxed);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn zero_range(&self, offset: u64, len: u64) -> io::Result<bool> {
+        if !self.zero_range.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        match self.fallocate(
+            libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+            offset,
+            len,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL)
+                ) =>
+            {
+                self.zero_range.store(false, Ordering::Relaxed);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> io::Result<()> {
+        let fast_done = if flags.no_hole {
+            self.zero_range(offset, len)?
+        } else {
+            self.punch(offset, len)? || self.zero_range(offset, len)?
+        };
+        if !fast_done {
+            if flags.fast {
+                return Err(errno(libc::EOPNOTSUPP));
+            }
+            // Slow path: write zero buffers, 1 MiB at a time.
+            const CHUNK: usize = 1 << 20;
+            let zeroes = vec![0u8; usize::try_from(len).map_or(CHUNK, |l| l.min(CHUNK))];
+            let mut pos = 0u64;
+            while pos < len {
+                let n = usize::try_from(len - pos).map_or(zeroes.len(), |r| r.min(zeroes.len()));
+                self.file.write_all_at(&zeroes[..n], offset + pos)?;
+                pos += n as u64;
+            }
+        }
+        if flags.fua {
+            self.file.sync_data()
+        } else {
+            Ok(())
+        }
+    }
+
+    fn lseek(&self, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+        // SAFETY: plain syscall on an fd we own. (It moves the shared file offset, which nothing
+        // here uses: every read and write is positional.)
+        let r = unsafe { libc::lseek(self.file.as_raw_fd(), to_off(offset)?, whence) };
+        if r >= 0 {
+            return Ok(Some(r as u64));
+        }
+        match last_errno() {
+            libc::ENXIO => Ok(None),
+            e => Err(errno(e)),
+        }
+    }
+
+    fn block_status(&self, offset: u64, len: u64) -> io::Result<Vec<Extent>> {
+        let end = offset.saturating_add(len).min(self.size);
+        let mut out = Vec::new();
+        let mut pos = offset;
+        const HOLE: u32 = STATE_HOLE | STATE_ZERO;
+        while pos < end && out.len() < MAX_EXTENTS {
+            let data = match self.lseek(pos, libc::SEEK_DATA) {
+                Ok(d) => d,
+                // No SEEK_DATA here (EINVAL): call it all data.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    return Ok(vec![Extent {
+                        len: end - offset,
+                        flags: 0,
+                    }]);
+                }
+                Err(e) => return Err(e),
+            };
+            match data {
+                None => {
+                    out.push(Extent {
+                        len: end - pos,
+                        flags: HOLE,
+                    });
+                    break;
+                }
+                Some(d) if d > pos => {
+                    let stop = d.min(end);
+                    out.push(Extent {
+                        len: stop - pos,
+                        flags: HOLE,
+                    });
+                    pos = stop;
+                }
+                Some(_) => {
+                    let hole = self.lseek(pos, libc::SEEK_HOLE)?.unwrap_or(end);
+                    let stop = hole.min(end).max(pos + 1);
+                    out.push(Extent {
+                        len: stop - pos,
+                        flags: 0,
+                    });
+                    pos = stop;
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push(Extent {
+                len: end.saturating_sub(offset).max(1),
+                flags: 0,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for FileBackend {
+    fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            read_only: self.inner.read_only,
+            ..Capabilities::FULL
+        }
+    }
+
+    fn block_sizes(&self) -> BlockSizes {
+        BlockSizes::default()
+    }
+
+    fn read(&self, offset: u64, len: u32) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(self.read_at(offset, len))
+    }
+
+    fn write(&self, offset: u64, data: Bytes, fua: bool) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(self.write_at(offset, data, fua))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(self.sync())
+    }
+
+    fn trim(&self, offset: u64, len: u64, fua: bool) -> BoxFuture<'_, io::Result<()>> {
+        let inner = self.inner.clone();
+        Box::pin(pool(move || {
+            // A trim is a hint: where holes cannot be punched, doing nothing is correct.
+            inner.punch(offset, len)?;
+            if fua { inner.file.sync_data() } else { Ok(()) }
+        }))
+    }
+
+    fn write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+        flags: ZeroFlags,
+    ) -> BoxFuture<'_, io::Result<()>> {
+        let inner = self.inner.clone();
+        Box::pin(pool(move || inner.write_zeroes(offset, len, flags)))
+    }
+
+    fn cache(&self, offset: u64, len: u64) -> BoxFuture<'_, io::Result<()>> {
+        let inner = self.inner.clone();
+        Box::pin(pool(move || {
+            // SAFETY: plain syscall on an fd we own; no memory is passed.
+            let r = unsafe {
+                libc::posix_fadvise(
+                    inner.file.as_raw_fd(),
+                    to_off(offset)?,
+                    to_off(len)?,
+                    libc::POSIX_FADV_WILLNEED,
+                )
+            };
+            if r == 0 { Ok(()) } else { Err(errno(r)) }
+        }))
+    }
+
+    fn block_status(&self, offset: u64, len: u64) -> BoxFuture<'_, io::Result<Vec<Extent>>> {
+        let inner = self.inner.clone();
+        Box::pin(pool(move || inner.block_status(offset, len)))
+    }
+}
