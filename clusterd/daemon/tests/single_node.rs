@@ -36,7 +36,10 @@ fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
         "st",
         "pacemaker",
         "Stateful",
-        &[("state", d.join("st.state").to_string_lossy().into_owned())],
+        &[
+            ("state", d.join("st.state").to_string_lossy().into_owned()),
+            ("envfile", d.join("st.env").to_string_lossy().into_owned()),
+        ],
         vec![
             op("monitor", 1_000, Some(20_000), Some(Role::Promoted)),
             op("monitor", 1_500, Some(20_000), Some(Role::Unpromoted)),
@@ -134,6 +137,30 @@ fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
     );
     for f in ["d1", "g1", "web"] {
         assert!(d.join(format!("{f}.state")).exists(), "{f} state file");
+    }
+    // Stateful dumped its environment at every call: the promote's pre-notification carried
+    // the clone and notification variables.
+    let dump = std::fs::read_to_string(d.join("st.env")).unwrap();
+    let pre_promote = dump
+        .split("###")
+        .find(|call| {
+            call.contains("OCF_RESKEY_CRM_meta_notify_type=pre")
+                && call.contains("OCF_RESKEY_CRM_meta_notify_operation=promote")
+        })
+        .unwrap_or_else(|| panic!("no pre-promote notification in:\n{dump}"));
+    for want in [
+        "OCF_RESOURCE_INSTANCE=st:0",
+        "OCF_RESKEY_CRM_meta_notify_promote_uname=n1",
+        "OCF_RESKEY_CRM_meta_notify_promote_resource=st:0",
+        "OCF_RESKEY_CRM_meta_clone_max=1",
+        "OCF_RESKEY_CRM_meta_promoted_max=1",
+        "OCF_RESKEY_CRM_meta_notify=true",
+        "CLUSTERD_NODE=n1",
+    ] {
+        assert!(
+            pre_promote.contains(want),
+            "missing {want} in:\n{pre_promote}"
+        );
     }
     n.settle();
 
@@ -282,4 +309,55 @@ fn hung_monitor_is_killed_at_its_timeout_and_fails() {
         })
         .collect();
     assert!(leftovers.is_empty(), "agent processes left: {leftovers:?}");
+}
+
+/// A group member whose start fails: the transition is aborted before the next member starts,
+/// the failure is INFINITY (start-failure-is-fatal), and the group stops there.
+#[test]
+fn failed_start_aborts_the_transition_and_bans() {
+    let n = Node::start();
+    let d = n.dir.path().to_path_buf();
+    // Dummy's start is `touch STATE`: a state file in a missing directory cannot be made.
+    let bad = primitive(
+        "bad",
+        "heartbeat",
+        "Dummy",
+        &[(
+            "state",
+            d.join("missing-dir/bad.state")
+                .to_string_lossy()
+                .into_owned(),
+        )],
+        vec![op("monitor", 1_000, None, None)],
+    );
+    n.edit(|cib| {
+        base(cib);
+        cib.resources.push(Resource::Group(Group {
+            id: "g".into(),
+            meta: BTreeMap::new(),
+            members: vec![bad, dummy("after", &d, 1_000)],
+        }));
+    });
+    let s = n.wait_for("bad's start failed and bad is stopped", |s| {
+        fail_count(s, "bad") == 1_000_000
+            && history_state(s, "bad", "n1", false) == RunState::Stopped
+    });
+    let failure = ops(&s, "bad", "n1")
+        .into_iter()
+        .find(|o| o.failed())
+        .expect("failure kept");
+    assert_eq!((failure.op.as_str(), failure.rc), ("start", 1));
+    n.settle();
+    let s = n.status();
+    assert!(
+        ops(&s, "after", "n1").iter().all(|o| o.op != "start"),
+        "after never started: {:?}",
+        ops(&s, "after", "n1")
+    );
+    assert!(!d.join("after.state").exists());
+    assert!(
+        n.log().contains("aborted=true"),
+        "the transition was aborted\n{}",
+        n.log()
+    );
 }
