@@ -8,7 +8,10 @@
 //! - [`types`]: DRBD's vocabulary — roles, disk and connection states, protocols, generation UUIDs.
 //! - [`bitmap`]: the quick-sync bitmap in memory (1 bit = 4 KiB).
 //! - [`config`]: DRBD-style `.res` files parsed into typed values (reads through a trait).
+//! - [`meta`]: the on-disk meta-data — superblocks, activity log, bitmap pages — as bytes, with
+//!   the crash-safe update rules.
 
 pub mod bitmap;
 pub mod config;
+pub mod meta;
 pub mod types;
