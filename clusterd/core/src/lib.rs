@@ -12,6 +12,9 @@
 
 pub mod cib;
 pub mod control;
+pub mod lint;
+pub mod pcs;
+pub mod report;
 pub mod score;
 pub mod sched;
 pub mod simulate;
