@@ -10,8 +10,16 @@
 //! - [`config`]: DRBD-style `.res` files parsed into typed values (reads through a trait).
 //! - [`meta`]: the on-disk meta-data — superblocks, activity log, bitmap pages — as bytes, with
 //!   the crash-safe update rules.
+//! - [`protocol`]: the replication state machine ([`protocol::Replica`]) and its pure decisions
+//!   (handshake, split brain, UUIDs, resync rate, activity log, verify).
+//! - [`wire`]: the peer wire format (frames with magic, version, length, CRC-32; bincode payload).
+//! - [`sim`]: a seeded, deterministic simulation of two nodes with disks, network, crashes and
+//!   clients, checking the protocol's promises after every step.
 
 pub mod bitmap;
 pub mod config;
 pub mod meta;
+pub mod protocol;
+pub mod sim;
 pub mod types;
+pub mod wire;

@@ -1,0 +1,14 @@
+//! The peer wire format: frames with magic, version, length and CRC-32 checksums around a
+//! bincode-2 encoded [`Message`]. Untrusted bytes are parsed here, once, into typed messages; the
+//! state machine never sees raw bytes. The daemon reads a [`frame::HEADER_BYTES`] header, checks
+//! it with [`decode_header`], reads exactly the payload it announces and decodes it with
+//! [`decode_payload`] (or uses [`decode`] on a buffer). Any [`WireError`] drops the connection.
+
+pub mod frame;
+pub mod message;
+
+pub use frame::{FrameHeader, HEADER_BYTES, MAX_PAYLOAD_BYTES, WireError, decode, decode_header, decode_payload, encode};
+pub use message::Message;
+
+#[cfg(test)]
+mod tests;
