@@ -568,6 +568,10 @@ impl Daemon {
                 rc = rec.rc, status = ?result.status, reason = result.exit_reason.as_deref().unwrap_or(""),
                 "operation failed"
             );
+            let tail = stderr_tail(&result.stderr);
+            if !tail.is_empty() {
+                warn!(node = %self.node, resource = %req.resource, action = %req.action, "agent stderr: {tail}");
+            }
         } else {
             info!(node = %self.node, resource = %req.resource, action = %req.action, interval_ms = req.interval_ms, rc = %result.rc, "operation done");
         }
@@ -920,6 +924,24 @@ impl Daemon {
             }
             self.queue.drop_queued_recurring(&a.resource);
         }
+        if matches!(
+            a.kind,
+            ActionKind::Start | ActionKind::Stop | ActionKind::Promote | ActionKind::Demote
+        ) {
+            // Pacemaker's record-pending: status shows "Starting", "Stopping"... while the
+            // agent runs; the result supersedes this record.
+            let rec = clusterd_core::status::OpRecord {
+                op: a.kind.agent_action().to_owned(),
+                interval_ms: 0,
+                call_id: self.status.next_call_id(&self.node),
+                rc: rc::OK,
+                status: clusterd_core::status::OpStatus::Pending,
+                last_rc_change_s: now_s(),
+                exec_time_ms: 0,
+                exit_reason: None,
+            };
+            history::record(&mut self.status, &a.primitive, &self.node, rec);
+        }
         self.enqueue(&a.primitive, req, Origin::Transition { seq, index: i });
     }
 
@@ -1007,6 +1029,25 @@ impl Daemon {
     }
 }
 
+/// Bytes of an agent's stderr logged with its failure.
+pub const STDERR_LOG_BYTES: usize = 1024;
+
+/// The last [`STDERR_LOG_BYTES`] of `stderr`, on whole lines, trimmed.
+fn stderr_tail(stderr: &str) -> String {
+    let t = stderr.trim_end();
+    if t.len() <= STDERR_LOG_BYTES {
+        return t.to_owned();
+    }
+    let mut cut = t.len() - STDERR_LOG_BYTES;
+    while !t.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let tail = &t[cut..];
+    tail.split_once('\n')
+        .map_or(tail, |(_, rest)| rest)
+        .to_owned()
+}
+
 /// The executor's agent name from the CIB's.
 pub fn agent_ref(a: &clusterd_core::cib::Agent) -> Result<AgentRef, String> {
     if !a.class.eq_ignore_ascii_case("ocf") {
@@ -1022,4 +1063,52 @@ pub fn agent_ref(a: &clusterd_core::cib::Agent) -> Result<AgentRef, String> {
     format!("ocf:{provider}:{}", a.kind)
         .parse()
         .map_err(|e: crate::agent::AgentError| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_tail_keeps_whole_last_lines() {
+        assert_eq!(stderr_tail("a\nb\n"), "a\nb");
+        let long = format!("{}\nlast line\n", "x".repeat(3000));
+        assert_eq!(stderr_tail(&long), "last line");
+        let many: String = (0..500).map(|i| format!("line {i}\n")).collect();
+        let t = stderr_tail(&many);
+        assert!(
+            t.len() <= STDERR_LOG_BYTES && t.starts_with("line ") && t.ends_with("line 499"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn only_ocf_agents_run() {
+        use clusterd_core::cib::Agent;
+        assert_eq!(
+            agent_ref(&Agent::ocf("heartbeat", "Dummy"))
+                .unwrap()
+                .to_string(),
+            "ocf:heartbeat:Dummy"
+        );
+        let sysd = Agent {
+            class: "systemd".into(),
+            provider: None,
+            kind: "postfix".into(),
+        };
+        assert_eq!(
+            agent_ref(&sysd).unwrap_err(),
+            "agent systemd:postfix: class systemd is not supported; clusterd runs OCF agents only"
+        );
+        let no_provider = Agent {
+            class: "ocf".into(),
+            provider: None,
+            kind: "Dummy".into(),
+        };
+        assert!(
+            agent_ref(&no_provider)
+                .unwrap_err()
+                .contains("needs a provider")
+        );
+    }
 }
