@@ -173,9 +173,6 @@ pub fn check_params(mine: &Hello, peer: &Hello) -> Result<(), Refusal> {
     if mine.after_sb != peer.after_sb {
         return Err(Refusal::AfterSbPolicies);
     }
-    if mine.role == Role::Primary && peer.role == Role::Primary && !mine.allow_two_primaries {
-        return Err(Refusal::TwoPrimaries);
-    }
     Ok(())
 }
 
@@ -441,6 +438,10 @@ pub fn decide(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> Verdict {
     }
     if hg > 0 && peer.role == Role::Primary && peer_d >= disk_rank(DiskState::Consistent) && !peer_demotes(me, peer, resolve_conflicts) {
         return verdict(Decision::Refuse(Refusal::ByPeer(Box::new(Refusal::PrimaryWouldBeSyncTarget))), auto);
+    }
+    if me.role == Role::Primary && peer.role == Role::Primary && !me.allow_two_primaries && !demote_first && !peer_demotes(me, peer, resolve_conflicts) {
+        // Checked after the UUIDs so that a split brain is reported as one.
+        return verdict(Decision::Refuse(Refusal::TwoPrimaries), auto);
     }
     let decision = match hg {
         0 => Decision::NoSync,

@@ -185,10 +185,14 @@ fn params_mismatches_refuse() {
     a2.role = Role::Primary;
     let mut b = hello(1, ids(0xA0, 0, 0, 0));
     b.role = Role::Primary;
-    assert_eq!(check_params(&a2, &b), Err(Refusal::TwoPrimaries));
+    a2.disk = DiskState::UpToDate;
+    b.disk = DiskState::UpToDate;
+    assert_eq!(check_params(&a2, &b), Ok(()));
+    assert_eq!(decide(&a2, &b, true).decision, Decision::Refuse(Refusal::TwoPrimaries));
     a2.allow_two_primaries = true;
     b.allow_two_primaries = true;
     assert_eq!(check_params(&a2, &b), Ok(()));
+    assert_eq!(decide(&a2, &b, true).decision, Decision::NoSync);
     let mut b = hello(1, ids(0xA0, 0, 0, 0));
     b.after_sb.zero_pri = split_brain::AfterSb0Pri::DiscardZeroChanges;
     assert_eq!(check_params(&a, &b), Err(Refusal::AfterSbPolicies));
