@@ -61,6 +61,9 @@ mod wire;
 #[cfg(feature = "server")]
 mod server;
 
+/// The buffer type of WRITE payloads ([`Backend::write`]).
+#[cfg(feature = "server")]
+pub use bytes::Bytes;
 #[cfg(feature = "server")]
 pub use server::{
     Backend, BoxFuture, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
