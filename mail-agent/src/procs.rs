@@ -1,0 +1,124 @@
+//! Finding and killing whatever still runs for a directory: the last step of `stop`, so that
+//! stop leaves nothing running even when the supervisor itself was killed or crashed and its
+//! daemons were orphaned.
+//!
+//! A process belongs to the directory when its command line names the directory, or when it
+//! is one of the suite's programs and its working directory, root or an open file is under
+//! the directory.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Program paths of the suite (prefixes), for the open-file rule.
+pub const KNOWN_PROGRAMS: &[&str] = &[
+    "/usr/lib/postfix/",
+    "/usr/sbin/postfix",
+    "/usr/sbin/dovecot",
+    "/usr/lib/dovecot/",
+    "/usr/bin/doveadm",
+    "/usr/sbin/clamd",
+    "/usr/sbin/clamav-milter",
+    "/usr/sbin/spamass-milter",
+    "/usr/sbin/opendkim",
+    "/usr/bin/spamc",
+    "/usr/bin/perl",
+];
+
+fn under(p: &str, dir: &str) -> bool {
+    p == dir || (p.starts_with(dir) && p.as_bytes().get(dir.len()) == Some(&b'/'))
+}
+
+/// Pids (other than ours and `exclude`) that belong to `dir`.
+pub fn holders(dir: &Path, exclude: &[u32]) -> Vec<u32> {
+    let dir = dir.to_string_lossy().trim_end_matches('/').to_owned();
+    let me = std::process::id();
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    for e in rd.filter_map(Result::ok) {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me || exclude.contains(&pid) {
+            continue;
+        }
+        let base = format!("/proc/{pid}");
+        let Ok(cmdline) = std::fs::read(format!("{base}/cmdline")) else { continue };
+        if cmdline.is_empty() {
+            continue; // kernel thread or zombie
+        }
+        let names_dir = cmdline
+            .split(|&b| b == 0)
+            .map(String::from_utf8_lossy)
+            .any(|a| a.contains(&dir) && (a.ends_with(&dir) || a.contains(&format!("{dir}/"))));
+        if names_dir {
+            out.push(pid);
+            continue;
+        }
+        let exe = std::fs::read_link(format!("{base}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        if !KNOWN_PROGRAMS.iter().any(|k| exe.starts_with(k)) {
+            continue;
+        }
+        let link_under = |l: &str| std::fs::read_link(format!("{base}/{l}")).is_ok_and(|p| under(&p.to_string_lossy(), &dir));
+        let fd_under = std::fs::read_dir(format!("{base}/fd"))
+            .map(|fds| {
+                fds.filter_map(Result::ok)
+                    .any(|f| std::fs::read_link(f.path()).is_ok_and(|p| under(&p.to_string_lossy(), &dir)))
+            })
+            .unwrap_or(false);
+        if link_under("cwd") || link_under("root") || fd_under {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// SIGKILLs every holder of `dir` until none is left or `timeout` passes; returns those left.
+pub fn kill_holders(dir: &Path, exclude: &[u32], timeout: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = holders(dir, exclude);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        for pid in &left {
+            if let Ok(p) = i32::try_from(*pid) {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_prefix_rule() {
+        assert!(under("/srv/mail", "/srv/mail"));
+        assert!(under("/srv/mail/run/x", "/srv/mail"));
+        assert!(!under("/srv/mail2/x", "/srv/mail"));
+    }
+
+    #[test]
+    fn finds_a_process_naming_the_directory_and_kills_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("mnt");
+        std::fs::create_dir(&d).unwrap();
+        // A shell whose argv names a path under the directory.
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("read x; : \"$0\"")
+            .arg(d.join("x"))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(holders(&d, &[]).contains(&pid));
+        assert!(!holders(&d, &[pid]).contains(&pid));
+        assert!(kill_holders(&d, &[], Duration::from_secs(5)).is_empty());
+        let _ = child.wait();
+        assert!(!holders(&d, &[]).contains(&pid));
+    }
+}

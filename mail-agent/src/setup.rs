@@ -1,0 +1,368 @@
+//! Preparing the directory for a start: tools present, ownership fixed for this node's ids,
+//! directories with the right owners and modes, secrets, TLS certificate, DKIM keys, Dovecot's
+//! account files, and every rendered configuration. Idempotent; run by `start` before the
+//! supervisor, and (the parts they need) by the admin commands.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::accounts;
+use crate::config::{ConfigError, MailConfig};
+use crate::layout::{Layout, s};
+use crate::owners::{self, Owners};
+use crate::render::{self, DkimKey, Group, Secrets};
+use crate::store;
+
+/// Why preparing failed, classed the way OCF wants it.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A tool or system user is missing: `OCF_ERR_INSTALLED`.
+    #[error("{what} not found (install the Debian package {package})")]
+    NotInstalled {
+        /// What is missing.
+        what: String,
+        /// The package that provides it.
+        package: &'static str,
+    },
+    /// The configuration is unusable: `OCF_ERR_CONFIGURED`.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Anything else: `OCF_ERR_GENERIC`.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn other(what: impl std::fmt::Display, e: impl std::fmt::Display) -> SetupError {
+    SetupError::Other(format!("{what}: {e}"))
+}
+
+/// The external programs the suite runs, and their packages.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("/usr/lib/postfix/sbin/master", "postfix"),
+    ("/usr/sbin/postfix", "postfix"),
+    ("/usr/lib/postfix/sbin/smtpd", "postfix"),
+    ("/usr/lib/postfix/sbin/lmtp", "postfix"),
+    ("/usr/lib/postfix/postfix-pcre.so", "postfix-pcre"),
+    ("/usr/sbin/dovecot", "dovecot-core"),
+    ("/usr/bin/doveadm", "dovecot-core"),
+    ("/usr/lib/dovecot/imap", "dovecot-imapd"),
+    ("/usr/lib/dovecot/pop3", "dovecot-pop3d"),
+    ("/usr/lib/dovecot/lmtp", "dovecot-lmtpd"),
+    ("/usr/bin/sievec", "dovecot-sieve"),
+    ("/usr/sbin/spamd", "spamd"),
+    ("/usr/bin/sa-learn", "spamassassin"),
+    ("/usr/bin/spamc", "spamc"),
+    ("/usr/sbin/spamass-milter", "spamass-milter"),
+    ("/usr/sbin/clamd", "clamav-daemon"),
+    ("/usr/sbin/clamav-milter", "clamav-milter"),
+    ("/usr/sbin/opendkim", "opendkim"),
+    ("/usr/sbin/opendkim-genkey", "opendkim-tools"),
+    ("/usr/bin/openssl", "openssl"),
+];
+
+/// Checks every tool and system user is present.
+pub fn check_installed() -> Result<Owners, SetupError> {
+    for (path, package) in TOOLS {
+        if !Path::new(path).exists() {
+            return Err(SetupError::NotInstalled { what: (*path).to_owned(), package });
+        }
+    }
+    Owners::current().map_err(|(what, package)| SetupError::NotInstalled { what, package })
+}
+
+/// What a start needs beyond the configuration.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// This node's ids.
+    pub owners: Owners,
+    /// Secrets.
+    pub secrets: Secrets,
+    /// TLS certificate and key in use.
+    pub tls: (PathBuf, PathBuf),
+    /// ClamAV databases.
+    pub clamav_db: PathBuf,
+    /// DKIM keys.
+    pub dkim_keys: Vec<DkimKey>,
+}
+
+fn mkdir(p: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), SetupError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(p).map_err(|e| other(s(p), e))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| other(s(p), e))?;
+    nix::unistd::chown(p, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
+        .map_err(|e| other(s(p), e))
+}
+
+fn chown(p: &Path, uid: u32, gid: u32) -> Result<(), SetupError> {
+    nix::unistd::chown(p, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
+        .map_err(|e| other(s(p), e))
+}
+
+/// Random bytes as lower-case hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("the kernel's random source is available");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn secret(dir: &Path, name: &str) -> Result<String, SetupError> {
+    let p = dir.join(name);
+    match std::fs::read_to_string(&p) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let v = random_hex(24);
+            store::write_atomic(&p, format!("{v}\n").as_bytes(), 0o600).map_err(|e| other(s(&p), e))?;
+            Ok(v)
+        }
+    }
+}
+
+/// Loads the secrets (creating them on first use).
+pub fn secrets(layout: &Layout) -> Result<Secrets, SetupError> {
+    let dir = layout.secrets_dir();
+    mkdir(&dir, 0o700, 0, 0)?;
+    Ok(Secrets {
+        policy_key: secret(&dir, "policy.key")?,
+        policy_nonce: secret(&dir, "policy.nonce")?,
+        probe_password: secret(&dir, "probe.password")?,
+    })
+}
+
+fn run(cmd: &mut Command) -> Result<String, SetupError> {
+    let out = cmd.output().map_err(|e| other(format!("{cmd:?}"), e))?;
+    if !out.status.success() {
+        return Err(SetupError::Other(format!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The certificate and key in use, generating a self-signed pair when none is configured.
+pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), SetupError> {
+    if let (Some(c), Some(k)) = (&cfg.tls_cert, &cfg.tls_key) {
+        for (field, p) in [("tls.cert", c), ("tls.key", k)] {
+            if std::fs::File::open(p).is_err() {
+                return Err(ConfigError::Field { field: field.into(), message: format!("{} cannot be read", p.display()) }.into());
+            }
+        }
+        return Ok((c.clone(), k.clone()));
+    }
+    let dir = layout.tls_dir();
+    mkdir(&dir, 0o755, 0, 0)?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !cert.exists() || !key.exists() {
+        let mut san = format!("subjectAltName=DNS:{}", cfg.hostname);
+        for d in &cfg.domains {
+            san.push_str(&format!(",DNS:{d}"));
+        }
+        run(Command::new("openssl").args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+        ])
+        .arg(format!("/CN={}", cfg.hostname))
+        .args(["-addext", &san, "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(|e| other(s(&key), e))?;
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).map_err(|e| other(s(&cert), e))?;
+    Ok((cert, key))
+}
+
+/// The DKIM keys of every domain, generating missing ones with `opendkim-genkey`.
+pub fn dkim_keys(cfg: &MailConfig, layout: &Layout, owners: &Owners) -> Result<Vec<DkimKey>, SetupError> {
+    let (uid, gid) = (owners.uid("opendkim"), owners.gid("opendkim"));
+    mkdir(&layout.dkim_root(), 0o755, 0, 0)?;
+    let mut keys = Vec::new();
+    for d in &cfg.domains {
+        let dir = layout.dkim_dir(d);
+        mkdir(&dir, 0o700, uid, gid)?;
+        let key = dir.join(format!("{}.private", cfg.dkim.selector));
+        if !key.exists() {
+            run(Command::new("opendkim-genkey")
+                .args(["-b", &cfg.dkim.key_bits.to_string(), "-d", d, "-s", &cfg.dkim.selector, "-D"])
+                .arg(&dir))?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(|e| other(s(&key), e))?;
+        chown(&key, uid, gid)?;
+        keys.push(DkimKey { domain: d.clone(), selector: cfg.dkim.selector.clone(), key: s(&key) });
+    }
+    Ok(keys)
+}
+
+/// The public DKIM record (`v=DKIM1; k=rsa; p=...`) of `domain`, from the `.txt` file
+/// `opendkim-genkey` wrote beside the key.
+pub fn dkim_record(cfg: &MailConfig, layout: &Layout, domain: &str) -> Result<String, SetupError> {
+    let p = layout.dkim_dir(domain).join(format!("{}.txt", cfg.dkim.selector));
+    let text = std::fs::read_to_string(&p).map_err(|e| other(s(&p), e))?;
+    let joined: String = text
+        .split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, part)| part)
+        .collect();
+    if !joined.contains("p=") {
+        return Err(SetupError::Other(format!("{}: no public key found", s(&p))));
+    }
+    Ok(joined)
+}
+
+const DB_EXTENSIONS: &[&str] = &["cvd", "cld", "cud", "hdb", "hsb", "mdb", "msb", "ndb", "ldb", "cdb", "fp", "sfp", "ign2", "pdb", "wdb", "yar", "yara", "cbc", "ndu", "ldu", "idb", "crb", "hdu", "hsu", "mdu", "msu"];
+
+/// The ClamAV database directory, checked to hold at least one signature database.
+pub fn clamav_db(cfg: &MailConfig, layout: &Layout, owners: &Owners) -> Result<PathBuf, SetupError> {
+    let (dir, field_configured) = match &cfg.clamav_database_directory {
+        Some(d) => (d.clone(), true),
+        None => (layout.clamav_db_default(), false),
+    };
+    if !field_configured {
+        mkdir(&dir, 0o755, owners.uid("clamav"), owners.gid("clamav"))?;
+    }
+    let has_db = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok).any(|e| {
+                e.path().extension().and_then(|x| x.to_str()).is_some_and(|x| DB_EXTENSIONS.contains(&x))
+            })
+        })
+        .unwrap_or(false);
+    if !has_db {
+        return Err(ConfigError::Field {
+            field: "antivirus.database_directory".into(),
+            message: format!(
+                "{} holds no ClamAV signature database: run freshclam with DatabaseDirectory there, or copy /var/lib/clamav/*.cvd into it",
+                dir.display()
+            ),
+        }
+        .into());
+    }
+    Ok(dir)
+}
+
+/// Re-owns `state/` from the ids of the last start to this node's.
+pub fn fix_owners(layout: &Layout, now: &Owners) -> Result<u64, SetupError> {
+    let path = layout.owners_file();
+    let old: Option<Owners> = store::read(&path, owners::OWNERS_MAGIC, 1).map_err(|e| other("owners", e))?;
+    let mut changed = 0;
+    if let Some(old) = old {
+        let uids = owners::remap(&old.users, &now.users);
+        let gids = owners::remap(&old.groups, &now.groups);
+        changed = owners::remap_tree(&layout.state(), &uids, &gids).map_err(|e| other("re-owning state", e))?;
+    }
+    store::write(&path, owners::OWNERS_MAGIC, 1, now, 0o644).map_err(|e| other("owners", e))?;
+    Ok(changed)
+}
+
+/// Creates the directory tree with its owners and modes (all but `run/`, see [`prepare_run`]).
+pub fn make_tree(layout: &Layout, o: &Owners) -> Result<(), SetupError> {
+    let postfix = (o.uid("postfix"), o.gid("postfix"));
+    mkdir(&layout.root, 0o755, 0, 0)?;
+    mkdir(&layout.state(), 0o755, 0, 0)?;
+    mkdir(&layout.postfix_queue(), 0o755, 0, 0)?;
+    mkdir(&layout.postfix_data(), 0o700, postfix.0, postfix.1)?;
+    mkdir(&layout.dovecot_state(), 0o755, 0, 0)?;
+    mkdir(&layout.accounts_dir(), 0o750, 0, o.gid("dovecot"))?;
+    mkdir(&layout.bayes_dir(), 0o700, o.uid("debian-spamd"), o.gid("debian-spamd"))?;
+    mkdir(&layout.mail_root(), 0o755, 0, 0)?;
+    mkdir(&layout.log_dir(), 0o755, 0, 0)?;
+    Ok(())
+}
+
+/// Recreates `run/` (stale sockets and pid files go) with each daemon's directory.
+pub fn prepare_run(layout: &Layout, o: &Owners) -> Result<(), SetupError> {
+    let run = layout.run();
+    if run.exists() {
+        std::fs::remove_dir_all(&run).map_err(|e| other(s(&run), e))?;
+    }
+    mkdir(&run, 0o755, 0, 0)?;
+    mkdir(&layout.conf(), 0o755, 0, 0)?;
+    mkdir(&layout.dovecot_base(), 0o755, 0, 0)?;
+    mkdir(&layout.clamd_dir(), 0o750, o.uid("clamav"), o.gid("clamav"))?;
+    mkdir(&layout.spamd_dir(), 0o755, 0, 0)?;
+    mkdir(&layout.run_file("milter"), 0o755, 0, 0)?;
+    let pg = o.gid("postfix");
+    mkdir(&layout.milter_dir("clamav"), 0o750, o.uid("clamav"), pg)?;
+    mkdir(&layout.milter_dir("spamass"), 0o750, o.uid("spamass-milter"), pg)?;
+    mkdir(&layout.milter_dir("opendkim"), 0o750, o.uid("opendkim"), pg)?;
+    Ok(())
+}
+
+/// Writes Dovecot's account files (with the probe mailbox) and creates every mailbox's home.
+pub fn write_accounts(cfg: &MailConfig, layout: &Layout, o: &Owners, secrets: &Secrets) -> Result<(), SetupError> {
+    let _lock = accounts::lock(layout).map_err(|e| other("accounts", e))?;
+    let recs = accounts::read_accounts(layout).map_err(|e| other("accounts", e))?;
+    let probe_hash = accounts::hash_password(&secrets.probe_password);
+    accounts::write_dovecot_files(layout, cfg, &recs, Some(&probe_hash), Some(o.gid("dovecot")))
+        .map_err(|e| other("accounts", e))?;
+    for m in accounts::mailboxes(cfg) {
+        accounts::ensure_home(layout, &m).map_err(|e| other(format!("home of {m}"), e))?;
+    }
+    Ok(())
+}
+
+/// Renders and writes every configuration, SpamAssassin's plugin list, and the compiled Sieve
+/// script.
+pub fn write_configs(
+    cfg: &MailConfig,
+    layout: &Layout,
+    config_path: &Path,
+    p: &Prepared,
+) -> Result<(), SetupError> {
+    let inputs = render::Inputs {
+        cfg,
+        layout,
+        config_path,
+        secrets: &p.secrets,
+        tls_cert: p.tls.0.clone(),
+        tls_key: p.tls.1.clone(),
+        clamav_db: p.clamav_db.clone(),
+        dkim_keys: p.dkim_keys.clone(),
+    };
+    let files = render::render(&inputs).map_err(|e| other("rendering", e))?;
+    let o = &p.owners;
+    let gid_of = |g: Group| match g {
+        Group::Root => 0,
+        Group::Dovecot => o.gid("dovecot"),
+        Group::Spamd => o.gid("debian-spamd"),
+    };
+    render::write(layout, &files, &gid_of).map_err(|e| other("writing configuration", e))?;
+    // SpamAssassin loads its plugins from *.pre files in the site configuration directory,
+    // which spamd --siteconfigpath replaces: take the package's.
+    if let Ok(rd) = std::fs::read_dir("/etc/spamassassin") {
+        for e in rd.filter_map(Result::ok) {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "pre") {
+                let to = layout.spamassassin_conf().join(e.file_name());
+                std::fs::copy(&path, &to).map_err(|e| other(s(&to), e))?;
+            }
+        }
+    }
+    let sieve = layout.conf_file("dovecot/spam-to-junk.sieve");
+    run(Command::new("sievec").arg(&sieve))?;
+    Ok(())
+}
+
+/// Everything before the supervisor starts: returns what the daemons need.
+pub fn prepare(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> Result<Prepared, SetupError> {
+    let owners = check_installed()?;
+    make_tree(layout, &owners)?;
+    fix_owners(layout, &owners)?;
+    prepare_run(layout, &owners)?;
+    let prepared = Prepared {
+        secrets: secrets(layout)?,
+        tls: tls(cfg, layout)?,
+        clamav_db: clamav_db(cfg, layout, &owners)?,
+        dkim_keys: dkim_keys(cfg, layout, &owners)?,
+        owners,
+    };
+    write_accounts(cfg, layout, &prepared.owners, &prepared.secrets)?;
+    write_configs(cfg, layout, config_path, &prepared)?;
+    // Postfix creates its queue directories and checks its configuration.
+    run(Command::new("/usr/sbin/postfix").arg("-c").arg(layout.postfix_conf()).arg("check"))?;
+    Ok(prepared)
+}
