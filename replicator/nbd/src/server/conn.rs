@@ -48,7 +48,16 @@ enum HandshakeFailure {
 pub(crate) async fn serve(ctx: Ctx, rd: BoxRead, mut wr: BoxWrite) {
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     let timeout = ctx.config.handshake_timeout;
-    let outcome = tokio::time::timeout(timeout, handshake(&ctx, &mut rd, &mut wr)).await;
+    let mut shutdown = ctx.shutdown.clone();
+    // A client haggling (or idle in the handshake) when the server shuts down is closed: it has
+    // no requests in flight to finish.
+    let outcome = tokio::select! {
+        o = tokio::time::timeout(timeout, handshake(&ctx, &mut rd, &mut wr)) => o,
+        () = signalled(&mut shutdown) => {
+            debug!(conn = ctx.id, "server shutting down; closing a client still in the handshake");
+            return;
+        }
+    };
     let (export, session) = match outcome {
         Ok(Ok(Some(x))) => x,
         Ok(Ok(None)) => return,
