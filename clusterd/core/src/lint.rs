@@ -142,14 +142,13 @@ pub fn lint(cib: &Cib) -> Vec<Warning> {
     // Cycles among mandatory orders (between top-level resources).
     let mut order_edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in &cib.constraints {
-        if let Constraint::Order(o) = c {
-            if o.kind == OrderKind::Mandatory && cib.contains(&o.first) && cib.contains(&o.then) {
+        if let Constraint::Order(o) = c
+            && o.kind == OrderKind::Mandatory && cib.contains(&o.first) && cib.contains(&o.then) {
                 let (a, b) = (top(cib, &o.first), top(cib, &o.then));
                 if a != b {
                     order_edges.entry(a).or_default().insert(b);
                 }
             }
-        }
     }
     for cyc in cycles(&order_edges) {
         out.push(Warning {
@@ -162,14 +161,13 @@ pub fn lint(cib: &Cib) -> Vec<Warning> {
     // Cycles among colocations (dependent → primary).
     let mut col_edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in &cib.constraints {
-        if let Constraint::Colocation(col) = c {
-            if cib.contains(&col.rsc) && cib.contains(&col.with_rsc) && col.score.value() > 0 {
+        if let Constraint::Colocation(col) = c
+            && cib.contains(&col.rsc) && cib.contains(&col.with_rsc) && col.score.value() > 0 {
                 let (a, b) = (top(cib, &col.rsc), top(cib, &col.with_rsc));
                 if a != b {
                     col_edges.entry(a).or_default().insert(b);
                 }
             }
-        }
     }
     for cyc in cycles(&col_edges) {
         out.push(Warning {
@@ -223,12 +221,11 @@ fn contradictions(cib: &Cib, out: &mut Vec<Warning>) {
     }
     let mut col: BTreeMap<(String, String), Vec<(String, i32)>> = BTreeMap::new();
     for c in &cib.constraints {
-        if let Constraint::Colocation(x) = c {
-            if x.rsc_role.is_none() && x.with_rsc_role.is_none() {
+        if let Constraint::Colocation(x) = c
+            && x.rsc_role.is_none() && x.with_rsc_role.is_none() {
                 let key = if x.rsc < x.with_rsc { (x.rsc.clone(), x.with_rsc.clone()) } else { (x.with_rsc.clone(), x.rsc.clone()) };
                 col.entry(key).or_default().push((x.id.clone(), x.score.value()));
             }
-        }
     }
     for ((a, b), list) in &col {
         let plus = list.iter().find(|(_, s)| *s == crate::INFINITY);

@@ -241,11 +241,10 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
         }
         Command::Resources { id, view } => {
             let (cib, status, _) = ctx.source()?;
-            if let Some(i) = &id {
-                if !cib.contains(i) {
+            if let Some(i) = &id
+                && !cib.contains(i) {
                     bail!("resource '{i}' does not exist");
                 }
-            }
             let text = match view {
                 ResourceView::Status => report::resources_text(&cib, &status, id.as_deref(), now_s()),
                 ResourceView::Config => report::config_text(&cib, id.as_deref()),

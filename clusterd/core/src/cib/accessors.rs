@@ -123,9 +123,9 @@ fn parse_iso_time(iso: &str) -> Option<u64> {
 pub fn format_duration_ms(ms: u64) -> String {
     if ms == 0 {
         "0s".into()
-    } else if ms % 60_000 == 0 && ms >= 120_000 {
+    } else if ms.is_multiple_of(60_000) && ms >= 120_000 {
         format!("{}min", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -70,14 +70,13 @@ impl Cib {
             match r {
                 Resource::Group(g) if g.members.is_empty() => return Err(ValidationError::EmptyGroup(g.id.clone())),
                 Resource::Clone(c) => {
-                    if let CloneChild::Group(g) = &c.child {
-                        if g.members.is_empty() {
+                    if let CloneChild::Group(g) = &c.child
+                        && g.members.is_empty() {
                             return Err(ValidationError::EmptyGroup(g.id.clone()));
                         }
-                    }
                     for name in ["clone-max", "clone-node-max", "promoted-max", "promoted-node-max"] {
-                        if let Some(v) = lookup_meta(&c.meta, name) {
-                            if v.trim().parse::<u32>().is_err() {
+                        if let Some(v) = lookup_meta(&c.meta, name)
+                            && v.trim().parse::<u32>().is_err() {
                                 return Err(ValidationError::BadMeta {
                                     rsc: c.id.clone(),
                                     name: name.into(),
@@ -85,7 +84,6 @@ impl Cib {
                                     reason: "expected a non-negative integer".into(),
                                 });
                             }
-                        }
                     }
                     if c.globally_unique() {
                         return Err(ValidationError::BadMeta {
@@ -135,22 +133,20 @@ impl Cib {
             }
         }
         for c in &self.constraints {
-            if let Constraint::Colocation(col) = c {
-                if col.rsc == col.with_rsc {
+            if let Constraint::Colocation(col) = c
+                && col.rsc == col.with_rsc {
                     return Err(ValidationError::BadConstraint {
                         id: col.id.clone(),
                         reason: format!("'{}' cannot be colocated with itself", col.rsc),
                     });
                 }
-            }
-            if let Constraint::Order(o) = c {
-                if o.first == o.then {
+            if let Constraint::Order(o) = c
+                && o.first == o.then {
                     return Err(ValidationError::BadConstraint {
                         id: o.id.clone(),
                         reason: format!("'{}' cannot be ordered after itself", o.first),
                     });
                 }
-            }
         }
         for (name, value) in &self.properties {
             let boolean = matches!(

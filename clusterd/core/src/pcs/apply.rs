@@ -159,11 +159,10 @@ fn apply_one(cib: &mut Cib, edit: &Edit, resolve: &dyn Fn(&str) -> Option<Agent>
             if existing.is_none() && cib.contains(group) {
                 return Err(EditError::Refused(format!("'{group}' exists and is not a top-level group")));
             }
-            if let Some(pos) = existing {
-                if !matches!(cib.resources[pos], Resource::Group(_)) {
+            if let Some(pos) = existing
+                && !matches!(cib.resources[pos], Resource::Group(_)) {
                     return Err(EditError::Refused(format!("'{group}' is not a group")));
                 }
-            }
             let mut taken = Vec::new();
             for m in members {
                 if m == group {

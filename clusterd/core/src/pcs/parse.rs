@@ -457,12 +457,11 @@ fn parse_constraint(args: Vec<String>) -> Result<Command, ParseError> {
             }
             let mut t: Vec<String> = rest[1..].to_vec();
             let mut rsc_role = None;
-            if let Some(r) = t.first().and_then(|x| role_word(x)) {
-                if t.len() > 1 && t[1] != "with" {
+            if let Some(r) = t.first().and_then(|x| role_word(x))
+                && t.len() > 1 && t[1] != "with" {
                     rsc_role = Some(r);
                     t.remove(0);
                 }
-            }
             let rsc = need(&t, 0, "resource (constraint colocation add A with B [SCORE])")?.clone();
             match t.get(1).map(String::as_str) {
                 Some("with") => {}
@@ -471,12 +470,11 @@ fn parse_constraint(args: Vec<String>) -> Result<Command, ParseError> {
             }
             let mut i = 2;
             let mut with_role = None;
-            if let Some(r) = t.get(i).and_then(|x| role_word(x)) {
-                if t.get(i + 1).is_some_and(|x| !x.contains('=') && Score::parse(x).is_none()) {
+            if let Some(r) = t.get(i).and_then(|x| role_word(x))
+                && t.get(i + 1).is_some_and(|x| !x.contains('=') && Score::parse(x).is_none()) {
                     with_role = Some(r);
                     i += 1;
                 }
-            }
             let with = need(&t, i, "resource after 'with'")?.clone();
             i += 1;
             let mut score = Score::INFINITY;
@@ -507,12 +505,11 @@ fn parse_constraint(args: Vec<String>) -> Result<Command, ParseError> {
             }
             let mut i = 0;
             let mut first_action = OrderAction::Start;
-            if let Some(a) = t.first().and_then(|x| OrderAction::parse(x)) {
-                if t.get(1).is_some_and(|x| x != "then") {
+            if let Some(a) = t.first().and_then(|x| OrderAction::parse(x))
+                && t.get(1).is_some_and(|x| x != "then") {
                     first_action = a;
                     i = 1;
                 }
-            }
             let first = need(&t, i, "resource (constraint order [ACTION] A then [ACTION] B)")?.clone();
             i += 1;
             match t.get(i).map(String::as_str) {
@@ -521,12 +518,11 @@ fn parse_constraint(args: Vec<String>) -> Result<Command, ParseError> {
                 None => return err("missing 'then' (constraint order [ACTION] A then [ACTION] B)"),
             }
             let mut then_action = OrderAction::Start;
-            if let Some(a) = t.get(i).and_then(|x| OrderAction::parse(x)) {
-                if t.get(i + 1).is_some_and(|x| !x.contains('=')) {
+            if let Some(a) = t.get(i).and_then(|x| OrderAction::parse(x))
+                && t.get(i + 1).is_some_and(|x| !x.contains('=')) {
                     then_action = a;
                     i += 1;
                 }
-            }
             let then = need(&t, i, "resource after 'then'")?.clone();
             i += 1;
             let mut kind = OrderKind::Mandatory;
@@ -602,12 +598,11 @@ fn parse_rule(rsc: String, t: &[String]) -> Result<Command, ParseError> {
             (None, ValueType::String)
         } else {
             let mut vt = ValueType::String;
-            if let Some(ty) = t.get(i).and_then(|x| ValueType::parse(x)) {
-                if t.get(i + 1).is_some() {
+            if let Some(ty) = t.get(i).and_then(|x| ValueType::parse(x))
+                && t.get(i + 1).is_some() {
                     vt = ty;
                     i += 1;
                 }
-            }
             let v = need(t, i, &format!("value after '{attr} {op_tok}'"))?.clone();
             i += 1;
             if vt == ValueType::String && v.parse::<i64>().is_ok() && matches!(op, ExprOp::Lt | ExprOp::Gt | ExprOp::Lte | ExprOp::Gte) {

@@ -217,8 +217,8 @@ impl Sched<'_> {
         m.insert("interval".into(), kind.interval_ms().to_string());
         m.insert("name".into(), kind.agent_action().into());
         m.insert("on_node".into(), self.nodes[node].name.clone());
-        if let Some((ci, k)) = self.instance_number(i) {
-            if let Kind::Clone(info) = &self.rscs[ci].kind {
+        if let Some((ci, k)) = self.instance_number(i)
+            && let Kind::Clone(info) = &self.rscs[ci].kind {
                 m.insert("clone".into(), k.to_string());
                 m.insert("clone_max".into(), info.clone_max.to_string());
                 m.insert("clone_node_max".into(), info.clone_node_max.to_string());
@@ -234,9 +234,8 @@ impl Sched<'_> {
                     }
                 }
             }
-        }
-        if let (ActionKind::Monitor { interval_ms }, Some(p)) = (kind, &self.rscs[i].prim) {
-            if let Some(op) = p.ops.iter().find(|o| o.name == "monitor" && o.interval_ms == interval_ms) {
+        if let (ActionKind::Monitor { interval_ms }, Some(p)) = (kind, &self.rscs[i].prim)
+            && let Some(op) = p.ops.iter().find(|o| o.name == "monitor" && o.interval_ms == interval_ms) {
                 if let Some(r) = op.role {
                     m.insert("role".into(), r.as_str().into());
                 }
@@ -244,7 +243,6 @@ impl Sched<'_> {
                     m.insert(k.clone(), v.clone());
                 }
             }
-        }
         m
     }
 
@@ -532,7 +530,7 @@ impl Sched<'_> {
 
             // Who is up before each phase and after it.
             let mut up: BTreeSet<(usize, usize)> =
-                prims.iter().filter_map(|&p| self.rscs[p].current_node().map(|n| (p, n))).filter(|(p, _)| !self.untouchable(*p) || true).collect();
+                prims.iter().filter_map(|&p| self.rscs[p].current_node().map(|n| (p, n))).collect();
             let mut prev_posts: Vec<usize> = Vec::new();
             for &op in &ops {
                 let Some(list) = acts.get(&op).cloned() else { continue };

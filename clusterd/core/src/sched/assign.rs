@@ -70,7 +70,7 @@ impl Sched<'_> {
                     let all = self.all_coloc(p);
                     out.extend(self.rscs[p].this_with.iter().copied().filter(|&c| {
                         let s = self.colocs[c].score;
-                        all || s < 0 || s >= INFINITY
+                        all || !(0..INFINITY).contains(&s)
                     }));
                 }
                 _ => {}
@@ -190,11 +190,10 @@ impl Sched<'_> {
 
     /// Assigns a resource (and what it depends on) to a node; returns the node.
     pub fn assign(&mut self, i: usize, prefer: Option<usize>) -> Option<usize> {
-        if let Some(p) = self.rscs[i].parent {
-            if !self.rscs[p].allocating && self.rscs[p].provisional {
+        if let Some(p) = self.rscs[i].parent
+            && !self.rscs[p].allocating && self.rscs[p].provisional {
                 self.assign(p, prefer);
             }
-        }
         match self.rscs[i].kind.clone() {
             Kind::Primitive => self.assign_primitive(i, prefer),
             Kind::Group { children } => {
@@ -239,11 +238,10 @@ impl Sched<'_> {
                 .then(|| self.rscs[i].allowed.clone());
             self.assign(col.primary, None);
             self.apply_colocation(i, &col);
-            if let Some(a) = archive {
-                if !self.any_available(&self.rscs[i].allowed) {
+            if let Some(a) = archive
+                && !self.any_available(&self.rscs[i].allowed) {
                     self.rscs[i].allowed = a;
                 }
-            }
         }
         for c in self.effective_with_this(i) {
             let col = self.colocs[c].clone();
@@ -301,16 +299,15 @@ impl Sched<'_> {
         let best = *sorted.first()?;
         let w = |n: usize| r.allowed[n];
         let usable = |n: usize| self.available(n) && w(n) >= 0 && w(n) != ABSENT;
-        if let Some(p) = prefer {
-            if r.allowed[p] != ABSENT && w(p) >= w(best) && usable(p) {
+        if let Some(p) = prefer
+            && r.allowed[p] != ABSENT && w(p) >= w(best) && usable(p) {
                 return Some(p);
             }
-        }
         let mut chosen = best;
         let in_unique_clone = false;
-        if !in_unique_clone && w(chosen) > 0 && self.available(chosen) {
-            if let Some(run) = current {
-                if usable(run) {
+        if !in_unique_clone && w(chosen) > 0 && self.available(chosen)
+            && let Some(run) = current
+                && usable(run) {
                     for &n in &sorted[1..] {
                         if w(n) != w(chosen) {
                             break;
@@ -320,8 +317,6 @@ impl Sched<'_> {
                         }
                     }
                 }
-            }
-        }
         usable(chosen).then_some(chosen)
     }
 
@@ -342,8 +337,8 @@ impl Sched<'_> {
                     let role = col.primary_role.expect("checked");
                     let mut affected = Vec::new();
                     for &k in &info.children {
-                        if let Some(n) = self.rscs[k].assigned {
-                            if self.rscs[k].next_role == role {
+                        if let Some(n) = self.rscs[k].assigned
+                            && self.rscs[k].next_role == role {
                                 if col.score < INFINITY {
                                     let cur = self.rscs[d].allowed[n];
                                     if cur != ABSENT {
@@ -352,7 +347,6 @@ impl Sched<'_> {
                                 }
                                 affected.push(n);
                             }
-                        }
                     }
                     if col.dependent_role != Some(Role::Promoted) && col.score >= INFINITY {
                         self.exclude_except(d, &affected, &format!("colocated with the {} instance of {}", role, self.rscs[p].id));
@@ -401,11 +395,10 @@ impl Sched<'_> {
             let _ = role;
             return;
         }
-        if let Some(role) = col.primary_role {
-            if role != self.rscs[p].next_role {
+        if let Some(role) = col.primary_role
+            && role != self.rscs[p].next_role {
                 return;
             }
-        }
         let mut work = self.rscs[d].allowed.clone();
         let primary_node = self.rscs[p].assigned;
         let mut reasons = Vec::new();
@@ -580,15 +573,14 @@ impl Sched<'_> {
         let mut backup = Vec::new();
         self.snapshot(k, &mut backup);
         let chosen = self.assign(k, prefer);
-        if let (Some(c), Some(p)) = (chosen, prefer) {
-            if c != p {
+        if let (Some(c), Some(p)) = (chosen, prefer)
+            && c != p {
                 self.unassign(k);
                 for (r, a) in backup {
                     self.rscs[r].allowed = a;
                 }
                 return false;
             }
-        }
         if let Some(c) = chosen {
             count[c] += 1;
         }
@@ -644,11 +636,10 @@ impl Sched<'_> {
                     }
                     continue;
                 }
-                if let Some(role) = col.primary_role {
-                    if role != self.rscs[p].next_role {
+                if let Some(role) = col.primary_role
+                    && role != self.rscs[p].next_role {
                         continue;
                     }
-                }
                 let mult = if col.dependent_role == Some(Role::Unpromoted) { -1 } else { 1 };
                 prio = add(mult * col.score, prio);
             }
@@ -656,11 +647,10 @@ impl Sched<'_> {
         }
         let mut weights = self.rscs[ci].allowed.clone();
         for &k in &info.children {
-            if let Some(n) = self.rscs[k].assigned {
-                if self.rscs[k].priority >= 0 && weights[n] != ABSENT {
+            if let Some(n) = self.rscs[k].assigned
+                && self.rscs[k].priority >= 0 && weights[n] != ABSENT {
                     weights[n] = add(self.rscs[k].priority, weights[n]);
                 }
-            }
         }
         for c in self.rscs[ci].with_this.clone() {
             let col = self.colocs[c].clone();
@@ -735,27 +725,16 @@ impl Sched<'_> {
         }
     }
 
-    /// Pacemaker's resource sort before assignment.
+    /// The order top-level resources are assigned in: by `priority`, ties in configuration
+    /// order — what Pacemaker 2.1.5 (the oracle this is tested against) does.
     pub fn assignment_order(&mut self) -> Vec<usize> {
-        let global: Vec<usize> = {
-            let zeros = vec![0; self.nodes.len()];
-            self.sorted_nodes(&zeros, None)
-        };
-        let tops = self.top.clone();
-        let mut keyed: Vec<(usize, i32, i32, Vec<i32>)> = Vec::new();
-        for (pos, &t) in tops.iter().enumerate() {
-            let prio = self.cib.find(&self.rscs[t].base).map_or(0, |r| self.cib.priority(&r));
-            let start = self.merge_target(t);
-            let w = self.merge_scores(start, None, 1.0, true, false, false);
-            let cur = self.top_current(t);
-            let at_cur = cur.map_or(-INFINITY, |n| if w[n] == ABSENT { -INFINITY } else { w[n] });
-            let per_node: Vec<i32> = global.iter().map(|&n| if w[n] == ABSENT { -INFINITY } else { w[n] }).collect();
-            keyed.push((pos, prio, at_cur, per_node));
-        }
-        keyed.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then_with(|| b.3.cmp(&a.3)));
-        keyed.into_iter().map(|(pos, ..)| tops[pos]).collect()
+        let mut keyed: Vec<(i32, usize)> =
+            self.top.iter().map(|&t| (self.cib.find(&self.rscs[t].base).map_or(0, |r| self.cib.priority(&r)), t)).collect();
+        keyed.sort_by(|a, b| b.0.cmp(&a.0));
+        keyed.into_iter().map(|(_, t)| t).collect()
     }
 
+    #[allow(dead_code)]
     fn top_current(&self, t: usize) -> Option<usize> {
         match &self.rscs[t].kind {
             Kind::Primitive => self.rscs[t].current_node(),

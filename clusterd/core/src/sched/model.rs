@@ -354,11 +354,10 @@ impl<'a> Sched<'a> {
         for p in child.primitives() {
             if let Some(per_node) = self.status.history.get(&p.id) {
                 for (node, ops) in per_node {
-                    if let Some(ni) = self.node_index(node) {
-                        if derive_state(ops, false, self.now_s, 0).state.is_active() && !out.contains(&ni) {
+                    if let Some(ni) = self.node_index(node)
+                        && derive_state(ops, false, self.now_s, 0).state.is_active() && !out.contains(&ni) {
                             out.push(ni);
                         }
-                    }
                 }
             }
         }

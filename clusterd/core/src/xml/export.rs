@@ -168,7 +168,7 @@ pub fn export(cib: &Cib, status: Option<&ClusterStatus>) -> String {
     let dc = status.and_then(|s| s.dc.as_deref()).map(|d| format!(" dc-uuid=\"{}\"", esc(&id_of(d)))).unwrap_or_default();
     let _ = writeln!(
         out,
-        "<cib crm_feature_set=\"3.16.2\" validate-with=\"pacemaker-3.9\" admin_epoch=\"{}\" epoch=\"{}\" num_updates=\"{}\" have-quorum=\"{}\"{dc}>",
+        "<cib crm_feature_set=\"3.16.1\" validate-with=\"pacemaker-3.9\" admin_epoch=\"{}\" epoch=\"{}\" num_updates=\"{}\" have-quorum=\"{}\"{dc}>",
         v.admin_epoch,
         v.epoch,
         v.num_updates,
@@ -277,7 +277,7 @@ fn export_status(out: &mut String, cib: &Cib, s: &ClusterStatus, id_of: &dyn Fn(
                 let _ = RunState::Stopped;
                 let _ = writeln!(
                     out,
-                    "            <lrm_rsc_op id=\"{}\" operation_key=\"{}\" operation=\"{}\" crm-debug-origin=\"tandem\" crm_feature_set=\"3.16.2\" transition-key=\"{}:1:{target}:00000000-0000-4000-8000-000000000000\" transition-magic=\"{}:{};{}:1:{target}:00000000-0000-4000-8000-000000000000\" call-id=\"{}\" rc-code=\"{}\" op-status=\"{}\" interval=\"{}\" last-rc-change=\"{}\" exec-time=\"{}\" queue-time=\"0\" on_node=\"{}\"{}/>",
+                    "            <lrm_rsc_op id=\"{}\" operation_key=\"{}\" operation=\"{}\" crm-debug-origin=\"tandem\" crm_feature_set=\"3.16.1\" transition-key=\"{}:1:{target}:00000000-0000-4000-8000-000000000000\" transition-magic=\"{}:{};{}:1:{target}:00000000-0000-4000-8000-000000000000\" call-id=\"{}\" rc-code=\"{}\" op-status=\"{}\" interval=\"{}\" last-rc-change=\"{}\" exec-time=\"{}\" queue-time=\"0\" on_node=\"{}\"{}/>",
                     esc(&format!("{key}_{k}")),
                     esc(&key),
                     esc(&op.op),

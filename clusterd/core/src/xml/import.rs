@@ -188,10 +188,7 @@ fn constraint(e: &Element) -> Result<Constraint, XmlError> {
                 (None, Some(s)) if s.value() == 0 => OrderKind::Optional,
                 _ => OrderKind::Mandatory,
             };
-            let symmetrical = match e.attr("symmetrical") {
-                None => None,
-                Some(v) => Some(is_true(v)),
-            };
+            let symmetrical = e.attr("symmetrical").map(is_true);
             Ok(Constraint::Order(Order {
                 id,
                 first: e.req("first")?.to_string(),
@@ -348,7 +345,7 @@ pub fn import(xml: &str) -> Result<Imported, XmlError> {
     };
     let cfg = root.child("configuration").ok_or_else(|| root.err("no <configuration> section"))?;
     configuration(cfg, &mut cib)?;
-    let mut status = ClusterStatus { has_quorum: root.attr("have-quorum").is_none_or(|v| is_true(v)), ..Default::default() };
+    let mut status = ClusterStatus { has_quorum: root.attr("have-quorum").is_none_or(is_true), ..Default::default() };
     if let Some(st) = root.child("status") {
         status_section(st, &mut status)?;
     }
