@@ -518,6 +518,17 @@ impl Daemon {
             warn!(node = %self.node, token, "completion of an unknown operation");
             return;
         };
+        if op.origin == Origin::Recurring
+            && self
+                .monitors
+                .get_mut(&op.req.resource, op.req.interval_ms)
+                .is_none()
+        {
+            // Cancelled while it ran (a transition's cancel, a cleanup, shutdown): its result
+            // is stale and must not re-arm the monitor in the history; Pacemaker drops it too.
+            debug!(node = %self.node, resource = %op.req.resource, interval_ms = op.req.interval_ms, "result of a cancelled monitor dropped");
+            return;
+        }
         let now = now_s();
         let req = &op.req;
         let is_probe = req.action == Action::Monitor && req.interval_ms == 0;

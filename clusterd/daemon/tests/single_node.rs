@@ -8,11 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use clusterd_core::cib::{
-    Clone, CloneChild, Colocation, Constraint, Group, Order, OrderAction, OrderKind, Resource, Role,
-};
-use clusterd_core::control::{Request, Response};
-use clusterd_core::score::Score;
+use clusterd_core::cib::{Group, Resource, Role};
 use clusterd_core::status::{OpStatus, RunState};
 use common::*;
 
@@ -31,74 +27,114 @@ fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
     let mode = std::fs::metadata(n.socket()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
-    // Stateful: promotable, monitors per role (Pacemaker's recommended pair).
-    let mut st = primitive(
-        "st",
-        "pacemaker",
-        "Stateful",
-        &[
-            ("state", d.join("st.state").to_string_lossy().into_owned()),
-            ("envfile", d.join("st.env").to_string_lossy().into_owned()),
+    // The configuration, written with clusterctl as an operator would with pcs. Stateful is
+    // promotable with a monitor per role; the group runs where Stateful is promoted, after
+    // the promotion (the thesis's chain); d1 comes first of all.
+    let state = |name: &str| format!("state={}", d.join(format!("{name}.state")).display());
+    let envfile = format!("envfile={}", d.join("st.env").display());
+    let (s_d1, s_st, s_g1, s_web) = (state("d1"), state("st"), state("g1"), state("web"));
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["property", "set", "stonith-enabled=false"],
+        vec![
+            "resource",
+            "create",
+            "d1",
+            "ocf:heartbeat:Dummy",
+            &s_d1,
+            "op",
+            "monitor",
+            "interval=1s",
         ],
         vec![
-            op("monitor", 1_000, Some(20_000), Some(Role::Promoted)),
-            op("monitor", 1_500, Some(20_000), Some(Role::Unpromoted)),
+            "resource",
+            "create",
+            "st",
+            "ocf:pacemaker:Stateful",
+            &s_st,
+            &envfile,
+            "op",
+            "monitor",
+            "interval=1s",
+            "role=Promoted",
+            "op",
+            "monitor",
+            "interval=1500ms",
+            "role=Unpromoted",
         ],
-    );
-    st.meta.clear();
-    let mut web = dummy("web", &d, 500);
-    web.meta.insert("migration-threshold".into(), "2".into());
-    n.edit(|cib| {
-        base(cib);
-        cib.resources
-            .push(Resource::Primitive(dummy("d1", &d, 1_000)));
-        cib.resources.push(Resource::Clone(Clone {
-            id: "st-clone".into(),
-            promotable: true,
-            meta: [
-                ("promoted-max", "1"),
-                ("clone-max", "1"),
-                ("notify", "true"),
-            ]
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-            child: CloneChild::Primitive(st),
-        }));
-        cib.resources.push(Resource::Group(Group {
-            id: "g".into(),
-            meta: BTreeMap::new(),
-            members: vec![dummy("g1", &d, 1_000), web],
-        }));
-        // The thesis's chain: the group runs where Stateful is promoted, after the promotion;
-        // d1 comes first of all.
-        cib.constraints.push(Constraint::Colocation(Colocation {
-            id: "g-with-st".into(),
-            rsc: "g".into(),
-            with_rsc: "st-clone".into(),
-            score: Score::parse("INFINITY").unwrap(),
-            rsc_role: None,
-            with_rsc_role: Some(Role::Promoted),
-        }));
-        cib.constraints.push(Constraint::Order(Order {
-            id: "promote-st-then-g".into(),
-            first: "st-clone".into(),
-            first_action: OrderAction::Promote,
-            then: "g".into(),
-            then_action: OrderAction::Start,
-            kind: OrderKind::Mandatory,
-            symmetrical: None,
-        }));
-        cib.constraints.push(Constraint::Order(Order {
-            id: "d1-then-st".into(),
-            first: "d1".into(),
-            first_action: OrderAction::Start,
-            then: "st-clone".into(),
-            then_action: OrderAction::Start,
-            kind: OrderKind::Mandatory,
-            symmetrical: None,
-        }));
-    });
+        vec![
+            "resource",
+            "promotable",
+            "st",
+            "promoted-max=1",
+            "clone-max=1",
+            "notify=true",
+        ],
+        vec![
+            "resource",
+            "create",
+            "g1",
+            "ocf:heartbeat:Dummy",
+            &s_g1,
+            "op",
+            "monitor",
+            "interval=1s",
+            "--group",
+            "g",
+        ],
+        vec![
+            "resource",
+            "create",
+            "web",
+            "ocf:heartbeat:Dummy",
+            &s_web,
+            "op",
+            "monitor",
+            "interval=500ms",
+            "meta",
+            "migration-threshold=2",
+            "--group",
+            "g",
+        ],
+        vec![
+            "constraint",
+            "colocation",
+            "add",
+            "g",
+            "with",
+            "st-clone",
+            "INFINITY",
+            "with-rsc-role=Promoted",
+        ],
+        vec![
+            "constraint",
+            "order",
+            "promote",
+            "st-clone",
+            "then",
+            "start",
+            "g",
+        ],
+        vec![
+            "constraint",
+            "order",
+            "start",
+            "d1",
+            "then",
+            "start",
+            "st-clone",
+        ],
+    ];
+    // As the thesis does with pcs: edit a copy offline, push it whole, so nothing starts
+    // before its constraints exist.
+    let file = d.join("cib.edit");
+    let file_s = file.to_string_lossy().into_owned();
+    n.ctl(&["cluster", "cib", &file_s]);
+    for cmd in &commands {
+        let mut args = vec!["-f", file_s.as_str()];
+        args.extend(cmd.iter().copied());
+        n.ctl(&args);
+    }
+    n.ctl(&["cluster", "cib-push", &file_s]);
 
     // Everything runs; Stateful promoted through its own crm_attribute --promotion call.
     let s = n.wait_for("d1, st promoted, g1, web running", |s| {
@@ -183,6 +219,13 @@ fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
         Some("No process state file found")
     );
     assert!(d.join("web.state").exists(), "restarted");
+    let text = n.ctl(&["status"]);
+    assert!(text.contains("Failed Resource Actions"), "{text}");
+    assert!(
+        text.contains("web_monitor_500 on n1 'not running' (7)"),
+        "{text}"
+    );
+    assert!(text.contains("No process state file found"), "{text}");
 
     // Second failure reaches migration-threshold=2: web is banned from n1 (the only node), so
     // it stays stopped; g1 before it keeps running.
@@ -201,13 +244,7 @@ fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
     );
 
     // cleanup forgets the failures: web is probed again and started.
-    assert_eq!(
-        n.req(&Request::Cleanup {
-            resource: Some("web".into()),
-            node: None
-        }),
-        Response::Ok
-    );
+    n.ctl(&["resource", "cleanup", "web"]);
     let s = n.wait_for("web running after cleanup", |s| {
         fail_count(s, "web") == 0 && history_state(s, "web", "n1", false) == started()
     });
@@ -219,11 +256,7 @@ fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
     n.settle();
 
     // Standby: everything stops, in the reverse of the start order.
-    n.edit(|cib| {
-        cib.node_mut("n1")
-            .attributes
-            .insert("standby".into(), "on".into());
-    });
+    n.ctl(&["node", "standby", "n1"]);
     let s = n.wait_for("everything stopped in standby", |s| {
         ["d1", "g1", "web"]
             .iter()
