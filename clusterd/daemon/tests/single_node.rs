@@ -336,7 +336,7 @@ fn hung_monitor_is_killed_at_its_timeout_and_fails() {
         .filter_map(|e| {
             let env = std::fs::read(e.path().join("environ")).ok()?;
             let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-            let has = |v: &str| vars.iter().any(|x| *x == v.as_bytes());
+            let has = |v: &str| vars.contains(&v.as_bytes());
             (has(&sock) && has("OCF_RESOURCE_INSTANCE=slow"))
                 .then(|| e.file_name().to_string_lossy().into_owned())
         })
