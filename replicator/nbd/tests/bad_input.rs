@@ -1,6 +1,7 @@
 //! Bad input and rude clients: each gets the protocol's error reply or a clean disconnect with a
 //! log line that says what was wrong; the server keeps serving everyone else; nothing written
 //! before is lost.
+#![allow(clippy::cast_possible_truncation)] // test values are small by construction
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Real NBD clients (nbdinfo, nbdsh, qemu-io, nbdcopy, fio) against an in-process server on a
 //! unix socket, serving a file.
+#![allow(clippy::cast_possible_truncation)] // test values are small by construction
 
 mod common;
 

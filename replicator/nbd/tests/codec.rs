@@ -1,5 +1,6 @@
 //! Unit and property tests of the pure codec: exact bytes for every reply we build, and every
 //! malformed input rejected with the right error.
+#![allow(clippy::cast_possible_truncation)] // test values are small by construction
 
 use proptest::prelude::*;
 use tandem_nbd::handshake::*;

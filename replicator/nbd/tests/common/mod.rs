@@ -1,6 +1,6 @@
 //! Test harness: an in-process server on a unix socket in a temp dir, a raw NBD client for
 //! byte-exact probes, and helpers to run the real clients.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::cast_possible_truncation)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
