@@ -228,10 +228,5 @@ fn placement_agrees_with_crm_simulate() {
         }
     };
     let failures: Vec<String> = seeds.iter().filter_map(|&s| run_case(s, keep.as_deref().unwrap_or(dir.path())).err()).collect();
-    // Known gaps (see docs/clusterd.md, "Differences from Pacemaker"): a few promotable-clone
-    // corner cases still differ. The bound catches regressions; every difference is printed.
-    if !failures.is_empty() {
-        eprintln!("{} of {} cases differ:\n{}", failures.len(), seeds.len(), failures.join("\n\n"));
-    }
-    assert!(failures.len() * 10 <= seeds.len(), "{} of {} cases differ (more than 10%):\n{}", failures.len(), seeds.len(), failures.join("\n\n"));
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), seeds.len(), failures.join("\n\n"));
 }

@@ -156,7 +156,10 @@ impl Sched<'_> {
             for c in list {
                 let col = self.colocs[c].clone();
                 let other = if this_with { col.primary } else { col.dependent };
-                let f = factor * f64::from(col.score) / f64::from(INFINITY);
+                // Pacemaker 2.1.5 scales each hop by the sign of the factor so far, not by the
+                // product of factors.
+                let sign = if factor < 0.0 { -1.0 } else { 1.0 };
+                let f = sign * f64::from(col.score) / f64::from(INFINITY);
                 let other = self.merge_target(other);
                 work = self.merge_scores(other, Some(&work), f, this_with, true, positive);
             }

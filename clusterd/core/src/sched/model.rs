@@ -218,7 +218,33 @@ impl<'a> Sched<'a> {
         s.unpack_current();
         s.unpack_constraints();
         s.apply_stickiness_and_failures();
+        s.add_promotion_scores();
         s
+    }
+
+    /// Pacemaker's pcmk__add_promotion_scores: a positive promotion score (`master-RSC`) on an
+    /// available node is added to the instances' scores there, so instances go where they can
+    /// be promoted.
+    fn add_promotion_scores(&mut self) {
+        for i in 0..self.rscs.len() {
+            if !self.rscs[i].is_primitive() || self.instance_number(i).is_none() {
+                continue;
+            }
+            let Some((ci, _)) = self.instance_number(i) else { continue };
+            if !matches!(&self.rscs[ci].kind, Kind::Clone(c) if c.promotable) {
+                continue;
+            }
+            let key = format!("master-{}", self.rscs[i].base);
+            for n in 0..self.nodes.len() {
+                if !self.nodes[n].available() || self.rscs[i].allowed[n] == ABSENT {
+                    continue;
+                }
+                let Some(score) = self.nodes[n].attrs.get(&key).and_then(|v| Score::parse(v)) else { continue };
+                if score.value() > 0 {
+                    self.rscs[i].allowed[n] = Score::new(i64::from(self.rscs[i].allowed[n])).add(score).value();
+                }
+            }
+        }
     }
 
     fn push(&mut self, r: Rsc) -> usize {
@@ -475,7 +501,9 @@ impl<'a> Sched<'a> {
         }
     }
 
-    /// Adds a location score to `i` and its descendants.
+    /// Adds a location score to `i` and its descendants. In a group only the first member gets
+    /// the score (the others follow it through the group's colocations); the later members
+    /// only become allowed on that node (score 0), as Pacemaker's group location does.
     fn add_location(&mut self, i: usize, node: usize, score: i32, why: &str) {
         let cur = self.rscs[i].allowed[node];
         let base = if cur == ABSENT { 0 } else { cur };
@@ -483,9 +511,16 @@ impl<'a> Sched<'a> {
         if score < 0 {
             self.rscs[i].bans.entry(node).or_default().push(format!("{why} ({})", Score::new(i64::from(score))));
         }
+        let is_group = matches!(self.rscs[i].kind, Kind::Group { .. });
         let kids = self.rscs[i].children().to_vec();
-        for k in kids {
-            self.add_location(k, node, score, why);
+        for (k, kid) in kids.into_iter().enumerate() {
+            if is_group && k > 0 {
+                if self.rscs[kid].allowed[node] == ABSENT {
+                    self.rscs[kid].allowed[node] = 0;
+                }
+                continue;
+            }
+            self.add_location(kid, node, score, why);
         }
     }
 

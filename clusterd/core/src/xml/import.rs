@@ -291,10 +291,15 @@ fn status_section(st: &Element, status: &mut ClusterStatus) -> Result<(), XmlErr
             node.fail_counts = fails.into_values().filter(|f| f.count > 0).collect();
         }
         if let Some(lrm) = ns.child("lrm").and_then(|l| l.child("lrm_resources")) {
+            // Anonymous clone instances may be recorded under several ids (RSC, RSC:0, RSC:1)
+            // on one node, each with its own call-id sequence. History is per primitive, so
+            // entries are merged: inactive ones first, then active ones, call ids renumbered
+            // in that order, so the merged history ends in the state of the active entry.
+            let mut entries: BTreeMap<String, Vec<Vec<OpRecord>>> = BTreeMap::new();
             for r in lrm.children_named("lrm_resource") {
                 let id = r.req("id")?;
-                // Anonymous clone instances are recorded as RSC or RSC:N; history is per primitive.
                 let base = id.split(':').next().unwrap_or(id).to_string();
+                let mut ops = Vec::new();
                 for op in r.children_named("lrm_rsc_op") {
                     let rec = OpRecord {
                         op: op.req("operation")?.to_string(),
@@ -309,7 +314,25 @@ fn status_section(st: &Element, status: &mut ClusterStatus) -> Result<(), XmlErr
                     if rec.op == "migrate_to" || rec.op == "migrate_from" {
                         return Err(op.err("live migration history is not supported"));
                     }
-                    status.record(&base, &name, rec);
+                    // `RSC_last_failure_0` repeats a failure already kept as `RSC_last_0` or
+                    // `RSC_monitor_N`; keep it only when it is the only record of that call.
+                    ops.push(rec);
+                }
+                ops.sort_by_key(|o| o.call_id);
+                ops.dedup_by(|a, b| a.call_id == b.call_id && a.op == b.op && a.interval_ms == b.interval_ms);
+                entries.entry(base).or_default().push(ops);
+            }
+            for (base, mut list) in entries {
+                if list.len() > 1 {
+                    list.sort_by_key(|ops| crate::status::derive_state(ops, false, 0, 0).state.is_active());
+                }
+                let mut next = 1u64;
+                for ops in list {
+                    for mut o in ops {
+                        o.call_id = next;
+                        next += 1;
+                        status.record(&base, &name, o);
+                    }
                 }
             }
         }
