@@ -41,6 +41,8 @@ struct Case {
     /// (primitive or clone instance id, node, role) currently running.
     running: Vec<(String, String, Role)>,
     master_scores: Vec<(String, String, i32)>,
+    /// (primitive, node, failures): a failed monitor and a fail count of that many.
+    failures: Vec<(String, String, u32)>,
 }
 
 fn generate(seed: u64) -> Case {
@@ -121,8 +123,42 @@ fn generate(seed: u64) -> Case {
     if r.chance(25) {
         commands.push(format!("node standby {}", r.pick(&nodes)));
     }
-    let _ = prims;
-    Case { nodes, commands, running, master_scores }
+    // Orders between top-level resources (earlier first, so no cycles).
+    let promotable = commands.iter().any(|c| c.contains("resource promotable"));
+    for k in 1..tops.len() {
+        if r.chance(25) {
+            let first = tops[r.below(k as u64) as usize].clone();
+            let first_action = if first == "S-clone" && promotable && r.chance(60) { "promote" } else { "start" };
+            let kind = if r.chance(25) { " kind=Optional" } else { "" };
+            commands.push(format!("constraint order {first_action} {first} then start {}{kind}", tops[k]));
+        }
+    }
+    if r.chance(15) {
+        commands.push(format!("resource disable {}", r.pick(&tops)));
+    }
+    if r.chance(15) {
+        commands.push(format!("resource meta {} priority={}", r.pick(&tops), r.below(20)));
+    }
+    if r.chance(15) {
+        commands.push(format!("resource meta {} migration-threshold=2", r.pick(&prims)));
+    }
+    if promotable && r.chance(30) {
+        let dep = r.pick(&prims).clone();
+        if !commands.iter().any(|c| c.starts_with(&format!("constraint colocation add {dep} "))) {
+            commands.push(format!("constraint colocation add {dep} with S-clone {} with-rsc-role=Promoted", r.pick(&["INFINITY", "50", "-INFINITY"])));
+        }
+    }
+    if promotable && r.chance(20) {
+        commands.push(format!("constraint location S-clone rule role=Promoted score={} #uname eq {}", r.pick(&["50", "200", "-INFINITY"]), r.pick(&nodes)));
+    }
+    // Failures: a failed recurring monitor on a running primitive, and fail counts.
+    let mut failures = Vec::new();
+    for (rsc, node, _) in &running {
+        if prims.contains(rsc) && r.chance(20) {
+            failures.push((rsc.clone(), node.clone(), *r.pick(&[1u32, 2, 3])));
+        }
+    }
+    Case { nodes, commands, running, master_scores, failures }
 }
 
 fn crm_simulate(args: &[&str]) -> String {
@@ -133,8 +169,8 @@ fn crm_simulate(args: &[&str]) -> String {
 }
 
 /// Per primitive: sorted list of "node:role".
-fn ours(cib: &Cib, status: &ClusterStatus) -> BTreeMap<String, Vec<String>> {
-    let t = schedule(cib, status, 0);
+fn ours(cib: &Cib, status: &ClusterStatus, now: u64) -> BTreeMap<String, Vec<String>> {
+    let t = schedule(cib, status, now);
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in t.placements {
         if let Some(n) = p.node {
@@ -191,6 +227,12 @@ fn run_case(seed: u64, dir: &std::path::Path) -> Result<(), String> {
                     if *role == Role::Promoted {
                         args.extend(["-i".into(), format!("{inst}_promote_0@{n}=0")]);
                     }
+                    // Each injected failure raises the fail count by one (crm_simulate does it).
+                    if let Some((_, _, count)) = case.failures.iter().find(|(r, node, _)| r == id && node == n) {
+                        for _ in 0..*count {
+                            args.extend(["-i".into(), format!("{inst}_monitor_10000@{n}=1")]);
+                        }
+                    }
                 }
             }
         }
@@ -201,15 +243,17 @@ fn run_case(seed: u64, dir: &std::path::Path) -> Result<(), String> {
     let imported = xml::import(&injected_text).map_err(|e| format!("seed {seed}: our import of crm_simulate's CIB failed: {e}"))?;
     let summary = crm_simulate(&["-x", &injected.display().to_string(), "-S", "-O", &result.display().to_string()]);
     let after = xml::import(&std::fs::read_to_string(&result).expect("result CIB")).map_err(|e| format!("seed {seed}: import result: {e}"))?;
-    let a = ours(&imported.cib, &imported.status);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let a = ours(&imported.cib, &imported.status, now);
     let b = theirs(&after.cib, &after.status);
     if a != b {
-        let t = schedule(&imported.cib, &imported.status, 0);
+        let t = schedule(&imported.cib, &imported.status, now);
         return Err(format!(
-            "seed {seed}: placements differ\n  commands:\n    {}\n  running: {:?}\n  master scores: {:?}\n  ours:   {a:?}\n  theirs: {b:?}\n  our summary: {:#?}\n  crm_simulate:\n{summary}",
+            "seed {seed}: placements differ\n  commands:\n    {}\n  running: {:?}\n  master scores: {:?}\n  failures: {:?}\n  ours:   {a:?}\n  theirs: {b:?}\n  our summary: {:#?}\n  crm_simulate:\n{summary}",
             case.commands.join("\n    "),
             case.running,
             case.master_scores,
+            case.failures,
             t.summary()
         ));
     }

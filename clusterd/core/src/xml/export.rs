@@ -97,9 +97,13 @@ fn constraint(out: &mut String, c: &Constraint) {
                     let _ = writeln!(out, "{i}<rsc_location id=\"{}\" rsc=\"{}\" node=\"{}\" score=\"{score}\"{role}/>", esc(&l.id), esc(&l.rsc), esc(node));
                 }
                 LocationTarget::Rules(rules) => {
-                    let _ = writeln!(out, "{i}<rsc_location id=\"{}\" rsc=\"{}\"{role}>", esc(&l.id), esc(&l.rsc));
+                    // Pacemaker reads a rule's role from the <rule> element, not from
+                    // <rsc_location>: put it there.
+                    let _ = writeln!(out, "{i}<rsc_location id=\"{}\" rsc=\"{}\">", esc(&l.id), esc(&l.rsc));
                     for (k, r) in rules.iter().enumerate() {
-                        rule(out, &format!("{i}  "), r, &format!("{}-rule-{k}", l.id));
+                        let mut r = r.clone();
+                        r.role = r.role.or(l.role);
+                        rule(out, &format!("{i}  "), &r, &format!("{}-rule-{k}", l.id));
                     }
                     let _ = writeln!(out, "{i}</rsc_location>");
                 }
