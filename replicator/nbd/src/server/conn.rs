@@ -280,15 +280,18 @@ async fn transmission(
             Decoded::Request(req) => {
                 let buffer = req.command.buffer_len();
                 let byte_permit = if buffer > 0 {
-                    // Waiting here stops reading; requests in flight still complete through the
-                    // writer, which releases their bytes.
-                    Some(
-                        bytes
-                            .clone()
-                            .acquire_many_owned(kib(buffer))
-                            .await
-                            .expect("semaphore never closed"),
-                    )
+                    // Waiting here stops reading the socket, but the requests in flight must
+                    // still be driven: their replies are what release the bytes.
+                    let want = bytes.clone().acquire_many_owned(kib(buffer));
+                    tokio::pin!(want);
+                    let p = loop {
+                        tokio::select! {
+                            biased;
+                            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                            p = &mut want => break p.expect("semaphore never closed"),
+                        }
+                    };
+                    Some(p)
                 } else {
                     None
                 };
