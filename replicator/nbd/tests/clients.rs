@@ -444,14 +444,13 @@ fn pipelined_writes_beyond_the_byte_budget_do_not_deadlock() {
             self.0.write_zeroes(o, l, f)
         }
     }
-    use tandem_nbd::Backend as _;
-    let mut srv = TestServer::start(128 * MIB);
+    let srv = TestServer::start(128 * MIB);
     let file = tandem_nbd::FileBackend::open(&srv.img, FileOptions::default()).unwrap();
     srv.exports.insert(tandem_nbd::Export::new(
         EXPORT,
         std::sync::Arc::new(Slow(file)),
     ));
-    let _ = &mut srv;
+
     let (mut c, _, _) = Raw::connect_go(&srv.sock, false);
     let n = 100u64; // 100 MiB in flight at once, budget 64 MiB
     let mut w = c.s.try_clone().unwrap();
