@@ -56,6 +56,10 @@ fn generate(seed: u64) -> Case {
     let mut master_scores = Vec::new();
     let scores = ["-INFINITY", "-50", "10", "50", "100", "INFINITY"];
     commands.push(format!("resource defaults resource-stickiness={}", r.pick(&["0", "1", "100"])));
+    let asymmetric = r.chance(15);
+    if asymmetric {
+        commands.push("property set symmetric-cluster=false".into());
+    }
     let n_prims = 2 + r.below(4) as usize;
     for k in 0..n_prims {
         let id = format!("r{k}");
@@ -82,6 +86,21 @@ fn generate(seed: u64) -> Case {
         }
         if r.chance(50) {
             commands.push(format!("constraint location G prefers {}={}", r.pick(&nodes), r.pick(&scores)));
+        }
+    }
+    if r.chance(20) {
+        // A clone of a group.
+        commands.push("resource create c1 ocf:heartbeat:Dummy --group CG".into());
+        commands.push("resource create c2 ocf:heartbeat:Dummy --group CG".into());
+        commands.push(format!("resource clone CG CG-clone clone-max={}", 1 + r.below(n_nodes as u64)));
+        tops.push("CG-clone".into());
+        let mut inst = 0;
+        for n in &nodes {
+            if r.chance(30) {
+                running.push((format!("c1:{inst}"), n.clone(), Role::Started));
+                running.push((format!("c2:{inst}"), n.clone(), Role::Started));
+                inst += 1;
+            }
         }
     }
     if r.chance(50) {
@@ -146,6 +165,19 @@ fn generate(seed: u64) -> Case {
         let dep = r.pick(&prims).clone();
         if !commands.iter().any(|c| c.starts_with(&format!("constraint colocation add {dep} "))) {
             commands.push(format!("constraint colocation add {dep} with S-clone {} with-rsc-role=Promoted", r.pick(&["INFINITY", "50", "-INFINITY"])));
+        }
+    }
+    if promotable && r.chance(20) {
+        let primary = r.pick(&prims).clone();
+        commands.push(format!("constraint colocation add Promoted S-clone with {primary} {}", r.pick(&["INFINITY", "100", "-INFINITY"])));
+    }
+    if asymmetric {
+        for t in &tops {
+            for n in &nodes {
+                if r.chance(60) {
+                    commands.push(format!("constraint location {t} prefers {n}={}", r.pick(&["0", "10", "100"])));
+                }
+            }
         }
     }
     if promotable && r.chance(20) {

@@ -392,16 +392,19 @@ impl Sched<'_> {
         if !self.rscs[d].provisional {
             return;
         }
-        if let Some(role) = col.dependent_role {
-            // Role-limited dependents: only instances of a promotable clone can have one, and
-            // that is decided at promotion time.
-            let _ = role;
-            return;
-        }
-        if let Some(role) = col.primary_role
-            && role != self.rscs[p].next_role {
+        // Role filters only limit positive colocations (Pacemaker 2.1.5's
+        // filter_colocation_constraint): a negative one keeps the dependent away whatever the
+        // roles. A positive role-limited dependent is decided at promotion time.
+        if col.score > 0 {
+            if col.dependent_role.is_some() && col.dependent_role != Some(self.rscs[d].next_role) {
                 return;
             }
+            if let Some(role) = col.primary_role {
+                if role != self.rscs[p].next_role {
+                    return;
+                }
+            }
+        }
         let mut work = self.rscs[d].allowed.clone();
         let primary_node = self.rscs[p].assigned;
         let mut reasons = Vec::new();
