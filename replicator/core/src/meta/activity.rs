@@ -219,6 +219,67 @@ impl ActivityLog {
         }
     }
 
+    /// Records a change of the hot set decided elsewhere (the replication state machine keeps
+    /// its own, `protocol::al`): `evict` leave the log, then `activate` enter it, as one
+    /// transaction (`None` when nothing changes). The caller flushes the bitmap pages of the
+    /// evicted extents before writing the transaction, as with [`Self::begin`]. Fails, changing
+    /// nothing, when an activated extent finds no slot or the change exceeds one transaction.
+    pub fn record(
+        &mut self,
+        activate: &[u32],
+        evict: &[u32],
+    ) -> Result<Option<AlTransaction>, String> {
+        let new: Vec<u32> = activate
+            .iter()
+            .copied()
+            .filter(|e| !self.slot_of.contains_key(e))
+            .collect();
+        let gone: Vec<u32> = evict
+            .iter()
+            .copied()
+            .filter(|e| self.slot_of.contains_key(e) && !activate.contains(e))
+            .collect();
+        if new.len() + gone.len() > MAX_UPDATES {
+            return Err(format!(
+                "{} changes in one transaction (at most {MAX_UPDATES})",
+                new.len() + gone.len()
+            ));
+        }
+        let free = self.table.iter().filter(|s| s.is_none()).count() + gone.len();
+        if free < new.len() {
+            return Err(format!(
+                "{} extents to activate, {free} free slots in a log of {}",
+                new.len(),
+                self.table.len()
+            ));
+        }
+        if new.is_empty() && gone.is_empty() {
+            return Ok(None);
+        }
+        self.tick += 1;
+        let mut updates = Vec::new();
+        for e in &gone {
+            let s = self.slot_of.remove(e).expect("checked");
+            self.table[s] = None;
+            self.refs[s] = 0;
+            updates.push((u32::try_from(s).expect("slot fits u32"), None));
+        }
+        for e in &new {
+            let s = (0..self.table.len())
+                .find(|s| self.table[*s].is_none())
+                .expect("counted");
+            self.table[s] = Some(*e);
+            self.slot_of.insert(*e, s);
+            self.last_use[s] = self.tick;
+            updates.push((u32::try_from(s).expect("slot fits u32"), Some(*e)));
+        }
+        let t = self.transaction(updates);
+        for e in &new {
+            self.since[self.slot_of[e]] = t.seq;
+        }
+        Ok(Some(t))
+    }
+
     /// Transactions up to `seq` are durable.
     pub fn committed(&mut self, seq: u64) {
         assert!(

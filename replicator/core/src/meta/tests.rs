@@ -510,6 +510,39 @@ fn crash_simulation_never_loses_an_unflushed_extent() {
 }
 
 #[test]
+fn changes_decided_elsewhere_are_recorded_and_recovered() {
+    let mut al = ActivityLog::new(67, 8, 9, 1);
+    let mut ring: Vec<Result<AlTransaction, MetaError>> = (0..8)
+        .map(|_| Err(MetaError::BadMagic { what: "x" }))
+        .collect();
+    let mut put = |t: AlTransaction| {
+        let slot = t.ring_slot(8) as usize;
+        ring[slot] = AlTransaction::decode(&t.encode(), 9);
+    };
+    for t in al.full_context() {
+        put(t);
+    }
+    put(al.record(&[3, 4, 5], &[]).unwrap().unwrap());
+    put(al.record(&[6], &[4]).unwrap().unwrap());
+    assert_eq!(
+        al.record(&[3], &[]).unwrap(),
+        None,
+        "already hot: nothing to write"
+    );
+    assert_eq!(al.active(), vec![3, 5, 6]);
+    let rec = al::recover(&ring);
+    assert!(rec.complete);
+    assert_eq!(rec.extents, vec![3, 5, 6]);
+    let too_many: Vec<u32> = (100..200).collect();
+    assert!(al.record(&too_many, &[]).is_err());
+    assert_eq!(
+        al.active(),
+        vec![3, 5, 6],
+        "a refused change changes nothing"
+    );
+}
+
+#[test]
 fn recovery_of_an_uninitialised_ring_is_incomplete() {
     let slots: Vec<Result<AlTransaction, MetaError>> = (0..8)
         .map(|_| AlTransaction::decode(&[0u8; 4096], 1))
