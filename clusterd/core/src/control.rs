@@ -50,23 +50,47 @@ pub enum Request {
     GetCib,
     /// Replace the configuration. `expected`: the version the edit was based on (from
     /// `cluster cib FILE`); the push is refused if the cluster moved on since.
-    PushCib { cib: Cib, expected: Option<CibVersion> },
+    PushCib {
+        cib: Cib,
+        expected: Option<CibVersion>,
+    },
     Status,
     /// Forget failures of `resource` (all when `None`) on `node` (all when `None`).
-    Cleanup { resource: Option<String>, node: Option<String> },
+    Cleanup {
+        resource: Option<String>,
+        node: Option<String>,
+    },
     /// Set (`Some`) or delete (`None`) a transient node attribute.
-    SetNodeAttribute { node: String, name: String, value: Option<String> },
+    SetNodeAttribute {
+        node: String,
+        name: String,
+        value: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
-    Pong { node: String, version: String },
-    Cib { cib: Cib },
-    Pushed { version: CibVersion },
-    Status { cib: Cib, status: ClusterStatus, transition: Option<Transition> },
+    Pong {
+        node: String,
+        version: String,
+    },
+    Cib {
+        cib: Cib,
+    },
+    Pushed {
+        version: CibVersion,
+    },
+    Status {
+        cib: Cib,
+        status: ClusterStatus,
+        transition: Option<Transition>,
+    },
     Ok,
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +164,10 @@ pub fn decode_header(bytes: &[u8; HEADER_BYTES]) -> Result<Header, FrameError> {
 }
 
 /// Checks and parses a payload read after `header`.
-pub fn decode_payload<T: for<'de> Deserialize<'de>>(header: &Header, payload: &[u8]) -> Result<T, FrameError> {
+pub fn decode_payload<T: for<'de> Deserialize<'de>>(
+    header: &Header,
+    payload: &[u8],
+) -> Result<T, FrameError> {
     if payload.len() != header.len as usize {
         return Err(FrameError::Truncated);
     }
@@ -152,7 +179,11 @@ pub fn decode_payload<T: for<'de> Deserialize<'de>>(header: &Header, payload: &[
 
 /// Decodes one whole frame from a buffer (header + payload).
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, FrameError> {
-    let head: &[u8; HEADER_BYTES] = bytes.get(..HEADER_BYTES).ok_or(FrameError::Truncated)?.try_into().expect("len checked");
+    let head: &[u8; HEADER_BYTES] = bytes
+        .get(..HEADER_BYTES)
+        .ok_or(FrameError::Truncated)?
+        .try_into()
+        .expect("len checked");
     let header = decode_header(head)?;
     decode_payload(&header, &bytes[HEADER_BYTES..])
 }
@@ -163,9 +194,17 @@ pub enum PushError {
     #[error(
         "the cluster configuration changed since this file was fetched (file based on {expected}, cluster now at {current}); run `clusterctl cluster cib FILE` again and redo the edit"
     )]
-    Stale { expected: CibVersion, current: CibVersion },
-    #[error("the pushed configuration (version {pushed}) is not newer than the cluster's ({current})")]
-    Older { pushed: CibVersion, current: CibVersion },
+    Stale {
+        expected: CibVersion,
+        current: CibVersion,
+    },
+    #[error(
+        "the pushed configuration (version {pushed}) is not newer than the cluster's ({current})"
+    )]
+    Older {
+        pushed: CibVersion,
+        current: CibVersion,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(#[from] crate::cib::ValidationError),
 }
@@ -173,12 +212,24 @@ pub enum PushError {
 /// The daemon's rule for `PushCib`: with `expected`, the cluster must still be at exactly that
 /// version; without it, the pushed version must be newer (Pacemaker's rule for `cibadmin
 /// --replace`). The stored CIB gets a version newer than both.
-pub fn accept_push(current: &Cib, pushed: Cib, expected: Option<CibVersion>) -> Result<Cib, PushError> {
+pub fn accept_push(
+    current: &Cib,
+    pushed: Cib,
+    expected: Option<CibVersion>,
+) -> Result<Cib, PushError> {
     pushed.validate()?;
     match expected {
-        Some(e) if e != current.version => return Err(PushError::Stale { expected: e, current: current.version }),
+        Some(e) if e != current.version => {
+            return Err(PushError::Stale {
+                expected: e,
+                current: current.version,
+            });
+        }
         None if pushed.version <= current.version => {
-            return Err(PushError::Older { pushed: pushed.version, current: current.version });
+            return Err(PushError::Older {
+                pushed: pushed.version,
+                current: current.version,
+            });
         }
         _ => {}
     }
@@ -189,7 +240,11 @@ pub fn accept_push(current: &Cib, pushed: Cib, expected: Option<CibVersion>) -> 
     } else {
         out.version.epoch
     };
-    out.version = CibVersion { admin_epoch, epoch, num_updates: 0 };
+    out.version = CibVersion {
+        admin_epoch,
+        epoch,
+        num_updates: 0,
+    };
     Ok(out)
 }
 
@@ -199,7 +254,10 @@ mod tests {
 
     #[test]
     fn frame_round_trip_and_damage() {
-        let req = Request::Cleanup { resource: Some("A".into()), node: None };
+        let req = Request::Cleanup {
+            resource: Some("A".into()),
+            node: None,
+        };
         let bytes = encode(&req);
         assert_eq!(decode::<Request>(&bytes), Ok(req));
         let mut bad = bytes.clone();
@@ -208,30 +266,62 @@ mod tests {
         assert_eq!(decode::<Request>(&bad), Err(FrameError::Checksum));
         let mut bad = bytes.clone();
         bad[0] = b'X';
-        assert!(matches!(decode::<Request>(&bad), Err(FrameError::BadMagic(_))));
+        assert!(matches!(
+            decode::<Request>(&bad),
+            Err(FrameError::BadMagic(_))
+        ));
         let mut bad = bytes.clone();
         bad[5] = 9;
         assert_eq!(decode::<Request>(&bad), Err(FrameError::Version(9)));
-        assert_eq!(decode::<Request>(&bytes[..bytes.len() - 1]), Err(FrameError::Truncated));
+        assert_eq!(
+            decode::<Request>(&bytes[..bytes.len() - 1]),
+            Err(FrameError::Truncated)
+        );
         let mut big = bytes;
         big[6..10].copy_from_slice(&(MAX_FRAME_BYTES + 1).to_be_bytes());
-        assert_eq!(decode::<Request>(&big), Err(FrameError::TooLarge(MAX_FRAME_BYTES + 1)));
+        assert_eq!(
+            decode::<Request>(&big),
+            Err(FrameError::TooLarge(MAX_FRAME_BYTES + 1))
+        );
     }
 
     #[test]
     fn push_rules() {
-        let mut current = Cib::default();
-        current.version = CibVersion { admin_epoch: 0, epoch: 5, num_updates: 3 };
+        let current = Cib {
+            version: CibVersion {
+                admin_epoch: 0,
+                epoch: 5,
+                num_updates: 3,
+            },
+            ..Default::default()
+        };
         let mut pushed = current.clone();
         pushed.version.epoch = 7;
         let ok = accept_push(&current, pushed.clone(), Some(current.version)).unwrap();
-        assert_eq!(ok.version, CibVersion { admin_epoch: 0, epoch: 7, num_updates: 0 });
-        let stale = CibVersion { admin_epoch: 0, epoch: 4, num_updates: 0 };
-        assert!(matches!(accept_push(&current, pushed.clone(), Some(stale)), Err(PushError::Stale { .. })));
+        assert_eq!(
+            ok.version,
+            CibVersion {
+                admin_epoch: 0,
+                epoch: 7,
+                num_updates: 0
+            }
+        );
+        let stale = CibVersion {
+            admin_epoch: 0,
+            epoch: 4,
+            num_updates: 0,
+        };
+        assert!(matches!(
+            accept_push(&current, pushed.clone(), Some(stale)),
+            Err(PushError::Stale { .. })
+        ));
         let mut older = current.clone();
         older.version.epoch = 5;
         older.version.num_updates = 0;
-        assert!(matches!(accept_push(&current, older.clone(), None), Err(PushError::Older { .. })));
+        assert!(matches!(
+            accept_push(&current, older.clone(), None),
+            Err(PushError::Older { .. })
+        ));
         // With an exact expected version, an unbumped file still yields a newer version.
         let ok = accept_push(&current, older, Some(current.version)).unwrap();
         assert_eq!(ok.version.epoch, 6);

@@ -15,14 +15,14 @@ pub mod control;
 pub mod lint;
 pub mod pcs;
 pub mod report;
-pub mod score;
 pub mod sched;
+pub mod score;
 pub mod simulate;
 pub mod status;
 pub mod transition;
 pub mod xml;
 
 pub use cib::Cib;
-pub use score::{Score, INFINITY};
+pub use score::{INFINITY, Score};
 pub use status::ClusterStatus;
 pub use transition::Transition;

@@ -27,7 +27,11 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "warning: {}: {}\n  fix: {}", self.subject, self.message, self.fix)
+        write!(
+            f,
+            "warning: {}: {}\n  fix: {}",
+            self.subject, self.message, self.fix
+        )
     }
 }
 
@@ -68,7 +72,8 @@ fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 
 /// The top-level resource an id belongs to (orders and colocations on members act on it).
 fn top(cib: &Cib, id: &str) -> String {
-    cib.top_level_of(id).map_or_else(|| id.to_string(), |r| r.id().to_string())
+    cib.top_level_of(id)
+        .map_or_else(|| id.to_string(), |r| r.id().to_string())
 }
 
 /// All warnings for a configuration, in a stable order.
@@ -87,8 +92,13 @@ pub fn lint(cib: &Cib) -> Vec<Warning> {
         }
         match c {
             Constraint::Colocation(col) => {
-                for (rsc, role, side) in [(&col.with_rsc, col.with_rsc_role, "with-rsc-role"), (&col.rsc, col.rsc_role, "rsc-role")] {
-                    let Some(role @ (Role::Promoted | Role::Unpromoted)) = role else { continue };
+                for (rsc, role, side) in [
+                    (&col.with_rsc, col.with_rsc_role, "with-rsc-role"),
+                    (&col.rsc, col.rsc_role, "rsc-role"),
+                ] {
+                    let Some(role @ (Role::Promoted | Role::Unpromoted)) = role else {
+                        continue;
+                    };
                     if is_promotable(cib, rsc) == Some(false) {
                         out.push(Warning {
                             code: "role-never-matches",
@@ -113,7 +123,9 @@ pub fn lint(cib: &Cib) -> Vec<Warning> {
             }
             Constraint::Order(o) => {
                 for (rsc, action) in [(&o.first, o.first_action), (&o.then, o.then_action)] {
-                    if matches!(action, OrderAction::Promote | OrderAction::Demote) && is_promotable(cib, rsc) == Some(false) {
+                    if matches!(action, OrderAction::Promote | OrderAction::Demote)
+                        && is_promotable(cib, rsc) == Some(false)
+                    {
                         out.push(Warning {
                             code: "order-action-never-happens",
                             subject: format!("order '{}' ({} {} then {} {})", o.id, o.first_action, o.first, o.then_action, o.then),
@@ -143,31 +155,43 @@ pub fn lint(cib: &Cib) -> Vec<Warning> {
     let mut order_edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in &cib.constraints {
         if let Constraint::Order(o) = c
-            && o.kind == OrderKind::Mandatory && cib.contains(&o.first) && cib.contains(&o.then) {
-                let (a, b) = (top(cib, &o.first), top(cib, &o.then));
-                if a != b {
-                    order_edges.entry(a).or_default().insert(b);
-                }
+            && o.kind == OrderKind::Mandatory
+            && cib.contains(&o.first)
+            && cib.contains(&o.then)
+        {
+            let (a, b) = (top(cib, &o.first), top(cib, &o.then));
+            if a != b {
+                order_edges.entry(a).or_default().insert(b);
             }
+        }
     }
     for cyc in cycles(&order_edges) {
         out.push(Warning {
             code: "order-cycle",
             subject: format!("orders {}", cyc.join(" → ")),
-            message: format!("mandatory orders form a cycle ({} → {}): none of these can start first", cyc.join(" → "), cyc[0]),
-            fix: "remove one of the orders in the cycle (clusterctl constraint list shows their ids)".into(),
+            message: format!(
+                "mandatory orders form a cycle ({} → {}): none of these can start first",
+                cyc.join(" → "),
+                cyc[0]
+            ),
+            fix:
+                "remove one of the orders in the cycle (clusterctl constraint list shows their ids)"
+                    .into(),
         });
     }
     // Cycles among colocations (dependent → primary).
     let mut col_edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in &cib.constraints {
         if let Constraint::Colocation(col) = c
-            && cib.contains(&col.rsc) && cib.contains(&col.with_rsc) && col.score.value() > 0 {
-                let (a, b) = (top(cib, &col.rsc), top(cib, &col.with_rsc));
-                if a != b {
-                    col_edges.entry(a).or_default().insert(b);
-                }
+            && cib.contains(&col.rsc)
+            && cib.contains(&col.with_rsc)
+            && col.score.value() > 0
+        {
+            let (a, b) = (top(cib, &col.rsc), top(cib, &col.with_rsc));
+            if a != b {
+                col_edges.entry(a).or_default().insert(b);
             }
+        }
     }
     for cyc in cycles(&col_edges) {
         out.push(Warning {
@@ -178,7 +202,13 @@ pub fn lint(cib: &Cib) -> Vec<Warning> {
         });
     }
     contradictions(cib, &mut out);
-    if cib.stonith_enabled() && !cib.primitives().iter().any(|p| p.primitive.agent.class == "stonith") && !cib.resources.is_empty() {
+    if cib.stonith_enabled()
+        && !cib
+            .primitives()
+            .iter()
+            .any(|p| p.primitive.agent.class == "stonith")
+        && !cib.resources.is_empty()
+    {
         out.push(Warning {
             code: "stonith-without-device",
             subject: "property stonith-enabled".into(),
@@ -190,7 +220,12 @@ pub fn lint(cib: &Cib) -> Vec<Warning> {
 }
 
 fn clone_child_warning(cib: &Cib, cid: &str, r: &str, out: &mut Vec<Warning>) {
-    if let Some(ResourceRef::Primitive(PrimitiveRef { clone: Some(c), group: None, .. })) = cib.find(r) {
+    if let Some(ResourceRef::Primitive(PrimitiveRef {
+        clone: Some(c),
+        group: None,
+        ..
+    })) = cib.find(r)
+    {
         out.push(Warning {
             code: "clone-child-referenced",
             subject: format!("constraint '{cid}'"),
@@ -203,8 +238,16 @@ fn clone_child_warning(cib: &Cib, cid: &str, r: &str, out: &mut Vec<Warning>) {
 fn contradictions(cib: &Cib, out: &mut Vec<Warning>) {
     let mut loc: BTreeMap<(String, String), Vec<(String, i32)>> = BTreeMap::new();
     for c in &cib.constraints {
-        if let Constraint::Location(Location { id, rsc, role: None, target: LocationTarget::Node { node, score } }) = c {
-            loc.entry((rsc.clone(), node.clone())).or_default().push((id.clone(), score.value()));
+        if let Constraint::Location(Location {
+            id,
+            rsc,
+            role: None,
+            target: LocationTarget::Node { node, score },
+        }) = c
+        {
+            loc.entry((rsc.clone(), node.clone()))
+                .or_default()
+                .push((id.clone(), score.value()));
         }
     }
     for ((rsc, node), list) in &loc {
@@ -222,10 +265,18 @@ fn contradictions(cib: &Cib, out: &mut Vec<Warning>) {
     let mut col: BTreeMap<(String, String), Vec<(String, i32)>> = BTreeMap::new();
     for c in &cib.constraints {
         if let Constraint::Colocation(x) = c
-            && x.rsc_role.is_none() && x.with_rsc_role.is_none() {
-                let key = if x.rsc < x.with_rsc { (x.rsc.clone(), x.with_rsc.clone()) } else { (x.with_rsc.clone(), x.rsc.clone()) };
-                col.entry(key).or_default().push((x.id.clone(), x.score.value()));
-            }
+            && x.rsc_role.is_none()
+            && x.with_rsc_role.is_none()
+        {
+            let key = if x.rsc < x.with_rsc {
+                (x.rsc.clone(), x.with_rsc.clone())
+            } else {
+                (x.with_rsc.clone(), x.rsc.clone())
+            };
+            col.entry(key)
+                .or_default()
+                .push((x.id.clone(), x.score.value()));
+        }
     }
     for ((a, b), list) in &col {
         let plus = list.iter().find(|(_, s)| *s == crate::INFINITY);
@@ -241,7 +292,9 @@ fn contradictions(cib: &Cib, out: &mut Vec<Warning>) {
     }
     // A resource that must run with B (INFINITY) but is banned wherever B is allowed to run.
     for c in &cib.constraints {
-        let Constraint::Colocation(x) = c else { continue };
+        let Constraint::Colocation(x) = c else {
+            continue;
+        };
         if x.score != crate::Score::INFINITY || x.with_rsc_role.is_some() {
             continue;
         }
@@ -250,7 +303,9 @@ fn contradictions(cib: &Cib, out: &mut Vec<Warning>) {
                 continue;
             }
             let banned = list.iter().any(|(_, s)| *s == -crate::INFINITY);
-            let required = loc.get(&(x.with_rsc.clone(), node.clone())).is_some_and(|l| l.iter().any(|(_, s)| *s == crate::INFINITY));
+            let required = loc
+                .get(&(x.with_rsc.clone(), node.clone()))
+                .is_some_and(|l| l.iter().any(|(_, s)| *s == crate::INFINITY));
             if banned && required {
                 out.push(Warning {
                     code: "contradictory-scores",

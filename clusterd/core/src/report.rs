@@ -2,8 +2,8 @@
 //! show|config`, `constraint list`, `property list`, and `why`.
 
 use crate::cib::*;
-use crate::sched::{analyse, Kind};
-use crate::status::{derive_state, rc, ClusterStatus};
+use crate::sched::{Kind, analyse};
+use crate::status::{ClusterStatus, derive_state, rc};
 use crate::transition::{Placement, Transition};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,20 +57,32 @@ pub struct FailedAction {
 }
 
 fn agent_of(cib: &Cib, prim: &str) -> String {
-    cib.find(prim).and_then(|r| match r {
-        ResourceRef::Primitive(p) => Some(p.primitive.agent.to_string()),
-        _ => None,
-    }).unwrap_or_default()
+    cib.find(prim)
+        .and_then(|r| match r {
+            ResourceRef::Primitive(p) => Some(p.primitive.agent.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// Builds the status report from the configuration and status as the daemon sees them.
-pub fn status_report(cib: &Cib, status: &ClusterStatus, transition: Option<&Transition>, now_s: u64) -> StatusReport {
+pub fn status_report(
+    cib: &Cib,
+    status: &ClusterStatus,
+    transition: Option<&Transition>,
+    now_s: u64,
+) -> StatusReport {
     let a = analyse(cib, status, now_s);
     let nodes = a
         .sched
         .nodes
         .iter()
-        .map(|n| NodeReport { name: n.name.clone(), online: n.online, standby: n.standby, maintenance: n.maintenance })
+        .map(|n| NodeReport {
+            name: n.name.clone(),
+            online: n.online,
+            standby: n.standby,
+            maintenance: n.maintenance,
+        })
         .collect();
     let resources = a
         .transition
@@ -106,7 +118,12 @@ pub fn status_report(cib: &Cib, status: &ClusterStatus, transition: Option<&Tran
             }
         }
     }
-    let pending = transition.unwrap_or(&a.transition).actions.iter().map(|x| x.key()).collect();
+    let pending = transition
+        .unwrap_or(&a.transition)
+        .actions
+        .iter()
+        .map(|x| x.key())
+        .collect();
     StatusReport {
         cluster_name: cib.cluster_name.clone(),
         dc: status.dc.clone(),
@@ -116,7 +133,10 @@ pub fn status_report(cib: &Cib, status: &ClusterStatus, transition: Option<&Tran
         resources,
         failed_actions,
         pending_actions: pending,
-        warnings: crate::lint::lint(cib).iter().map(|w| w.message.clone()).collect(),
+        warnings: crate::lint::lint(cib)
+            .iter()
+            .map(|w| w.message.clone())
+            .collect(),
     }
 }
 
@@ -141,7 +161,12 @@ fn state_word(p: &Placement) -> String {
 /// The resource tree with current states, as `pcs status` / `pcs resource status` print it.
 pub fn resources_text(cib: &Cib, status: &ClusterStatus, only: Option<&str>, now_s: u64) -> String {
     let a = analyse(cib, status, now_s);
-    let by_rsc: BTreeMap<&str, &Placement> = a.transition.placements.iter().map(|p| (p.resource.as_str(), p)).collect();
+    let by_rsc: BTreeMap<&str, &Placement> = a
+        .transition
+        .placements
+        .iter()
+        .map(|p| (p.resource.as_str(), p))
+        .collect();
     let mut out = String::new();
     let prim_line = |out: &mut String, indent: &str, p: &Primitive| {
         let pl = by_rsc.get(p.id.as_str());
@@ -162,12 +187,23 @@ pub fn resources_text(cib: &Cib, status: &ClusterStatus, only: Option<&str>, now
             }
             Resource::Clone(c) => {
                 let promotable = if c.promotable { " (promotable)" } else { "" };
-                let _ = writeln!(out, "  * Clone Set: {} [{}]{promotable}:", c.id, c.child.id());
-                let first_prims: Vec<String> = c.child.primitives().iter().map(|p| p.id.clone()).collect();
+                let _ = writeln!(
+                    out,
+                    "  * Clone Set: {} [{}]{promotable}:",
+                    c.id,
+                    c.child.id()
+                );
+                let first_prims: Vec<String> =
+                    c.child.primitives().iter().map(|p| p.id.clone()).collect();
                 let lead = first_prims.first().cloned().unwrap_or_default();
                 let mut by_role: BTreeMap<&str, Vec<String>> = BTreeMap::new();
                 let mut running = Vec::new();
-                for p in a.transition.placements.iter().filter(|p| p.primitive == lead) {
+                for p in a
+                    .transition
+                    .placements
+                    .iter()
+                    .filter(|p| p.primitive == lead)
+                {
                     if let Some(n) = &p.current_node {
                         let word = match p.current_role {
                             Role::Promoted => "Promoted",
@@ -183,7 +219,13 @@ pub fn resources_text(cib: &Cib, status: &ClusterStatus, only: Option<&str>, now
                     nodes.sort();
                     let _ = writeln!(out, "    * {word}: {}", bracket(&nodes));
                 }
-                let mut stopped: Vec<String> = a.sched.nodes.iter().map(|n| n.name.clone()).filter(|n| !running.contains(n)).collect();
+                let mut stopped: Vec<String> = a
+                    .sched
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.clone())
+                    .filter(|n| !running.contains(n))
+                    .collect();
                 stopped.sort();
                 if !stopped.is_empty() {
                     let _ = writeln!(out, "    * Stopped: {}", bracket(&stopped));
@@ -198,30 +240,63 @@ pub fn resources_text(cib: &Cib, status: &ClusterStatus, only: Option<&str>, now
 }
 
 fn fmt_time(s: u64) -> String {
-    if s == 0 { "unknown".into() } else { format!("@{s} (unix time)") }
+    if s == 0 {
+        "unknown".into()
+    } else {
+        format!("@{s} (unix time)")
+    }
 }
 
 /// `status` text, in the shape of `pcs status`.
-pub fn status_text(cib: &Cib, status: &ClusterStatus, transition: Option<&Transition>, now_s: u64) -> String {
+pub fn status_text(
+    cib: &Cib,
+    status: &ClusterStatus,
+    transition: Option<&Transition>,
+    now_s: u64,
+) -> String {
     let rep = status_report(cib, status, transition, now_s);
     let mut out = String::new();
-    let _ = writeln!(out, "Cluster name: {}", rep.cluster_name.as_deref().unwrap_or("(unnamed)"));
+    let _ = writeln!(
+        out,
+        "Cluster name: {}",
+        rep.cluster_name.as_deref().unwrap_or("(unnamed)")
+    );
     out.push_str("Cluster Summary:\n");
     let _ = writeln!(
         out,
         "  * Current DC: {} - partition {}",
         rep.dc.as_deref().unwrap_or("NONE"),
-        if rep.quorum { "with quorum" } else { "WITHOUT quorum" }
+        if rep.quorum {
+            "with quorum"
+        } else {
+            "WITHOUT quorum"
+        }
     );
     let _ = writeln!(out, "  * Configuration version: {}", rep.cib_version);
     let _ = writeln!(out, "  * {} nodes configured", rep.nodes.len());
-    let _ = writeln!(out, "  * {} resource instances configured", rep.resources.len());
+    let _ = writeln!(
+        out,
+        "  * {} resource instances configured",
+        rep.resources.len()
+    );
     out.push_str("\nNode List:\n");
-    let pick = |f: &dyn Fn(&NodeReport) -> bool| rep.nodes.iter().filter(|n| f(n)).map(|n| n.name.clone()).collect::<Vec<_>>();
+    let pick = |f: &dyn Fn(&NodeReport) -> bool| {
+        rep.nodes
+            .iter()
+            .filter(|n| f(n))
+            .map(|n| n.name.clone())
+            .collect::<Vec<_>>()
+    };
     for (label, list) in [
-        ("Online", pick(&|n| n.online && !n.standby && !n.maintenance)),
+        (
+            "Online",
+            pick(&|n| n.online && !n.standby && !n.maintenance),
+        ),
         ("Standby", pick(&|n| n.online && n.standby)),
-        ("Maintenance", pick(&|n| n.online && n.maintenance && !n.standby)),
+        (
+            "Maintenance",
+            pick(&|n| n.online && n.maintenance && !n.standby),
+        ),
         ("OFFLINE", pick(&|n| !n.online)),
     ] {
         if !list.is_empty() {
@@ -264,11 +339,25 @@ pub fn status_text(cib: &Cib, status: &ClusterStatus, transition: Option<&Transi
 }
 
 fn kvs(m: &BTreeMap<String, String>) -> String {
-    m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn primitive_config(out: &mut String, indent: &str, p: &Primitive) {
-    let _ = writeln!(out, "{indent}Resource: {} (class={} {}type={})", p.id, p.agent.class, p.agent.provider.as_ref().map(|x| format!("provider={x} ")).unwrap_or_default(), p.agent.kind);
+    let _ = writeln!(
+        out,
+        "{indent}Resource: {} (class={} {}type={})",
+        p.id,
+        p.agent.class,
+        p.agent
+            .provider
+            .as_ref()
+            .map(|x| format!("provider={x} "))
+            .unwrap_or_default(),
+        p.agent.kind
+    );
     if !p.params.is_empty() {
         let _ = writeln!(out, "{indent}  Attributes: {}", kvs(&p.params));
     }
@@ -312,7 +401,12 @@ pub fn config_text(cib: &Cib, only: Option<&str>) -> String {
                 }
             }
             Resource::Clone(c) => {
-                let _ = writeln!(out, "Clone: {}{}", c.id, if c.promotable { " (promotable)" } else { "" });
+                let _ = writeln!(
+                    out,
+                    "Clone: {}{}",
+                    c.id,
+                    if c.promotable { " (promotable)" } else { "" }
+                );
                 if !c.meta.is_empty() {
                     let _ = writeln!(out, "  Meta Attrs: {}", kvs(&c.meta));
                 }
@@ -339,8 +433,16 @@ pub fn constraints_text(cib: &Cib) -> String {
             let role = l.role.map(|r| format!(" (role={r})")).unwrap_or_default();
             match &l.target {
                 LocationTarget::Node { node, score } => {
-                    let verb = if score.value() < 0 { "Disabled on" } else { "Enabled on" };
-                    let _ = writeln!(out, "  Resource: {}\n    {verb}: {node} (score:{score}){role} (id:{})", l.rsc, l.id);
+                    let verb = if score.value() < 0 {
+                        "Disabled on"
+                    } else {
+                        "Enabled on"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  Resource: {}\n    {verb}: {node} (score:{score}){role} (id:{})",
+                        l.rsc, l.id
+                    );
                 }
                 LocationTarget::Rules(rules) => {
                     let _ = writeln!(out, "  Resource: {}{role} (id:{})", l.rsc, l.id);
@@ -352,9 +454,23 @@ pub fn constraints_text(cib: &Cib) -> String {
                         let exprs: Vec<String> = r
                             .expressions
                             .iter()
-                            .map(|e| format!("{} {}{}", e.attribute, e.op.as_str(), e.value.as_ref().map(|v| format!(" {v}")).unwrap_or_default()))
+                            .map(|e| {
+                                format!(
+                                    "{} {}{}",
+                                    e.attribute,
+                                    e.op.as_str(),
+                                    e.value
+                                        .as_ref()
+                                        .map(|v| format!(" {v}"))
+                                        .unwrap_or_default()
+                                )
+                            })
                             .collect();
-                        let joiner = if r.boolean_op == BoolOp::Or { " or " } else { " and " };
+                        let joiner = if r.boolean_op == BoolOp::Or {
+                            " or "
+                        } else {
+                            " and "
+                        };
                         let _ = writeln!(out, "    Rule: score={score}: {}", exprs.join(joiner));
                     }
                 }
@@ -368,7 +484,16 @@ pub fn constraints_text(cib: &Cib) -> String {
                 Some(false) => " (non-symmetrical)",
                 _ => "",
             };
-            let _ = writeln!(out, "  {} {} then {} {} (kind:{}){sym} (id:{})", o.first_action, o.first, o.then_action, o.then, o.kind.as_str(), o.id);
+            let _ = writeln!(
+                out,
+                "  {} {} then {} {} (kind:{}){sym} (id:{})",
+                o.first_action,
+                o.first,
+                o.then_action,
+                o.then,
+                o.kind.as_str(),
+                o.id
+            );
         }
     }
     out.push_str("Colocation Constraints:\n");
@@ -381,7 +506,11 @@ pub fn constraints_text(cib: &Cib) -> String {
             if let Some(r) = x.with_rsc_role {
                 let _ = write!(roles, " (with-rsc-role:{r})");
             }
-            let _ = writeln!(out, "  {} with {} (score:{}){roles} (id:{})", x.rsc, x.with_rsc, x.score, x.id);
+            let _ = writeln!(
+                out,
+                "  {} with {} (score:{}){roles} (id:{})",
+                x.rsc, x.with_rsc, x.score, x.id
+            );
         }
     }
     out
@@ -413,12 +542,19 @@ pub fn properties_text(cib: &Cib) -> String {
 
 /// `why RESOURCE`: where it runs (or why not), in plain words.
 pub fn why(cib: &Cib, status: &ClusterStatus, rsc: &str, now_s: u64) -> Result<String, String> {
-    let Some(found) = cib.find(rsc) else { return Err(format!("resource '{rsc}' does not exist")) };
+    let Some(found) = cib.find(rsc) else {
+        return Err(format!("resource '{rsc}' does not exist"));
+    };
     let a = analyse(cib, status, now_s);
     let s = &a.sched;
     let mut out = String::new();
     let prims: Vec<String> = found_primitives(&found);
-    let placements: Vec<&Placement> = a.transition.placements.iter().filter(|p| prims.contains(&p.primitive)).collect();
+    let placements: Vec<&Placement> = a
+        .transition
+        .placements
+        .iter()
+        .filter(|p| prims.contains(&p.primitive))
+        .collect();
     for p in &placements {
         let now = match &p.current_node {
             Some(n) => format!("{} on {n}", p.current_role),
@@ -428,19 +564,35 @@ pub fn why(cib: &Cib, status: &ClusterStatus, rsc: &str, now_s: u64) -> Result<S
             Some(n) => format!("{} on {n}", p.role),
             None => "stopped".into(),
         };
-        let _ = writeln!(out, "{}: now {now}; after the next transition {next}.", p.resource);
+        let _ = writeln!(
+            out,
+            "{}: now {now}; after the next transition {next}.",
+            p.resource
+        );
     }
     if s.stonith_blocks {
-        let _ = writeln!(out, "Nothing is started or stopped: stonith-enabled is true and no fencing device exists (clusterctl property set stonith-enabled=false).");
+        let _ = writeln!(
+            out,
+            "Nothing is started or stopped: stonith-enabled is true and no fencing device exists (clusterctl property set stonith-enabled=false)."
+        );
     }
     if s.quorum_stop {
-        let _ = writeln!(out, "The cluster has no quorum and no-quorum-policy=stop: resources are stopped.");
+        let _ = writeln!(
+            out,
+            "The cluster has no quorum and no-quorum-policy=stop: resources are stopped."
+        );
     }
     if !cib.is_managed(&found) {
-        let _ = writeln!(out, "{rsc} is unmanaged (is-managed=false or maintenance): clusterd leaves it as it is.");
+        let _ = writeln!(
+            out,
+            "{rsc} is unmanaged (is-managed=false or maintenance): clusterd leaves it as it is."
+        );
     }
     if cib.target_role(&found) == Role::Stopped {
-        let _ = writeln!(out, "{rsc} is disabled (target-role=Stopped): clusterctl resource enable {rsc}.");
+        let _ = writeln!(
+            out,
+            "{rsc} is disabled (target-role=Stopped): clusterctl resource enable {rsc}."
+        );
     }
     for (i, r) in s.rscs.iter().enumerate() {
         if !r.is_primitive() || !prims.contains(&r.base) {
@@ -450,7 +602,11 @@ pub fn why(cib: &Cib, status: &ClusterStatus, rsc: &str, now_s: u64) -> Result<S
         let mut lines = Vec::new();
         for (n, node) in s.nodes.iter().enumerate() {
             let w = r.allowed[n];
-            let score = if w == i32::MIN { "not allowed (symmetric-cluster=false and no location enables it)".to_string() } else { crate::Score::new(i64::from(w)).to_string() };
+            let score = if w == i32::MIN {
+                "not allowed (symmetric-cluster=false and no location enables it)".to_string()
+            } else {
+                crate::Score::new(i64::from(w)).to_string()
+            };
             let mut reasons: Vec<String> = r.bans.get(&n).cloned().unwrap_or_default();
             if !node.online {
                 reasons.push("node offline".into());
@@ -463,10 +619,18 @@ pub fn why(cib: &Cib, status: &ClusterStatus, rsc: &str, now_s: u64) -> Result<S
             }
             let fc = status.fail_count(&node.name, &r.base, now_s, cib.failure_timeout_s(&found));
             if fc > 0 {
-                reasons.push(format!("fail count {} (migration-threshold {})", crate::Score::new(i64::from(fc)), crate::Score::new(i64::from(cib.migration_threshold(&found)))));
+                reasons.push(format!(
+                    "fail count {} (migration-threshold {})",
+                    crate::Score::new(i64::from(fc)),
+                    crate::Score::new(i64::from(cib.migration_threshold(&found)))
+                ));
             }
             reasons.dedup();
-            let why = if reasons.is_empty() { String::new() } else { format!(" — {}", reasons.join("; ")) };
+            let why = if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", reasons.join("; "))
+            };
             lines.push(format!("    {}: score {score}{why}", node.name));
         }
         let _ = writeln!(out, "  Node scores for {}:", r.id);
@@ -478,21 +642,52 @@ pub fn why(cib: &Cib, status: &ClusterStatus, rsc: &str, now_s: u64) -> Result<S
                 let _ = writeln!(out, "  {}: {reason}", r.id);
             }
         }
-        if matches!(s.rscs.get(r.parent.unwrap_or(usize::MAX)).map(|p| &p.kind), Some(Kind::Clone(_))) {
-            let _ = writeln!(out, "  {}: promotion priority {}", r.id, crate::Score::new(i64::from(r.sort_priority)));
+        if matches!(
+            s.rscs.get(r.parent.unwrap_or(usize::MAX)).map(|p| &p.kind),
+            Some(Kind::Clone(_))
+        ) {
+            let _ = writeln!(
+                out,
+                "  {}: promotion priority {}",
+                r.id,
+                crate::Score::new(i64::from(r.sort_priority))
+            );
         }
     }
-    let related: Vec<&Constraint> = cib.constraints.iter().filter(|c| c.resources().iter().any(|x| x == &rsc || prims.iter().any(|p| p == x) || found.clone_parent().is_some_and(|cl| cl.id == *x))).collect();
+    let related: Vec<&Constraint> = cib
+        .constraints
+        .iter()
+        .filter(|c| {
+            c.resources().iter().any(|x| {
+                x == &rsc
+                    || prims.iter().any(|p| p == x)
+                    || found.clone_parent().is_some_and(|cl| cl.id == *x)
+            })
+        })
+        .collect();
     if !related.is_empty() {
         out.push_str("  Constraints involving it:\n");
         for c in related {
             let line = match c {
                 Constraint::Location(l) => match &l.target {
-                    LocationTarget::Node { node, score } => format!("location {}: {} on {node} score {score}", l.id, l.rsc),
+                    LocationTarget::Node { node, score } => {
+                        format!("location {}: {} on {node} score {score}", l.id, l.rsc)
+                    }
                     LocationTarget::Rules(_) => format!("location {}: rule-based", l.id),
                 },
-                Constraint::Colocation(x) => format!("colocation {}: {} with {} score {}", x.id, x.rsc, x.with_rsc, x.score),
-                Constraint::Order(o) => format!("order {}: {} {} then {} {} ({})", o.id, o.first_action, o.first, o.then_action, o.then, o.kind.as_str()),
+                Constraint::Colocation(x) => format!(
+                    "colocation {}: {} with {} score {}",
+                    x.id, x.rsc, x.with_rsc, x.score
+                ),
+                Constraint::Order(o) => format!(
+                    "order {}: {} {} then {} {} ({})",
+                    o.id,
+                    o.first_action,
+                    o.first,
+                    o.then_action,
+                    o.then,
+                    o.kind.as_str()
+                ),
             };
             let _ = writeln!(out, "    {line}");
         }

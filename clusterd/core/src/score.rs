@@ -11,7 +11,9 @@ use std::fmt;
 pub const INFINITY: i32 = 1_000_000;
 
 /// A score in `[-INFINITY, INFINITY]`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(try_from = "ScoreRepr", into = "ScoreRepr")]
 pub struct Score(i32);
 
@@ -22,7 +24,10 @@ impl Score {
 
     /// A score, saturated to ±INFINITY.
     pub fn new(value: i64) -> Score {
-        Score(value.clamp(-i64::from(INFINITY), i64::from(INFINITY)) as i32)
+        Score(
+            i32::try_from(value.clamp(-i64::from(INFINITY), i64::from(INFINITY)))
+                .expect("clamped to ±INFINITY"),
+        )
     }
 
     pub fn value(self) -> i32 {
@@ -41,9 +46,12 @@ impl Score {
         self.0 == INFINITY
     }
 
+    /// Named after Pacemaker's `pcmk__add_scores`; deliberately not `std::ops::Add`, because it
+    /// is not ordinary addition (it absorbs and saturates).
     /// Pacemaker's score addition: `-INFINITY` wins over everything, then `INFINITY`, then a
     /// saturating sum.
     #[must_use]
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, other: Score) -> Score {
         if self.0 == -INFINITY || other.0 == -INFINITY {
             Score::MINUS_INFINITY
@@ -65,7 +73,12 @@ impl Score {
             _ => {}
         }
         let digits = t.strip_prefix('+').unwrap_or(t);
-        if digits.is_empty() || !digits.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()) {
+        if digits.is_empty()
+            || !digits
+                .trim_start_matches('-')
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        {
             return None;
         }
         // Overlong integers saturate, as Pacemaker's char2score does.
@@ -114,7 +127,11 @@ impl TryFrom<ScoreRepr> for Score {
 
 impl From<Score> for ScoreRepr {
     fn from(s: Score) -> Self {
-        if s.is_infinite() { ScoreRepr::Text(s.to_string()) } else { ScoreRepr::Int(i64::from(s.0)) }
+        if s.is_infinite() {
+            ScoreRepr::Text(s.to_string())
+        } else {
+            ScoreRepr::Int(i64::from(s.0))
+        }
     }
 }
 

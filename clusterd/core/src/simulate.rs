@@ -7,7 +7,11 @@ use serde::Serialize;
 
 /// One changing resource, in crm_simulate's words.
 fn change(p: &Placement, t: &Transition) -> Option<(&'static str, String)> {
-    let acted = |k: ActionKind| t.actions.iter().any(|a| a.resource == p.resource && a.kind == k);
+    let acted = |k: ActionKind| {
+        t.actions
+            .iter()
+            .any(|a| a.resource == p.resource && a.kind == k)
+    };
     let role_word = |r: Role| r.as_str();
     match (&p.current_node, &p.node) {
         (None, None) => None,
@@ -23,7 +27,14 @@ fn change(p: &Placement, t: &Transition) -> Option<(&'static str, String)> {
         },
         (Some(c), Some(n)) if c != n => {
             if p.current_role == Role::Promoted || p.role == Role::Promoted {
-                Some(("Move", format!("{} {c} -> {} {n}", role_word(p.current_role), role_word(p.role))))
+                Some((
+                    "Move",
+                    format!(
+                        "{} {c} -> {} {n}",
+                        role_word(p.current_role),
+                        role_word(p.role)
+                    ),
+                ))
             } else if p.failed {
                 Some(("Recover", format!("{c} -> {n}")))
             } else {
@@ -32,18 +43,29 @@ fn change(p: &Placement, t: &Transition) -> Option<(&'static str, String)> {
         }
         (Some(_), Some(n)) => {
             let restarted = acted(ActionKind::Stop) && acted(ActionKind::Start);
-            let verb_role = |verb| Some((verb, format!("{} -> {} {n}", role_word(p.current_role), role_word(p.role))));
+            let verb_role = |verb| {
+                Some((
+                    verb,
+                    format!("{} -> {} {n}", role_word(p.current_role), role_word(p.role)),
+                ))
+            };
             match (p.current_role, p.role) {
-                (Role::Unpromoted, Role::Promoted) if p.failed || restarted => {
-                    Some(("Recover", format!("{} -> {} {n}", role_word(p.current_role), role_word(p.role))))
-                }
-                (Role::Promoted, Role::Unpromoted) if p.failed || restarted => {
-                    Some(("Recover", format!("{} -> {} {n}", role_word(p.current_role), role_word(p.role))))
-                }
+                (Role::Unpromoted, Role::Promoted) if p.failed || restarted => Some((
+                    "Recover",
+                    format!("{} -> {} {n}", role_word(p.current_role), role_word(p.role)),
+                )),
+                (Role::Promoted, Role::Unpromoted) if p.failed || restarted => Some((
+                    "Recover",
+                    format!("{} -> {} {n}", role_word(p.current_role), role_word(p.role)),
+                )),
                 (Role::Unpromoted, Role::Promoted) => verb_role("Promote"),
                 (Role::Promoted, Role::Unpromoted) => verb_role("Demote"),
-                (Role::Promoted, Role::Promoted) if p.failed => Some(("Recover", format!("Promoted {n}"))),
-                (Role::Promoted, Role::Promoted) if restarted => Some(("Restart", format!("Promoted {n}"))),
+                (Role::Promoted, Role::Promoted) if p.failed => {
+                    Some(("Recover", format!("Promoted {n}")))
+                }
+                (Role::Promoted, Role::Promoted) if restarted => {
+                    Some(("Restart", format!("Promoted {n}")))
+                }
                 _ if p.failed => Some(("Recover", n.clone())),
                 _ if restarted => Some(("Restart", n.clone())),
                 _ => None,
@@ -54,10 +76,17 @@ fn change(p: &Placement, t: &Transition) -> Option<(&'static str, String)> {
 
 /// `  * Start      ClusterIP     ( hermes )` lines, sorted as the placements are.
 pub fn summary_lines(t: &Transition) -> Vec<String> {
-    let changes: Vec<(&str, &str, String)> =
-        t.placements.iter().filter(|p| !p.unmanaged).filter_map(|p| change(p, t).map(|(v, d)| (v, p.resource.as_str(), d))).collect();
+    let changes: Vec<(&str, &str, String)> = t
+        .placements
+        .iter()
+        .filter(|p| !p.unmanaged)
+        .filter_map(|p| change(p, t).map(|(v, d)| (v, p.resource.as_str(), d)))
+        .collect();
     let width = changes.iter().map(|(_, r, _)| r.len()).max().unwrap_or(0);
-    changes.into_iter().map(|(verb, rsc, detail)| format!("  * {verb:<10} {rsc:<width$} ( {detail} )")).collect()
+    changes
+        .into_iter()
+        .map(|(verb, rsc, detail)| format!("  * {verb:<10} {rsc:<width$} ( {detail} )"))
+        .collect()
 }
 
 /// `--json` output: every resource instance with where it ends and in which role.
@@ -75,7 +104,11 @@ pub fn json_placement(t: &Transition) -> Vec<JsonResource> {
         .map(|p| JsonResource {
             resource: p.resource.clone(),
             node: p.node.clone(),
-            role: if p.node.is_none() { Role::Stopped } else { p.role },
+            role: if p.node.is_none() {
+                Role::Stopped
+            } else {
+                p.role
+            },
         })
         .collect()
 }

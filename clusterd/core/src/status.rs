@@ -101,8 +101,18 @@ impl OpRecord {
             OpStatus::Done => {}
         }
         match self.op.as_str() {
-            "monitor" if self.interval_ms == 0 => !matches!(self.rc, rc::OK | rc::NOT_RUNNING | rc::RUNNING_PROMOTED | rc::DEGRADED | rc::DEGRADED_PROMOTED),
-            "monitor" => !matches!(self.rc, rc::OK | rc::RUNNING_PROMOTED | rc::DEGRADED | rc::DEGRADED_PROMOTED),
+            "monitor" if self.interval_ms == 0 => !matches!(
+                self.rc,
+                rc::OK
+                    | rc::NOT_RUNNING
+                    | rc::RUNNING_PROMOTED
+                    | rc::DEGRADED
+                    | rc::DEGRADED_PROMOTED
+            ),
+            "monitor" => !matches!(
+                self.rc,
+                rc::OK | rc::RUNNING_PROMOTED | rc::DEGRADED | rc::DEGRADED_PROMOTED
+            ),
             "stop" => !matches!(self.rc, rc::OK | rc::NOT_RUNNING),
             _ => !matches!(self.rc, rc::OK | rc::DEGRADED | rc::DEGRADED_PROMOTED),
         }
@@ -164,7 +174,10 @@ fn yes() -> bool {
 pub enum RunState {
     Stopped,
     /// Active in `role`; `failed` when the last failure has not been recovered (stop needed).
-    Active { role: Role, failed: bool },
+    Active {
+        role: Role,
+        failed: bool,
+    },
     /// A stop failed: the resource is blocked on that node until cleanup (or fencing).
     StopFailed,
 }
@@ -196,8 +209,17 @@ pub struct DerivedState {
 /// Replays a resource's history on one node. `promotable` makes a plain start mean Unpromoted.
 /// `now_s`/`failure_timeout_s`: a failure older than the timeout is expired and ignored for the
 /// failed flag (Pacemaker: "failure-timeout ... the failure is ignored").
-pub fn derive_state(ops: &[OpRecord], promotable: bool, now_s: u64, failure_timeout_s: u64) -> DerivedState {
-    let started = if promotable { Role::Unpromoted } else { Role::Started };
+pub fn derive_state(
+    ops: &[OpRecord],
+    promotable: bool,
+    now_s: u64,
+    failure_timeout_s: u64,
+) -> DerivedState {
+    let started = if promotable {
+        Role::Unpromoted
+    } else {
+        Role::Started
+    };
     let mut sorted: Vec<&OpRecord> = ops.iter().collect();
     sorted.sort_by_key(|o| o.call_id);
     let mut state = RunState::Stopped;
@@ -210,7 +232,9 @@ pub fn derive_state(ops: &[OpRecord], promotable: bool, now_s: u64, failure_time
         last_failure: None,
         probed: false,
     };
-    let expired = |o: &OpRecord| failure_timeout_s > 0 && now_s >= o.last_rc_change_s.saturating_add(failure_timeout_s);
+    let expired = |o: &OpRecord| {
+        failure_timeout_s > 0 && now_s >= o.last_rc_change_s.saturating_add(failure_timeout_s)
+    };
     for o in sorted {
         if matches!(o.status, OpStatus::Cancelled) {
             out.active_monitors.retain(|&i| i != o.interval_ms);
@@ -222,10 +246,19 @@ pub fn derive_state(ops: &[OpRecord], promotable: bool, now_s: u64, failure_time
         if o.status == OpStatus::Pending {
             // An operation in flight: assume it will reach its goal (Pacemaker does the same).
             state = match o.op.as_str() {
-                "start" => RunState::Active { role: started, failed: false },
+                "start" => RunState::Active {
+                    role: started,
+                    failed: false,
+                },
                 "stop" => RunState::Stopped,
-                "promote" => RunState::Active { role: Role::Promoted, failed: false },
-                "demote" => RunState::Active { role: Role::Unpromoted, failed: false },
+                "promote" => RunState::Active {
+                    role: Role::Promoted,
+                    failed: false,
+                },
+                "demote" => RunState::Active {
+                    role: Role::Unpromoted,
+                    failed: false,
+                },
                 _ => state,
             };
             continue;
@@ -237,25 +270,43 @@ pub fn derive_state(ops: &[OpRecord], promotable: bool, now_s: u64, failure_time
         };
         if !o.failed() {
             state = match (o.op.as_str(), o.rc) {
-                ("start", _) => RunState::Active { role: started, failed: false },
+                ("start", _) => RunState::Active {
+                    role: started,
+                    failed: false,
+                },
                 ("stop", _) => {
                     out.active_monitors.clear();
                     RunState::Stopped
                 }
-                ("promote", _) => RunState::Active { role: Role::Promoted, failed: false },
-                ("demote", _) => RunState::Active { role: Role::Unpromoted, failed: false },
+                ("promote", _) => RunState::Active {
+                    role: Role::Promoted,
+                    failed: false,
+                },
+                ("demote", _) => RunState::Active {
+                    role: Role::Unpromoted,
+                    failed: false,
+                },
                 ("monitor", rc::NOT_RUNNING) => RunState::Stopped,
-                ("monitor", rc::RUNNING_PROMOTED | rc::DEGRADED_PROMOTED) => {
-                    RunState::Active { role: Role::Promoted, failed: matches!(state, RunState::Active { failed: true, .. }) }
-                }
+                ("monitor", rc::RUNNING_PROMOTED | rc::DEGRADED_PROMOTED) => RunState::Active {
+                    role: Role::Promoted,
+                    failed: matches!(state, RunState::Active { failed: true, .. }),
+                },
                 ("monitor", _) => match state {
-                    RunState::Active { role, failed } if o.interval_ms > 0 => RunState::Active { role, failed },
+                    RunState::Active { role, failed } if o.interval_ms > 0 => {
+                        RunState::Active { role, failed }
+                    }
                     RunState::StopFailed => RunState::StopFailed,
-                    _ => RunState::Active { role: started, failed: false },
+                    _ => RunState::Active {
+                        role: started,
+                        failed: false,
+                    },
                 },
                 _ => state,
             };
-            if o.op == "monitor" && o.interval_ms > 0 && !out.active_monitors.contains(&o.interval_ms) {
+            if o.op == "monitor"
+                && o.interval_ms > 0
+                && !out.active_monitors.contains(&o.interval_ms)
+            {
                 out.active_monitors.push(o.interval_ms);
             }
             continue;
@@ -273,18 +324,32 @@ pub fn derive_state(ops: &[OpRecord], promotable: bool, now_s: u64, failure_time
                 state = RunState::Stopped;
                 continue;
             }
-            rc::ERR_ARGS | rc::ERR_UNIMPLEMENTED | rc::ERR_PERM | rc::ERR_INSTALLED if o.status == OpStatus::Done => {
+            rc::ERR_ARGS | rc::ERR_UNIMPLEMENTED | rc::ERR_PERM | rc::ERR_INSTALLED
+                if o.status == OpStatus::Done =>
+            {
                 out.hard_error = true
             }
             _ => {}
         }
         state = match o.op.as_str() {
             "stop" => RunState::StopFailed,
-            "promote" | "demote" => RunState::Active { role: Role::Promoted, failed: !ignore },
-            "monitor" if o.rc == rc::FAILED_PROMOTED => RunState::Active { role: Role::Promoted, failed: !ignore },
-            "monitor" if o.rc == rc::NOT_RUNNING && !ignore => RunState::Active { role: role_now, failed: true },
+            "promote" | "demote" => RunState::Active {
+                role: Role::Promoted,
+                failed: !ignore,
+            },
+            "monitor" if o.rc == rc::FAILED_PROMOTED => RunState::Active {
+                role: Role::Promoted,
+                failed: !ignore,
+            },
+            "monitor" if o.rc == rc::NOT_RUNNING && !ignore => RunState::Active {
+                role: role_now,
+                failed: true,
+            },
             "monitor" if o.rc == rc::NOT_RUNNING => RunState::Stopped,
-            _ => RunState::Active { role: role_now, failed: !ignore },
+            _ => RunState::Active {
+                role: role_now,
+                failed: !ignore,
+            },
         };
     }
     out.state = state;
@@ -295,7 +360,18 @@ impl ClusterStatus {
     /// A status where every named node is online, with no history.
     pub fn all_online<S: AsRef<str>>(nodes: &[S]) -> ClusterStatus {
         ClusterStatus {
-            nodes: nodes.iter().map(|n| (n.as_ref().to_string(), NodeState { online: true, ..Default::default() })).collect(),
+            nodes: nodes
+                .iter()
+                .map(|n| {
+                    (
+                        n.as_ref().to_string(),
+                        NodeState {
+                            online: true,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
             has_quorum: true,
             history: BTreeMap::new(),
             dc: None,
@@ -304,20 +380,47 @@ impl ClusterStatus {
 
     /// Appends an operation result.
     pub fn record(&mut self, rsc: &str, node: &str, op: OpRecord) {
-        self.history.entry(rsc.to_string()).or_default().entry(node.to_string()).or_default().push(op);
+        self.history
+            .entry(rsc.to_string())
+            .or_default()
+            .entry(node.to_string())
+            .or_default()
+            .push(op);
     }
 
     /// The next call id for `node` (one more than any recorded there).
     pub fn next_call_id(&self, node: &str) -> u64 {
-        self.history.values().filter_map(|m| m.get(node)).flatten().map(|o| o.call_id + 1).max().unwrap_or(1)
+        self.history
+            .values()
+            .filter_map(|m| m.get(node))
+            .flatten()
+            .map(|o| o.call_id + 1)
+            .max()
+            .unwrap_or(1)
     }
 
     /// Adds one failure to the fail count of `rsc`'s `op` on `node` (INFINITY for `fatal`).
-    pub fn record_failure(&mut self, node: &str, rsc: &str, op: &str, interval_ms: u64, now_s: u64, fatal: bool) {
+    pub fn record_failure(
+        &mut self,
+        node: &str,
+        rsc: &str,
+        op: &str,
+        interval_ms: u64,
+        now_s: u64,
+        fatal: bool,
+    ) {
         let st = self.nodes.entry(node.to_string()).or_default();
         let inf = u32::try_from(crate::score::INFINITY).expect("INFINITY fits");
-        if let Some(fc) = st.fail_counts.iter_mut().find(|f| f.rsc == rsc && f.op == op && f.interval_ms == interval_ms) {
-            fc.count = if fatal { inf } else { fc.count.saturating_add(1).min(inf) };
+        if let Some(fc) = st
+            .fail_counts
+            .iter_mut()
+            .find(|f| f.rsc == rsc && f.op == op && f.interval_ms == interval_ms)
+        {
+            fc.count = if fatal {
+                inf
+            } else {
+                fc.count.saturating_add(1).min(inf)
+            };
             fc.last_failure_s = now_s;
         } else {
             st.fail_counts.push(FailCount {
@@ -333,12 +436,16 @@ impl ClusterStatus {
     /// Total fail count of `rsc` on `node` over all its operations, ignoring those whose last
     /// failure is older than `failure_timeout_s` (0: never expire). Saturates at INFINITY.
     pub fn fail_count(&self, node: &str, rsc: &str, now_s: u64, failure_timeout_s: u64) -> u32 {
-        let Some(st) = self.nodes.get(node) else { return 0 };
+        let Some(st) = self.nodes.get(node) else {
+            return 0;
+        };
         let inf = u32::try_from(crate::score::INFINITY).expect("INFINITY fits");
         st.fail_counts
             .iter()
             .filter(|f| f.rsc == rsc)
-            .filter(|f| failure_timeout_s == 0 || now_s < f.last_failure_s.saturating_add(failure_timeout_s))
+            .filter(|f| {
+                failure_timeout_s == 0 || now_s < f.last_failure_s.saturating_add(failure_timeout_s)
+            })
             .fold(0u32, |acc, f| acc.saturating_add(f.count).min(inf))
     }
 
@@ -378,33 +485,87 @@ mod tests {
     use super::*;
 
     fn op(op: &str, interval_ms: u64, call_id: u64, rc: i32) -> OpRecord {
-        OpRecord { op: op.into(), interval_ms, call_id, rc, status: OpStatus::Done, last_rc_change_s: 100, exec_time_ms: 1, exit_reason: None }
+        OpRecord {
+            op: op.into(),
+            interval_ms,
+            call_id,
+            rc,
+            status: OpStatus::Done,
+            last_rc_change_s: 100,
+            exec_time_ms: 1,
+            exit_reason: None,
+        }
     }
 
     #[test]
     fn start_then_monitor_is_started() {
-        let d = derive_state(&[op("start", 0, 2, 0), op("monitor", 10_000, 3, 0), op("monitor", 0, 1, 7)], false, 200, 0);
-        assert_eq!(d.state, RunState::Active { role: Role::Started, failed: false });
+        let d = derive_state(
+            &[
+                op("start", 0, 2, 0),
+                op("monitor", 10_000, 3, 0),
+                op("monitor", 0, 1, 7),
+            ],
+            false,
+            200,
+            0,
+        );
+        assert_eq!(
+            d.state,
+            RunState::Active {
+                role: Role::Started,
+                failed: false
+            }
+        );
         assert_eq!(d.active_monitors, vec![10_000]);
     }
 
     #[test]
     fn promotable_roles() {
         let d = derive_state(&[op("start", 0, 1, 0), op("promote", 0, 2, 0)], true, 0, 0);
-        assert_eq!(d.state, RunState::Active { role: Role::Promoted, failed: false });
+        assert_eq!(
+            d.state,
+            RunState::Active {
+                role: Role::Promoted,
+                failed: false
+            }
+        );
         let d = derive_state(&[op("monitor", 0, 1, 8)], true, 0, 0);
-        assert_eq!(d.state, RunState::Active { role: Role::Promoted, failed: false });
+        assert_eq!(
+            d.state,
+            RunState::Active {
+                role: Role::Promoted,
+                failed: false
+            }
+        );
         let d = derive_state(&[op("start", 0, 1, 0)], true, 0, 0);
-        assert_eq!(d.state, RunState::Active { role: Role::Unpromoted, failed: false });
+        assert_eq!(
+            d.state,
+            RunState::Active {
+                role: Role::Unpromoted,
+                failed: false
+            }
+        );
     }
 
     #[test]
     fn monitor_failure_marks_failed_and_expires() {
         let ops = [op("start", 0, 1, 0), op("monitor", 10_000, 2, 7)];
         let d = derive_state(&ops, false, 150, 0);
-        assert_eq!(d.state, RunState::Active { role: Role::Started, failed: true });
+        assert_eq!(
+            d.state,
+            RunState::Active {
+                role: Role::Started,
+                failed: true
+            }
+        );
         let d = derive_state(&ops, false, 150, 60);
-        assert_eq!(d.state, RunState::Active { role: Role::Started, failed: true });
+        assert_eq!(
+            d.state,
+            RunState::Active {
+                role: Role::Started,
+                failed: true
+            }
+        );
         let d = derive_state(&ops, false, 161, 60);
         assert_eq!(d.state, RunState::Stopped);
     }

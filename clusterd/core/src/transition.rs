@@ -45,11 +45,18 @@ pub enum ActionKind {
     Demote,
     Promote,
     /// `interval_ms == 0` is a probe (one-shot monitor); otherwise start a recurring monitor.
-    Monitor { interval_ms: u64 },
+    Monitor {
+        interval_ms: u64,
+    },
     /// Cancel the recurring monitor of that interval (before a role change or a stop).
-    Cancel { interval_ms: u64 },
+    Cancel {
+        interval_ms: u64,
+    },
     /// Clone notification: `phase` of `op`, sent to an instance that has `notify=true`.
-    Notify { phase: NotifyPhase, op: OrderAction },
+    Notify {
+        phase: NotifyPhase,
+        op: OrderAction,
+    },
 }
 
 impl ActionKind {
@@ -108,7 +115,13 @@ pub struct Action {
 impl Action {
     /// `RSC_OP_INTERVAL on NODE`, as crm_simulate names actions.
     pub fn key(&self) -> String {
-        format!("{}_{}_{} {}", self.resource, self.kind.agent_action_key(), self.kind.interval_ms(), self.node)
+        format!(
+            "{}_{}_{} {}",
+            self.resource,
+            self.kind.agent_action_key(),
+            self.kind.interval_ms(),
+            self.node
+        )
     }
 }
 
@@ -161,7 +174,10 @@ impl Transition {
 
     /// Checks the ordering invariant: every dependency names an earlier action.
     pub fn is_topologically_ordered(&self) -> bool {
-        self.actions.iter().enumerate().all(|(i, a)| a.id.0 as usize == i && a.after.iter().all(|d| (d.0 as usize) < i))
+        self.actions
+            .iter()
+            .enumerate()
+            .all(|(i, a)| a.id.0 as usize == i && a.after.iter().all(|d| (d.0 as usize) < i))
     }
 
     /// Pacemaker-style transition summary lines, one per resource that changes:

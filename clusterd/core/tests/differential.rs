@@ -7,10 +7,13 @@
 //! `TANDEM_DIFF_CASES=N` sets the number of cases (default 30; `benches/scripts/differential`
 //! runs 500). A failure prints the seed and both placements; `TANDEM_DIFF_SEED=S` replays one.
 
+// The test RNG yields u64s that index small vectors.
+#![allow(clippy::cast_possible_truncation)]
+
 mod common;
 use clusterd_core::cib::{Cib, Role};
 use clusterd_core::sched::schedule;
-use clusterd_core::status::{derive_state, ClusterStatus, RunState};
+use clusterd_core::status::{ClusterStatus, RunState, derive_state};
 use clusterd_core::xml;
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -55,7 +58,10 @@ fn generate(seed: u64) -> Case {
     let mut running = Vec::new();
     let mut master_scores = Vec::new();
     let scores = ["-INFINITY", "-50", "10", "50", "100", "INFINITY"];
-    commands.push(format!("resource defaults resource-stickiness={}", r.pick(&["0", "1", "100"])));
+    commands.push(format!(
+        "resource defaults resource-stickiness={}",
+        r.pick(&["0", "1", "100"])
+    ));
     let asymmetric = r.chance(15);
     if asymmetric {
         commands.push("property set symmetric-cluster=false".into());
@@ -71,7 +77,11 @@ fn generate(seed: u64) -> Case {
             running.push((id.clone(), node, Role::Started));
         }
         if r.chance(50) {
-            commands.push(format!("constraint location {id} prefers {}={}", r.pick(&nodes), r.pick(&scores)));
+            commands.push(format!(
+                "constraint location {id} prefers {}={}",
+                r.pick(&nodes),
+                r.pick(&scores)
+            ));
         }
     }
     if r.chance(40) {
@@ -85,14 +95,21 @@ fn generate(seed: u64) -> Case {
             running.push(("g2".into(), node, Role::Started));
         }
         if r.chance(50) {
-            commands.push(format!("constraint location G prefers {}={}", r.pick(&nodes), r.pick(&scores)));
+            commands.push(format!(
+                "constraint location G prefers {}={}",
+                r.pick(&nodes),
+                r.pick(&scores)
+            ));
         }
     }
     if r.chance(20) {
         // A clone of a group.
         commands.push("resource create c1 ocf:heartbeat:Dummy --group CG".into());
         commands.push("resource create c2 ocf:heartbeat:Dummy --group CG".into());
-        commands.push(format!("resource clone CG CG-clone clone-max={}", 1 + r.below(n_nodes as u64)));
+        commands.push(format!(
+            "resource clone CG CG-clone clone-max={}",
+            1 + r.below(n_nodes as u64)
+        ));
         tops.push("CG-clone".into());
         let mut inst = 0;
         for n in &nodes {
@@ -108,7 +125,9 @@ fn generate(seed: u64) -> Case {
         let clone_max = 1 + r.below(n_nodes as u64);
         if promotable {
             commands.push("resource create S ocf:pacemaker:Stateful".into());
-            commands.push(format!("resource promotable S S-clone clone-max={clone_max} promoted-max=1"));
+            commands.push(format!(
+                "resource promotable S S-clone clone-max={clone_max} promoted-max=1"
+            ));
             for n in &nodes {
                 if r.chance(70) {
                     master_scores.push(("S".into(), n.clone(), *r.pick(&[1, 5, 10, 100])));
@@ -122,7 +141,13 @@ fn generate(seed: u64) -> Case {
         let mut inst = 0;
         for n in &nodes {
             if inst < clone_max && r.chance(40) {
-                let role = if promotable && inst == 0 && r.chance(50) { Role::Promoted } else if promotable { Role::Unpromoted } else { Role::Started };
+                let role = if promotable && inst == 0 && r.chance(50) {
+                    Role::Promoted
+                } else if promotable {
+                    Role::Unpromoted
+                } else {
+                    Role::Started
+                };
                 running.push((format!("S:{inst}"), n.clone(), role));
                 inst += 1;
             }
@@ -133,9 +158,19 @@ fn generate(seed: u64) -> Case {
         if r.chance(35) {
             let with = tops[r.below(k as u64) as usize].clone();
             let score = r.pick(&["INFINITY", "-INFINITY", "20", "-20"]);
-            let role = if with == "S-clone" && commands.iter().any(|c| c.contains("promotable")) && r.chance(50) { " with-rsc-role=Promoted" } else { "" };
+            let role = if with == "S-clone"
+                && commands.iter().any(|c| c.contains("promotable"))
+                && r.chance(50)
+            {
+                " with-rsc-role=Promoted"
+            } else {
+                ""
+            };
             if tops[k] != with {
-                commands.push(format!("constraint colocation add {} with {with} {score}{role}", tops[k]));
+                commands.push(format!(
+                    "constraint colocation add {} with {with} {score}{role}",
+                    tops[k]
+                ));
             }
         }
     }
@@ -147,41 +182,71 @@ fn generate(seed: u64) -> Case {
     for k in 1..tops.len() {
         if r.chance(25) {
             let first = tops[r.below(k as u64) as usize].clone();
-            let first_action = if first == "S-clone" && promotable && r.chance(60) { "promote" } else { "start" };
+            let first_action = if first == "S-clone" && promotable && r.chance(60) {
+                "promote"
+            } else {
+                "start"
+            };
             let kind = if r.chance(25) { " kind=Optional" } else { "" };
-            commands.push(format!("constraint order {first_action} {first} then start {}{kind}", tops[k]));
+            commands.push(format!(
+                "constraint order {first_action} {first} then start {}{kind}",
+                tops[k]
+            ));
         }
     }
     if r.chance(15) {
         commands.push(format!("resource disable {}", r.pick(&tops)));
     }
     if r.chance(15) {
-        commands.push(format!("resource meta {} priority={}", r.pick(&tops), r.below(20)));
+        commands.push(format!(
+            "resource meta {} priority={}",
+            r.pick(&tops),
+            r.below(20)
+        ));
     }
     if r.chance(15) {
-        commands.push(format!("resource meta {} migration-threshold=2", r.pick(&prims)));
+        commands.push(format!(
+            "resource meta {} migration-threshold=2",
+            r.pick(&prims)
+        ));
     }
     if promotable && r.chance(30) {
         let dep = r.pick(&prims).clone();
-        if !commands.iter().any(|c| c.starts_with(&format!("constraint colocation add {dep} "))) {
-            commands.push(format!("constraint colocation add {dep} with S-clone {} with-rsc-role=Promoted", r.pick(&["INFINITY", "50", "-INFINITY"])));
+        if !commands
+            .iter()
+            .any(|c| c.starts_with(&format!("constraint colocation add {dep} ")))
+        {
+            commands.push(format!(
+                "constraint colocation add {dep} with S-clone {} with-rsc-role=Promoted",
+                r.pick(&["INFINITY", "50", "-INFINITY"])
+            ));
         }
     }
     if promotable && r.chance(20) {
         let primary = r.pick(&prims).clone();
-        commands.push(format!("constraint colocation add Promoted S-clone with {primary} {}", r.pick(&["INFINITY", "100", "-INFINITY"])));
+        commands.push(format!(
+            "constraint colocation add Promoted S-clone with {primary} {}",
+            r.pick(&["INFINITY", "100", "-INFINITY"])
+        ));
     }
     if asymmetric {
         for t in &tops {
             for n in &nodes {
                 if r.chance(60) {
-                    commands.push(format!("constraint location {t} prefers {n}={}", r.pick(&["0", "10", "100"])));
+                    commands.push(format!(
+                        "constraint location {t} prefers {n}={}",
+                        r.pick(&["0", "10", "100"])
+                    ));
                 }
             }
         }
     }
     if promotable && r.chance(20) {
-        commands.push(format!("constraint location S-clone rule role=Promoted score={} #uname eq {}", r.pick(&["50", "200", "-INFINITY"]), r.pick(&nodes)));
+        commands.push(format!(
+            "constraint location S-clone rule role=Promoted score={} #uname eq {}",
+            r.pick(&["50", "200", "-INFINITY"]),
+            r.pick(&nodes)
+        ));
     }
     // Failures: a failed recurring monitor on a running primitive, and fail counts.
     let mut failures = Vec::new();
@@ -190,13 +255,26 @@ fn generate(seed: u64) -> Case {
             failures.push((rsc.clone(), node.clone(), *r.pick(&[1u32, 2, 3])));
         }
     }
-    Case { nodes, commands, running, master_scores, failures }
+    Case {
+        nodes,
+        commands,
+        running,
+        master_scores,
+        failures,
+    }
 }
 
 fn crm_simulate(args: &[&str]) -> String {
-    let out = Command::new("crm_simulate").args(args).output().expect("crm_simulate is installed (Debian pacemaker-cli-utils)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "crm_simulate {args:?} failed:\n{text}");
+    let out = Command::new("crm_simulate")
+        .args(args)
+        .output()
+        .expect("crm_simulate is installed (Debian pacemaker-cli-utils)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "crm_simulate {args:?} failed:\n{text}"
+    );
     text
 }
 
@@ -206,7 +284,9 @@ fn ours(cib: &Cib, status: &ClusterStatus, now: u64) -> BTreeMap<String, Vec<Str
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in t.placements {
         if let Some(n) = p.node {
-            out.entry(p.primitive).or_default().push(format!("{n}:{}", p.role));
+            out.entry(p.primitive)
+                .or_default()
+                .push(format!("{n}:{}", p.role));
         }
     }
     for v in out.values_mut() {
@@ -221,7 +301,9 @@ fn theirs(cib: &Cib, status: &ClusterStatus) -> BTreeMap<String, Vec<String>> {
         let promotable = cib.find(rsc).is_some_and(|r| r.is_promotable());
         for (node, ops) in per_node {
             if let RunState::Active { role, .. } = derive_state(ops, promotable, 0, 0).state {
-                out.entry(rsc.clone()).or_default().push(format!("{node}:{role}"));
+                out.entry(rsc.clone())
+                    .or_default()
+                    .push(format!("{node}:{role}"));
             }
         }
     }
@@ -233,25 +315,46 @@ fn theirs(cib: &Cib, status: &ClusterStatus) -> BTreeMap<String, Vec<String>> {
 
 fn run_case(seed: u64, dir: &std::path::Path) -> Result<(), String> {
     let case = generate(seed);
-    let cib = common::cib(&case.nodes.iter().map(String::as_str).collect::<Vec<_>>(), &case.commands.join("\n"));
+    let cib = common::cib(
+        &case.nodes.iter().map(String::as_str).collect::<Vec<_>>(),
+        &case.commands.join("\n"),
+    );
     let mut status = ClusterStatus::all_online(&case.nodes);
     for (rsc, node, score) in &case.master_scores {
-        status.nodes.get_mut(node).expect("node").attributes.insert(format!("master-{rsc}"), score.to_string());
+        status
+            .nodes
+            .get_mut(node)
+            .expect("node")
+            .attributes
+            .insert(format!("master-{rsc}"), score.to_string());
     }
     let base = dir.join(format!("case-{seed}.xml"));
     let injected = dir.join(format!("case-{seed}-injected.xml"));
     let result = dir.join(format!("case-{seed}-result.xml"));
     // Node states come from our export (with transient attributes); history from injection.
     std::fs::write(&base, xml::export(&cib, Some(&status))).expect("write");
-    let mut args: Vec<String> = vec!["-x".into(), base.display().to_string(), "-O".into(), injected.display().to_string()];
+    let mut args: Vec<String> = vec![
+        "-x".into(),
+        base.display().to_string(),
+        "-O".into(),
+        injected.display().to_string(),
+    ];
     let base_id = |i: &str| i.split(':').next().unwrap_or(i).to_string();
     for p in cib.primitives() {
         let id = &p.primitive.id;
         for n in &case.nodes {
-            let here: Vec<&(String, String, Role)> = case.running.iter().filter(|(r, node, _)| &base_id(r) == id && node == n).collect();
+            let here: Vec<&(String, String, Role)> = case
+                .running
+                .iter()
+                .filter(|(r, node, _)| &base_id(r) == id && node == n)
+                .collect();
             match here.first() {
                 None => {
-                    let inst = if p.clone.is_some() { format!("{id}:0") } else { id.clone() };
+                    let inst = if p.clone.is_some() {
+                        format!("{id}:0")
+                    } else {
+                        id.clone()
+                    };
                     args.extend(["-i".into(), format!("{inst}_monitor_0@{n}=7")]);
                 }
                 Some((inst, _, role)) => {
@@ -260,7 +363,11 @@ fn run_case(seed: u64, dir: &std::path::Path) -> Result<(), String> {
                         args.extend(["-i".into(), format!("{inst}_promote_0@{n}=0")]);
                     }
                     // Each injected failure raises the fail count by one (crm_simulate does it).
-                    if let Some((_, _, count)) = case.failures.iter().find(|(r, node, _)| r == id && node == n) {
+                    if let Some((_, _, count)) = case
+                        .failures
+                        .iter()
+                        .find(|(r, node, _)| r == id && node == n)
+                    {
                         for _ in 0..*count {
                             args.extend(["-i".into(), format!("{inst}_monitor_10000@{n}=1")]);
                         }
@@ -272,10 +379,21 @@ fn run_case(seed: u64, dir: &std::path::Path) -> Result<(), String> {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     crm_simulate(&argv);
     let injected_text = std::fs::read_to_string(&injected).expect("injected CIB");
-    let imported = xml::import(&injected_text).map_err(|e| format!("seed {seed}: our import of crm_simulate's CIB failed: {e}"))?;
-    let summary = crm_simulate(&["-x", &injected.display().to_string(), "-S", "-O", &result.display().to_string()]);
-    let after = xml::import(&std::fs::read_to_string(&result).expect("result CIB")).map_err(|e| format!("seed {seed}: import result: {e}"))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let imported = xml::import(&injected_text)
+        .map_err(|e| format!("seed {seed}: our import of crm_simulate's CIB failed: {e}"))?;
+    let summary = crm_simulate(&[
+        "-x",
+        &injected.display().to_string(),
+        "-S",
+        "-O",
+        &result.display().to_string(),
+    ]);
+    let after = xml::import(&std::fs::read_to_string(&result).expect("result CIB"))
+        .map_err(|e| format!("seed {seed}: import result: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let a = ours(&imported.cib, &imported.status, now);
     let b = theirs(&after.cib, &after.status);
     if a != b {
@@ -295,14 +413,28 @@ fn run_case(seed: u64, dir: &std::path::Path) -> Result<(), String> {
 #[test]
 fn placement_agrees_with_crm_simulate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let keep = std::env::var("TANDEM_DIFF_KEEP").ok().map(std::path::PathBuf::from);
+    let keep = std::env::var("TANDEM_DIFF_KEEP")
+        .ok()
+        .map(std::path::PathBuf::from);
     let seeds: Vec<u64> = match std::env::var("TANDEM_DIFF_SEED") {
         Ok(s) => vec![s.parse().expect("TANDEM_DIFF_SEED is a number")],
         Err(_) => {
-            let n: u64 = std::env::var("TANDEM_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+            let n: u64 = std::env::var("TANDEM_DIFF_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30);
             (1..=n).collect()
         }
     };
-    let failures: Vec<String> = seeds.iter().filter_map(|&s| run_case(s, keep.as_deref().unwrap_or(dir.path())).err()).collect();
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), seeds.len(), failures.join("\n\n"));
+    let failures: Vec<String> = seeds
+        .iter()
+        .filter_map(|&s| run_case(s, keep.as_deref().unwrap_or(dir.path())).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        seeds.len(),
+        failures.join("\n\n")
+    );
 }

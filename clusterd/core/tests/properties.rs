@@ -5,7 +5,11 @@ mod common;
 use clusterd_core::sched::schedule;
 use proptest::prelude::*;
 
-fn config(n_nodes: usize, locs: &[(usize, usize, i32)], colocs: &[(usize, usize, bool)]) -> (clusterd_core::Cib, Vec<String>) {
+fn config(
+    n_nodes: usize,
+    locs: &[(usize, usize, i32)],
+    colocs: &[(usize, usize, bool)],
+) -> (clusterd_core::Cib, Vec<String>) {
     let nodes: Vec<String> = (1..=n_nodes).map(|k| format!("n{k}")).collect();
     let mut cmds = String::new();
     for r in 0..4 {
@@ -17,11 +21,17 @@ fn config(n_nodes: usize, locs: &[(usize, usize, i32)], colocs: &[(usize, usize,
             1 => "INFINITY".to_string(),
             v => v.to_string(),
         };
-        cmds.push_str(&format!("constraint location r{r} prefers n{}={score}\n", n % n_nodes + 1));
+        cmds.push_str(&format!(
+            "constraint location r{r} prefers n{}={score}\n",
+            n % n_nodes + 1
+        ));
     }
     for &(a, b, plus) in colocs {
         if a > b {
-            cmds.push_str(&format!("constraint colocation add r{a} with r{b} {}\n", if plus { "INFINITY" } else { "-INFINITY" }));
+            cmds.push_str(&format!(
+                "constraint colocation add r{a} with r{b} {}\n",
+                if plus { "INFINITY" } else { "-INFINITY" }
+            ));
         }
     }
     let refs: Vec<&str> = nodes.iter().map(String::as_str).collect();

@@ -1,6 +1,6 @@
 //! A blocking client of the control socket: one request, one response.
 
-use clusterd_core::control::{self, Request, Response, HEADER_BYTES};
+use clusterd_core::control::{self, HEADER_BYTES, Request, Response};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -12,8 +12,13 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach clusterd at {path}: {source} (is clusterd running? use --state-dir or -f FILE)")]
-    Connect { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot reach clusterd at {path}: {source} (is clusterd running? use --state-dir or -f FILE)"
+    )]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("talking to clusterd: {0}")]
     Io(#[from] std::io::Error),
     #[error("bad reply from clusterd: {0}")]
@@ -27,7 +32,10 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 /// Sends one request and reads the response.
 pub fn call(state_dir: &Path, req: &Request) -> Result<Response, ClientError> {
     let path = socket_path(state_dir);
-    let mut s = UnixStream::connect(&path).map_err(|source| ClientError::Connect { path: path.clone(), source })?;
+    let mut s = UnixStream::connect(&path).map_err(|source| ClientError::Connect {
+        path: path.clone(),
+        source,
+    })?;
     s.set_read_timeout(Some(REPLY_TIMEOUT))?;
     s.set_write_timeout(Some(REPLY_TIMEOUT))?;
     s.write_all(&control::encode(req))?;

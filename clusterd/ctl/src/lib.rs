@@ -12,4 +12,4 @@
 pub mod client;
 pub mod run;
 
-pub use run::{main_with_args, ExitCode};
+pub use run::{ExitCode, main_with_args};

@@ -1,7 +1,7 @@
 //! Running one clusterctl command.
 
-use crate::client::{call, ClientError};
-use anyhow::{anyhow, bail, Context};
+use crate::client::{ClientError, call};
+use anyhow::{Context, anyhow, bail};
 use clusterd_core::cib::{Agent, Cib, CibFile, CibFormat};
 use clusterd_core::control::{Request, Response};
 use clusterd_core::pcs::{self, Command, ResourceView};
@@ -49,7 +49,9 @@ struct Globals {
 
 fn globals(args: &[String]) -> Result<Globals, String> {
     let mut file = None;
-    let mut state_dir = std::env::var("CLUSTERD_STATE_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(DEFAULT_STATE_DIR));
+    let mut state_dir = std::env::var("CLUSTERD_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(DEFAULT_STATE_DIR));
     let mut rest = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -65,17 +67,27 @@ fn globals(args: &[String]) -> Result<Globals, String> {
                 i += 2;
                 continue;
             }
-            _ if a.starts_with("--state-dir=") => state_dir = PathBuf::from(&a["--state-dir=".len()..]),
-            _ if rest.is_empty() && a.starts_with("-f") && a.len() > 2 => file = Some(PathBuf::from(&a[2..])),
+            _ if a.starts_with("--state-dir=") => {
+                state_dir = PathBuf::from(&a["--state-dir=".len()..])
+            }
+            _ if rest.is_empty() && a.starts_with("-f") && a.len() > 2 => {
+                file = Some(PathBuf::from(&a[2..]))
+            }
             _ => rest.push(a.clone()),
         }
         i += 1;
     }
-    Ok(Globals { file, state_dir, rest })
+    Ok(Globals {
+        file,
+        state_dir,
+        rest,
+    })
 }
 
 fn now_s() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Resolves a bare agent name the way pcs does: look for it under the OCF root
@@ -85,7 +97,13 @@ fn resolver() -> impl Fn(&str) -> Option<Agent> {
     move |name: &str| {
         ["heartbeat", "pacemaker", "tandem"]
             .iter()
-            .find(|p| Path::new(&root).join("resource.d").join(p).join(name).exists())
+            .find(|p| {
+                Path::new(&root)
+                    .join("resource.d")
+                    .join(p)
+                    .join(name)
+                    .exists()
+            })
             .map(|p| Agent::ocf(p, name))
     }
 }
@@ -95,8 +113,16 @@ fn load_file(path: &Path) -> anyhow::Result<CibFile> {
     match std::fs::read(path) {
         Ok(bytes) => CibFile::from_bytes(&bytes).with_context(|| format!("{}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let format = if path.extension().is_some_and(|x| x == "xml") { CibFormat::PacemakerXml } else { CibFormat::Native };
-            Ok(CibFile { cib: pcs::new_configuration(), base_version: None, format })
+            let format = if path.extension().is_some_and(|x| x == "xml") {
+                CibFormat::PacemakerXml
+            } else {
+                CibFormat::Native
+            };
+            Ok(CibFile {
+                cib: pcs::new_configuration(),
+                base_version: None,
+                format,
+            })
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -104,11 +130,21 @@ fn load_file(path: &Path) -> anyhow::Result<CibFile> {
 
 /// Writes atomically (temporary file in the same directory, fsync, rename).
 fn save_file(path: &Path, file: &CibFile) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(&file.to_bytes())?;
         f.sync_all()?;
     }
@@ -141,9 +177,15 @@ impl Ctx<'_> {
         }
     }
 
-    fn online_status(&self) -> anyhow::Result<(Cib, ClusterStatus, Option<clusterd_core::Transition>)> {
+    fn online_status(
+        &self,
+    ) -> anyhow::Result<(Cib, ClusterStatus, Option<clusterd_core::Transition>)> {
         match self.ok_or_fail(self.call(&Request::Status)?)? {
-            Response::Status { cib, status, transition } => Ok((cib, status, transition)),
+            Response::Status {
+                cib,
+                status,
+                transition,
+            } => Ok((cib, status, transition)),
             r => bail!("unexpected reply from clusterd: {r:?}"),
         }
     }
@@ -165,7 +207,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn push(&mut self, cib: Cib, expected: Option<clusterd_core::cib::CibVersion>) -> anyhow::Result<()> {
+    fn push(
+        &mut self,
+        cib: Cib,
+        expected: Option<clusterd_core::cib::CibVersion>,
+    ) -> anyhow::Result<()> {
         match self.ok_or_fail(self.call(&Request::PushCib { cib, expected })?)? {
             Response::Pushed { version } => {
                 let _ = writeln!(self.err, "CIB updated (version {version})");
@@ -208,11 +254,19 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
                     (cib, Some(v))
                 }
             };
-            let out_file = CibFile { cib, base_version: base, format: CibFormat::Native };
+            let out_file = CibFile {
+                cib,
+                base_version: base,
+                format: CibFormat::Native,
+            };
             match file {
                 Some(path) => {
                     let path = PathBuf::from(path);
-                    let format = if path.extension().is_some_and(|x| x == "xml") { CibFormat::PacemakerXml } else { CibFormat::Native };
+                    let format = if path.extension().is_some_and(|x| x == "xml") {
+                        CibFormat::PacemakerXml
+                    } else {
+                        CibFormat::Native
+                    };
                     save_file(&path, &CibFile { format, ..out_file })?;
                 }
                 None => ctx.out.write_all(&out_file.to_bytes())?,
@@ -228,7 +282,10 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
             ctx.push(loaded.cib, loaded.base_version)?;
         }
         Command::Auth => {
-            let _ = writeln!(ctx.out, "clusterd needs no authentication: clusterctl talks to the local daemon over its root-only socket. Nothing to do.");
+            let _ = writeln!(
+                ctx.out,
+                "clusterd needs no authentication: clusterctl talks to the local daemon over its root-only socket. Nothing to do."
+            );
         }
         Command::Status { json } => {
             let (cib, status, transition) = ctx.source()?;
@@ -236,35 +293,52 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
                 let rep = report::status_report(&cib, &status, transition.as_ref(), now_s());
                 writeln!(ctx.out, "{}", serde_json::to_string_pretty(&rep)?)?;
             } else {
-                ctx.out.write_all(report::status_text(&cib, &status, transition.as_ref(), now_s()).as_bytes())?;
+                ctx.out.write_all(
+                    report::status_text(&cib, &status, transition.as_ref(), now_s()).as_bytes(),
+                )?;
             }
         }
         Command::Resources { id, view } => {
             let (cib, status, _) = ctx.source()?;
             if let Some(i) = &id
-                && !cib.contains(i) {
-                    bail!("resource '{i}' does not exist");
-                }
+                && !cib.contains(i)
+            {
+                bail!("resource '{i}' does not exist");
+            }
             let text = match view {
-                ResourceView::Status => report::resources_text(&cib, &status, id.as_deref(), now_s()),
+                ResourceView::Status => {
+                    report::resources_text(&cib, &status, id.as_deref(), now_s())
+                }
                 ResourceView::Config => report::config_text(&cib, id.as_deref()),
             };
             ctx.out.write_all(text.as_bytes())?;
         }
         Command::Constraints => {
             let (cib, ..) = ctx.source()?;
-            ctx.out.write_all(report::constraints_text(&cib).as_bytes())?;
+            ctx.out
+                .write_all(report::constraints_text(&cib).as_bytes())?;
         }
         Command::Properties => {
             let (cib, ..) = ctx.source()?;
-            ctx.out.write_all(report::properties_text(&cib).as_bytes())?;
+            ctx.out
+                .write_all(report::properties_text(&cib).as_bytes())?;
         }
         Command::Cleanup { resource, node } => {
             if ctx.g.file.is_some() {
-                bail!("'resource cleanup' acts on the running cluster's failure history; run it without -f");
+                bail!(
+                    "'resource cleanup' acts on the running cluster's failure history; run it without -f"
+                );
             }
-            ctx.ok_or_fail(ctx.call(&Request::Cleanup { resource: resource.clone(), node: node.clone() })?)?;
-            let _ = writeln!(ctx.out, "Cleaned up {} on {}", resource.as_deref().unwrap_or("all resources"), node.as_deref().unwrap_or("all nodes"));
+            ctx.ok_or_fail(ctx.call(&Request::Cleanup {
+                resource: resource.clone(),
+                node: node.clone(),
+            })?)?;
+            let _ = writeln!(
+                ctx.out,
+                "Cleaned up {} on {}",
+                resource.as_deref().unwrap_or("all resources"),
+                node.as_deref().unwrap_or("all nodes")
+            );
         }
         Command::Lint => {
             let (cib, ..) = ctx.source()?;
@@ -279,7 +353,8 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
         Command::Simulate { xml: x, json } => {
             let (cib, status) = match x {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {path}"))?;
                     let imported = xml::import(&text).with_context(|| path.clone())?;
                     (imported.cib, imported.status)
                 }
@@ -290,7 +365,11 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
             };
             let t = sched::schedule(&cib, &status, now_s());
             if json {
-                writeln!(ctx.out, "{}", serde_json::to_string_pretty(&simulate::json_placement(&t))?)?;
+                writeln!(
+                    ctx.out,
+                    "{}",
+                    serde_json::to_string_pretty(&simulate::json_placement(&t))?
+                )?;
             } else {
                 writeln!(ctx.out, "Transition Summary:")?;
                 for l in t.summary() {
@@ -299,11 +378,23 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
                 writeln!(ctx.out, "\nActions:")?;
                 for a in &t.actions {
                     let after: Vec<String> = a.after.iter().map(|d| d.0.to_string()).collect();
-                    writeln!(ctx.out, "  {:>3}  {:<40} after [{}]", a.id.0, a.key(), after.join(","))?;
+                    writeln!(
+                        ctx.out,
+                        "  {:>3}  {:<40} after [{}]",
+                        a.id.0,
+                        a.key(),
+                        after.join(",")
+                    )?;
                 }
                 writeln!(ctx.out, "\nResulting placement:")?;
                 for p in simulate::json_placement(&t) {
-                    writeln!(ctx.out, "  {:<30} {:<11} {}", p.resource, p.role.as_str(), p.node.as_deref().unwrap_or("-"))?;
+                    writeln!(
+                        ctx.out,
+                        "  {:<30} {:<11} {}",
+                        p.resource,
+                        p.role.as_str(),
+                        p.node.as_deref().unwrap_or("-")
+                    )?;
                 }
             }
         }
@@ -328,8 +419,19 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
             ctx.warn(&lint::lint(&imported.cib));
             match ctx.g.file.clone() {
                 Some(path) => {
-                    let format = if path.extension().is_some_and(|x| x == "xml") { CibFormat::PacemakerXml } else { CibFormat::Native };
-                    save_file(&path, &CibFile { cib: imported.cib, base_version: None, format })?;
+                    let format = if path.extension().is_some_and(|x| x == "xml") {
+                        CibFormat::PacemakerXml
+                    } else {
+                        CibFormat::Native
+                    };
+                    save_file(
+                        &path,
+                        &CibFile {
+                            cib: imported.cib,
+                            base_version: None,
+                            format,
+                        },
+                    )?;
                 }
                 None => {
                     let current = ctx.online_cib()?;
@@ -354,7 +456,11 @@ pub fn main_with_args(args: &[String], out: &mut dyn Write, err: &mut dyn Write)
     };
     if g.rest.is_empty() || g.rest.iter().any(|a| a == "--help" || a == "-h") {
         let _ = write!(out, "{USAGE}");
-        return if g.rest.is_empty() { ExitCode::Usage } else { ExitCode::Ok };
+        return if g.rest.is_empty() {
+            ExitCode::Usage
+        } else {
+            ExitCode::Ok
+        };
     }
     let cmd = match pcs::parse(&g.rest) {
         Ok(c) => c,
@@ -367,9 +473,15 @@ pub fn main_with_args(args: &[String], out: &mut dyn Write, err: &mut dyn Write)
     match run(&mut ctx, cmd) {
         Ok(()) => ExitCode::Ok,
         Err(e) => {
-            let unreachable = e.downcast_ref::<ClientError>().is_some_and(|c| matches!(c, ClientError::Connect { .. } | ClientError::Io(_)));
+            let unreachable = e
+                .downcast_ref::<ClientError>()
+                .is_some_and(|c| matches!(c, ClientError::Connect { .. } | ClientError::Io(_)));
             let _ = writeln!(ctx.err, "clusterctl: {e:#}");
-            if unreachable { ExitCode::Unreachable } else { ExitCode::Failed }
+            if unreachable {
+                ExitCode::Unreachable
+            } else {
+                ExitCode::Failed
+            }
         }
     }
 }

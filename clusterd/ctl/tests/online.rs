@@ -11,8 +11,17 @@ use tandem_testkit::wait;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn ctl(state: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_clusterctl")).arg("--state-dir").arg(state).args(args).output().expect("run clusterctl");
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    let o = Command::new(env!("CARGO_BIN_EXE_clusterctl"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()
+        .expect("run clusterctl");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn ok(state: &Path, args: &[&str]) -> String {
@@ -27,7 +36,11 @@ fn started(state: &Path, rsc: &str) -> Option<String> {
         return None;
     }
     let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-    v["resources"].as_array()?.iter().find(|r| r["resource"] == rsc && r["role"] == "Started").and_then(|r| r["node"].as_str().map(String::from))
+    v["resources"]
+        .as_array()?
+        .iter()
+        .find(|r| r["resource"] == rsc && r["role"] == "Started")
+        .and_then(|r| r["node"].as_str().map(String::from))
 }
 
 #[test]
@@ -36,26 +49,75 @@ fn online_edits_push_and_standby() {
     let dir = tempfile::tempdir().unwrap();
     let state: PathBuf = dir.path().join("state");
     let config = dir.path().join("clusterd.toml");
-    std::fs::write(&config, "cluster_name = \"ctltest\"\n\n[[node]]\nname = \"n1\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "cluster_name = \"ctltest\"\n\n[[node]]\nname = \"n1\"\n",
+    )
+    .unwrap();
     let mut cmd = Command::new(tandem_testkit::bins::bin("clusterd"));
-    cmd.arg("--config").arg(&config).arg("--node").arg("n1").arg("--state-dir").arg(&state);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--node")
+        .arg("n1")
+        .arg("--state-dir")
+        .arg(&state);
     let _daemon = Daemon::spawn("clusterd", cmd, &dir.path().join("clusterd.log"));
     wait::until("clusterd answers", WAIT, || ctl(&state, &["status"]).0 == 0);
 
     ok(&state, &["property", "set", "stonith-enabled=false"]);
     let a_state = format!("state={}/A.state", dir.path().display());
-    ok(&state, &["resource", "create", "A", "ocf:heartbeat:Dummy", &a_state, "op", "monitor", "interval=5s"]);
-    wait::until("A started on n1", WAIT, || started(&state, "A").as_deref() == Some("n1"));
+    ok(
+        &state,
+        &[
+            "resource",
+            "create",
+            "A",
+            "ocf:heartbeat:Dummy",
+            &a_state,
+            "op",
+            "monitor",
+            "interval=5s",
+        ],
+    );
+    wait::until("A started on n1", WAIT, || {
+        started(&state, "A").as_deref() == Some("n1")
+    });
 
     // The thesis's workflow: fetch, edit offline, push.
     let file = dir.path().join("cfg");
     let f = file.to_str().unwrap();
     ok(&state, &["cluster", "cib", f]);
     let b_state = format!("state={}/B.state", dir.path().display());
-    ok(&state, &["-f", f, "resource", "create", "B", "ocf:heartbeat:Dummy", &b_state]);
-    ok(&state, &["-f", f, "constraint", "colocation", "add", "B", "with", "A", "INFINITY"]);
+    ok(
+        &state,
+        &[
+            "-f",
+            f,
+            "resource",
+            "create",
+            "B",
+            "ocf:heartbeat:Dummy",
+            &b_state,
+        ],
+    );
+    ok(
+        &state,
+        &[
+            "-f",
+            f,
+            "constraint",
+            "colocation",
+            "add",
+            "B",
+            "with",
+            "A",
+            "INFINITY",
+        ],
+    );
     ok(&state, &["cluster", "cib-push", f]);
-    wait::until("B started with A", WAIT, || started(&state, "B").as_deref() == Some("n1"));
+    wait::until("B started with A", WAIT, || {
+        started(&state, "B").as_deref() == Some("n1")
+    });
 
     // The file is now stale: the cluster moved on (the push and one more edit).
     ok(&state, &["resource", "meta", "A", "priority=1"]);
@@ -64,13 +126,20 @@ fn online_edits_push_and_standby() {
     assert!(err.contains("changed since"), "{err}");
 
     let text = ok(&state, &["status"]);
-    assert!(text.contains("Cluster name: ctltest") && text.contains("Online: [ n1 ]"), "{text}");
+    assert!(
+        text.contains("Cluster name: ctltest") && text.contains("Online: [ n1 ]"),
+        "{text}"
+    );
     ok(&state, &["resource", "cleanup", "A"]);
 
     ok(&state, &["node", "standby", "n1"]);
-    wait::until("everything stopped on standby", WAIT, || started(&state, "A").is_none() && started(&state, "B").is_none());
+    wait::until("everything stopped on standby", WAIT, || {
+        started(&state, "A").is_none() && started(&state, "B").is_none()
+    });
     ok(&state, &["node", "unstandby", "n1"]);
-    wait::until("A back", WAIT, || started(&state, "A").as_deref() == Some("n1"));
+    wait::until("A back", WAIT, || {
+        started(&state, "A").as_deref() == Some("n1")
+    });
     let why = ok(&state, &["why", "B"]);
     assert!(why.contains("Started on n1"), "{why}");
 }

@@ -2,7 +2,7 @@
 //! inheritance (primitive → group → clone → `rsc_defaults`) and defaults, cluster properties.
 
 use super::*;
-use crate::score::{Score, INFINITY};
+use crate::score::{INFINITY, Score};
 
 /// Where a primitive sits in the resource tree.
 #[derive(Clone, Copy, Debug)]
@@ -16,7 +16,10 @@ pub struct PrimitiveRef<'a> {
 #[derive(Clone, Copy, Debug)]
 pub enum ResourceRef<'a> {
     Primitive(PrimitiveRef<'a>),
-    Group { group: &'a Group, clone: Option<&'a Clone> },
+    Group {
+        group: &'a Group,
+        clone: Option<&'a Clone>,
+    },
     Clone(&'a Clone),
 }
 
@@ -75,7 +78,10 @@ impl<'a> ResourceRef<'a> {
 
 /// Pacemaker's boolean spelling (`crm_is_true`).
 pub fn is_true(value: &str) -> bool {
-    matches!(value.to_ascii_lowercase().as_str(), "true" | "on" | "yes" | "y" | "1")
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "true" | "on" | "yes" | "y" | "1"
+    )
 }
 
 /// Parses a Pacemaker duration: `30`, `30s`, `2min`, `500ms`, `1h`, `PT30S`; seconds by default.
@@ -149,15 +155,26 @@ impl Cib {
             match r {
                 Resource::Primitive(p) => {
                     if p.id == id {
-                        return Some(ResourceRef::Primitive(PrimitiveRef { primitive: p, group: None, clone: None }));
+                        return Some(ResourceRef::Primitive(PrimitiveRef {
+                            primitive: p,
+                            group: None,
+                            clone: None,
+                        }));
                     }
                 }
                 Resource::Group(g) => {
                     if g.id == id {
-                        return Some(ResourceRef::Group { group: g, clone: None });
+                        return Some(ResourceRef::Group {
+                            group: g,
+                            clone: None,
+                        });
                     }
                     if let Some(p) = g.members.iter().find(|p| p.id == id) {
-                        return Some(ResourceRef::Primitive(PrimitiveRef { primitive: p, group: Some(g), clone: None }));
+                        return Some(ResourceRef::Primitive(PrimitiveRef {
+                            primitive: p,
+                            group: Some(g),
+                            clone: None,
+                        }));
                     }
                 }
                 Resource::Clone(c) => {
@@ -176,7 +193,10 @@ impl Cib {
                         }
                         CloneChild::Group(g) => {
                             if g.id == id {
-                                return Some(ResourceRef::Group { group: g, clone: Some(c) });
+                                return Some(ResourceRef::Group {
+                                    group: g,
+                                    clone: Some(c),
+                                });
                             }
                             if let Some(p) = g.members.iter().find(|p| p.id == id) {
                                 return Some(ResourceRef::Primitive(PrimitiveRef {
@@ -202,15 +222,27 @@ impl Cib {
         let mut out = Vec::new();
         for r in &self.resources {
             match r {
-                Resource::Primitive(p) => out.push(PrimitiveRef { primitive: p, group: None, clone: None }),
-                Resource::Group(g) => {
-                    out.extend(g.members.iter().map(|p| PrimitiveRef { primitive: p, group: Some(g), clone: None }))
-                }
+                Resource::Primitive(p) => out.push(PrimitiveRef {
+                    primitive: p,
+                    group: None,
+                    clone: None,
+                }),
+                Resource::Group(g) => out.extend(g.members.iter().map(|p| PrimitiveRef {
+                    primitive: p,
+                    group: Some(g),
+                    clone: None,
+                })),
                 Resource::Clone(c) => match &c.child {
-                    CloneChild::Primitive(p) => out.push(PrimitiveRef { primitive: p, group: None, clone: Some(c) }),
-                    CloneChild::Group(g) => out.extend(
-                        g.members.iter().map(|p| PrimitiveRef { primitive: p, group: Some(g), clone: Some(c) }),
-                    ),
+                    CloneChild::Primitive(p) => out.push(PrimitiveRef {
+                        primitive: p,
+                        group: None,
+                        clone: Some(c),
+                    }),
+                    CloneChild::Group(g) => out.extend(g.members.iter().map(|p| PrimitiveRef {
+                        primitive: p,
+                        group: Some(g),
+                        clone: Some(c),
+                    })),
                 },
             }
         }
@@ -238,7 +270,11 @@ impl Cib {
 
     /// The top-level resource holding `id`.
     pub fn top_level_of(&self, id: &str) -> Option<&Resource> {
-        self.resources.iter().find(|r| r.id() == id || r.primitives().iter().any(|p| p.id == id) || matches!(r, Resource::Clone(c) if c.child.id() == id))
+        self.resources.iter().find(|r| {
+            r.id() == id
+                || r.primitives().iter().any(|p| p.id == id)
+                || matches!(r, Resource::Clone(c) if c.child.id() == id)
+        })
     }
 
     /// A meta attribute with inheritance: the resource, its group, its clone, then `rsc_defaults`.
@@ -257,27 +293,37 @@ impl Cib {
 
     /// `resource-stickiness` (default 0).
     pub fn stickiness(&self, r: &ResourceRef<'_>) -> Score {
-        self.meta_of(r, "resource-stickiness").and_then(|v| Score::parse(&v)).unwrap_or(Score::ZERO)
+        self.meta_of(r, "resource-stickiness")
+            .and_then(|v| Score::parse(&v))
+            .unwrap_or(Score::ZERO)
     }
 
     /// `migration-threshold` (default INFINITY; 0 disables it).
     pub fn migration_threshold(&self, r: &ResourceRef<'_>) -> i32 {
-        self.meta_of(r, "migration-threshold").and_then(|v| Score::parse(&v)).map_or(INFINITY, |s| s.value())
+        self.meta_of(r, "migration-threshold")
+            .and_then(|v| Score::parse(&v))
+            .map_or(INFINITY, |s| s.value())
     }
 
     /// `failure-timeout` in seconds (default 0: failures never expire).
     pub fn failure_timeout_s(&self, r: &ResourceRef<'_>) -> u64 {
-        self.meta_of(r, "failure-timeout").and_then(|v| parse_duration_ms(&v)).map_or(0, |ms| ms / 1000)
+        self.meta_of(r, "failure-timeout")
+            .and_then(|v| parse_duration_ms(&v))
+            .map_or(0, |ms| ms / 1000)
     }
 
     /// `priority` (default 0).
     pub fn priority(&self, r: &ResourceRef<'_>) -> i32 {
-        self.meta_of(r, "priority").and_then(|v| Score::parse(&v)).map_or(0, |s| s.value())
+        self.meta_of(r, "priority")
+            .and_then(|v| Score::parse(&v))
+            .map_or(0, |s| s.value())
     }
 
     /// `target-role` (default Started, i.e. no limit).
     pub fn target_role(&self, r: &ResourceRef<'_>) -> Role {
-        self.meta_of(r, "target-role").and_then(|v| Role::parse(&v)).unwrap_or(Role::Started)
+        self.meta_of(r, "target-role")
+            .and_then(|v| Role::parse(&v))
+            .unwrap_or(Role::Started)
     }
 
     /// `is-managed` (default true), and false everywhere under `maintenance-mode`.
@@ -315,7 +361,11 @@ impl Cib {
         self.bool_property("start-failure-is-fatal", true)
     }
     pub fn no_quorum_policy(&self) -> NoQuorumPolicy {
-        match self.property("no-quorum-policy").map(str::to_ascii_lowercase).as_deref() {
+        match self
+            .property("no-quorum-policy")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("ignore") => NoQuorumPolicy::Ignore,
             Some("freeze") => NoQuorumPolicy::Freeze,
             Some("demote") => NoQuorumPolicy::Demote,
@@ -334,7 +384,11 @@ impl Cib {
         if let Some(i) = self.nodes.iter().position(|n| n.name == name) {
             &mut self.nodes[i]
         } else {
-            self.nodes.push(Node { name: name.to_string(), id: None, attributes: BTreeMap::new() });
+            self.nodes.push(Node {
+                name: name.to_string(),
+                id: None,
+                attributes: BTreeMap::new(),
+            });
             self.nodes.last_mut().expect("just pushed")
         }
     }
@@ -347,7 +401,11 @@ impl Cib {
             .find(|o| o.name == op && o.interval_ms == interval_ms)
             .or_else(|| p.ops.iter().find(|o| o.name == op))
             .and_then(|o| o.timeout_ms)
-            .or_else(|| self.op_defaults.get("timeout").and_then(|v| parse_duration_ms(v)))
+            .or_else(|| {
+                self.op_defaults
+                    .get("timeout")
+                    .and_then(|v| parse_duration_ms(v))
+            })
             .unwrap_or(20_000)
     }
 
@@ -433,7 +491,8 @@ impl Clone {
     }
     /// `clone-max` (default: the number of nodes).
     pub fn clone_max(&self, node_count: usize) -> u32 {
-        self.int_meta("clone-max").unwrap_or(u32::try_from(node_count).unwrap_or(u32::MAX))
+        self.int_meta("clone-max")
+            .unwrap_or(u32::try_from(node_count).unwrap_or(u32::MAX))
     }
     pub fn clone_node_max(&self) -> u32 {
         self.int_meta("clone-node-max").unwrap_or(1)

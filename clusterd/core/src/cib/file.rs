@@ -32,9 +32,13 @@ pub enum FileError {
     Syntax(String),
     #[error("format '{0}' is not a tandem CIB (expected '{CIB_FILE_FORMAT}')")]
     WrongFormat(String),
-    #[error("format version {0} is newer than this clusterctl understands ({CIB_FILE_FORMAT_VERSION})")]
+    #[error(
+        "format version {0} is newer than this clusterctl understands ({CIB_FILE_FORMAT_VERSION})"
+    )]
     TooNew(u32),
-    #[error("checksum mismatch (file says {stored}, content has {actual}): the file is damaged; if you edited it by hand, delete the \"crc32\" field")]
+    #[error(
+        "checksum mismatch (file says {stored}, content has {actual}): the file is damaged; if you edited it by hand, delete the \"crc32\" field"
+    )]
     Checksum { stored: String, actual: String },
     #[error("Pacemaker XML: {0}")]
     Xml(#[from] crate::xml::XmlError),
@@ -68,26 +72,37 @@ fn checksum(cib: &Cib) -> String {
 
 impl CibFile {
     pub fn new(cib: Cib) -> CibFile {
-        CibFile { cib, base_version: None, format: CibFormat::Native }
+        CibFile {
+            cib,
+            base_version: None,
+            format: CibFormat::Native,
+        }
     }
 
     /// Parses file content (native JSON or Pacemaker XML) and validates the CIB.
     pub fn from_bytes(bytes: &[u8]) -> Result<CibFile, FileError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| FileError::Syntax(format!("not UTF-8: {e}")))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| FileError::Syntax(format!("not UTF-8: {e}")))?;
         let trimmed = text.trim_start();
         if trimmed.starts_with('<') {
             let imported = crate::xml::import(trimmed)?;
             imported.cib.validate()?;
-            return Ok(CibFile { cib: imported.cib, base_version: None, format: CibFormat::PacemakerXml });
+            return Ok(CibFile {
+                cib: imported.cib,
+                base_version: None,
+                format: CibFormat::PacemakerXml,
+            });
         }
-        let env: Envelope = serde_json::from_str(text).map_err(|e| FileError::Syntax(e.to_string()))?;
+        let env: Envelope =
+            serde_json::from_str(text).map_err(|e| FileError::Syntax(e.to_string()))?;
         if env.format != CIB_FILE_FORMAT {
             return Err(FileError::WrongFormat(env.format));
         }
         if env.format_version > CIB_FILE_FORMAT_VERSION {
             return Err(FileError::TooNew(env.format_version));
         }
-        let cib: Cib = serde_json::from_value(env.cib).map_err(|e| FileError::Syntax(format!("cib: {e}")))?;
+        let cib: Cib =
+            serde_json::from_value(env.cib).map_err(|e| FileError::Syntax(format!("cib: {e}")))?;
         if let Some(stored) = env.crc32 {
             let actual = checksum(&cib);
             if !stored.eq_ignore_ascii_case(&actual) {
@@ -95,7 +110,11 @@ impl CibFile {
             }
         }
         cib.validate()?;
-        Ok(CibFile { cib, base_version: env.base_version, format: CibFormat::Native })
+        Ok(CibFile {
+            cib,
+            base_version: env.base_version,
+            format: CibFormat::Native,
+        })
     }
 
     /// Serialises in the file's format (pretty JSON with checksum, or Pacemaker XML).

@@ -17,8 +17,8 @@ mod file;
 mod validate;
 
 pub use accessors::*;
-pub use file::{CibFile, CibFormat, FileError, CIB_FILE_FORMAT, CIB_FILE_FORMAT_VERSION};
-pub use validate::{is_valid_id, ValidationError};
+pub use file::{CIB_FILE_FORMAT, CIB_FILE_FORMAT_VERSION, CibFile, CibFormat, FileError};
+pub use validate::{ValidationError, is_valid_id};
 
 use crate::score::Score;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,9 @@ use std::fmt;
 
 /// Pacemaker's configuration version tuple. Ordered lexicographically: the highest wins when
 /// nodes join, and a push whose version is not newer than the cluster's is refused as stale.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct CibVersion {
     pub admin_epoch: u64,
     pub epoch: u64,
@@ -36,7 +38,11 @@ pub struct CibVersion {
 
 impl fmt::Display for CibVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.admin_epoch, self.epoch, self.num_updates)
+        write!(
+            f,
+            "{}.{}.{}",
+            self.admin_epoch, self.epoch, self.num_updates
+        )
     }
 }
 
@@ -88,7 +94,11 @@ pub struct Agent {
 
 impl Agent {
     pub fn ocf(provider: &str, kind: &str) -> Agent {
-        Agent { class: "ocf".into(), provider: Some(provider.into()), kind: kind.into() }
+        Agent {
+            class: "ocf".into(),
+            provider: Some(provider.into()),
+            kind: kind.into(),
+        }
     }
 }
 
@@ -494,7 +504,8 @@ pub struct Order {
 
 impl Order {
     pub fn is_symmetrical(&self) -> bool {
-        self.symmetrical.unwrap_or(self.kind != OrderKind::Serialize)
+        self.symmetrical
+            .unwrap_or(self.kind != OrderKind::Serialize)
     }
 }
 

@@ -7,24 +7,43 @@ use std::collections::BTreeSet;
 /// A CIB that cannot be used, with the offending id or value named.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
-    #[error("'{0}' is not a valid id (letters, digits, '_', '-', '.', not starting with a digit, '-' or '.')")]
+    #[error(
+        "'{0}' is not a valid id (letters, digits, '_', '-', '.', not starting with a digit, '-' or '.')"
+    )]
     BadId(String),
     #[error("id '{0}' is used twice")]
     DuplicateId(String),
     #[error("group '{0}' has no members")]
     EmptyGroup(String),
     #[error("resource '{rsc}': agent '{agent}': {reason}")]
-    BadAgent { rsc: String, agent: String, reason: String },
+    BadAgent {
+        rsc: String,
+        agent: String,
+        reason: String,
+    },
     #[error("resource '{rsc}': operation '{op}': {reason}")]
-    BadOp { rsc: String, op: String, reason: String },
+    BadOp {
+        rsc: String,
+        op: String,
+        reason: String,
+    },
     #[error("resource '{rsc}': meta attribute {name}='{value}': {reason}")]
-    BadMeta { rsc: String, name: String, value: String, reason: String },
+    BadMeta {
+        rsc: String,
+        name: String,
+        value: String,
+        reason: String,
+    },
     #[error("constraint '{id}': {reason}")]
     BadConstraint { id: String, reason: String },
     #[error("node '{0}' is listed twice")]
     DuplicateNode(String),
     #[error("property {name}='{value}': {reason}")]
-    BadProperty { name: String, value: String, reason: String },
+    BadProperty {
+        name: String,
+        value: String,
+        reason: String,
+    },
 }
 
 /// XML NCName-like ids, as Pacemaker's schema requires (`[A-Za-z_][A-Za-z0-9_.-]*`, plus the
@@ -68,22 +87,31 @@ impl Cib {
         }
         for r in &self.resources {
             match r {
-                Resource::Group(g) if g.members.is_empty() => return Err(ValidationError::EmptyGroup(g.id.clone())),
+                Resource::Group(g) if g.members.is_empty() => {
+                    return Err(ValidationError::EmptyGroup(g.id.clone()));
+                }
                 Resource::Clone(c) => {
                     if let CloneChild::Group(g) = &c.child
-                        && g.members.is_empty() {
-                            return Err(ValidationError::EmptyGroup(g.id.clone()));
-                        }
-                    for name in ["clone-max", "clone-node-max", "promoted-max", "promoted-node-max"] {
+                        && g.members.is_empty()
+                    {
+                        return Err(ValidationError::EmptyGroup(g.id.clone()));
+                    }
+                    for name in [
+                        "clone-max",
+                        "clone-node-max",
+                        "promoted-max",
+                        "promoted-node-max",
+                    ] {
                         if let Some(v) = lookup_meta(&c.meta, name)
-                            && v.trim().parse::<u32>().is_err() {
-                                return Err(ValidationError::BadMeta {
-                                    rsc: c.id.clone(),
-                                    name: name.into(),
-                                    value: v.clone(),
-                                    reason: "expected a non-negative integer".into(),
-                                });
-                            }
+                            && v.trim().parse::<u32>().is_err()
+                        {
+                            return Err(ValidationError::BadMeta {
+                                rsc: c.id.clone(),
+                                name: name.into(),
+                                value: v.clone(),
+                                reason: "expected a non-negative integer".into(),
+                            });
+                        }
                     }
                     if c.globally_unique() {
                         return Err(ValidationError::BadMeta {
@@ -108,7 +136,11 @@ impl Cib {
             }
             for o in &p.ops {
                 if o.name.is_empty() {
-                    return Err(ValidationError::BadOp { rsc: p.id.clone(), op: o.name.clone(), reason: "empty name".into() });
+                    return Err(ValidationError::BadOp {
+                        rsc: p.id.clone(),
+                        op: o.name.clone(),
+                        reason: "empty name".into(),
+                    });
                 }
                 if o.interval_ms > 0 && o.name != "monitor" {
                     return Err(ValidationError::BadOp {
@@ -119,7 +151,11 @@ impl Cib {
                 }
             }
             let mut seen = BTreeSet::new();
-            for o in p.ops.iter().filter(|o| o.name == "monitor" && o.interval_ms > 0) {
+            for o in p
+                .ops
+                .iter()
+                .filter(|o| o.name == "monitor" && o.interval_ms > 0)
+            {
                 if !seen.insert(o.interval_ms) {
                     return Err(ValidationError::BadOp {
                         rsc: p.id.clone(),
@@ -134,31 +170,45 @@ impl Cib {
         }
         for c in &self.constraints {
             if let Constraint::Colocation(col) = c
-                && col.rsc == col.with_rsc {
-                    return Err(ValidationError::BadConstraint {
-                        id: col.id.clone(),
-                        reason: format!("'{}' cannot be colocated with itself", col.rsc),
-                    });
-                }
+                && col.rsc == col.with_rsc
+            {
+                return Err(ValidationError::BadConstraint {
+                    id: col.id.clone(),
+                    reason: format!("'{}' cannot be colocated with itself", col.rsc),
+                });
+            }
             if let Constraint::Order(o) = c
-                && o.first == o.then {
-                    return Err(ValidationError::BadConstraint {
-                        id: o.id.clone(),
-                        reason: format!("'{}' cannot be ordered after itself", o.first),
-                    });
-                }
+                && o.first == o.then
+            {
+                return Err(ValidationError::BadConstraint {
+                    id: o.id.clone(),
+                    reason: format!("'{}' cannot be ordered after itself", o.first),
+                });
+            }
         }
         for (name, value) in &self.properties {
             let boolean = matches!(
                 name.as_str(),
-                "stonith-enabled" | "symmetric-cluster" | "maintenance-mode" | "stop-all-resources" | "start-failure-is-fatal"
+                "stonith-enabled"
+                    | "symmetric-cluster"
+                    | "maintenance-mode"
+                    | "stop-all-resources"
+                    | "start-failure-is-fatal"
             );
-            let ok_bool = ["true", "false", "on", "off", "yes", "no", "y", "n", "1", "0"].contains(&value.to_ascii_lowercase().as_str());
+            let ok_bool = [
+                "true", "false", "on", "off", "yes", "no", "y", "n", "1", "0",
+            ]
+            .contains(&value.to_ascii_lowercase().as_str());
             if boolean && !ok_bool {
-                return Err(ValidationError::BadProperty { name: name.clone(), value: value.clone(), reason: "expected true or false".into() });
+                return Err(ValidationError::BadProperty {
+                    name: name.clone(),
+                    value: value.clone(),
+                    reason: "expected true or false".into(),
+                });
             }
             if name == "no-quorum-policy"
-                && !["stop", "ignore", "freeze", "demote", "suicide"].contains(&value.to_ascii_lowercase().as_str())
+                && !["stop", "ignore", "freeze", "demote", "suicide"]
+                    .contains(&value.to_ascii_lowercase().as_str())
             {
                 return Err(ValidationError::BadProperty {
                     name: name.clone(),

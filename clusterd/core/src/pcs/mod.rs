@@ -9,5 +9,5 @@
 mod apply;
 mod parse;
 
-pub use apply::{apply, new_configuration, EditError};
-pub use parse::{parse, parse_agent, Command, Edit, OpSpec, ParseError, ResourceView};
+pub use apply::{EditError, apply, new_configuration};
+pub use parse::{Command, Edit, OpSpec, ParseError, ResourceView, parse, parse_agent};

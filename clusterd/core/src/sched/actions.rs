@@ -18,8 +18,11 @@
 //!   resource its final role; role-specific monitors are cancelled before a role change.
 //! - Clones with `notify=true` get pre- and post-notifications around each kind of change.
 
+// Resource-indexed tables read best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 use super::model::*;
-use crate::cib::{format_duration_ms, OrderAction, OrderKind, Role};
+use crate::cib::{OrderAction, OrderKind, Role, format_duration_ms};
 use crate::status::RunState;
 use crate::transition::{Action, ActionId, ActionKind, NotifyPhase, Placement, Transition};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -54,7 +57,10 @@ impl Sched<'_> {
     /// Is `i` (a primitive) left alone by the scheduler?
     pub fn untouchable(&self, i: usize) -> bool {
         let r = &self.rscs[i];
-        !r.managed || self.stonith_blocks || (r.blocked() && !self.cib.stonith_enabled()) || r.blocked()
+        !r.managed
+            || self.stonith_blocks
+            || (r.blocked() && !self.cib.stonith_enabled())
+            || r.blocked()
     }
 
     /// The role a primitive will end in when assigned.
@@ -88,7 +94,11 @@ impl Sched<'_> {
         if self.rscs[r].is_primitive() {
             return vec![r];
         }
-        self.rscs[r].children().iter().flat_map(|&c| self.primitives_under(c)).collect()
+        self.rscs[r]
+            .children()
+            .iter()
+            .flat_map(|&c| self.primitives_under(c))
+            .collect()
     }
 
     /// Final states after placement and order runnability.
@@ -97,9 +107,19 @@ impl Sched<'_> {
             .map(|i| {
                 self.rscs[i].is_primitive().then(|| {
                     if self.untouchable(i) {
-                        Final { node: self.rscs[i].current_node(), role: self.rscs[i].current_role(), restart: false, reasons: vec![] }
+                        Final {
+                            node: self.rscs[i].current_node(),
+                            role: self.rscs[i].current_role(),
+                            restart: false,
+                            reasons: vec![],
+                        }
                     } else {
-                        Final { node: self.rscs[i].assigned, role: self.assigned_role(i), restart: self.rscs[i].failed(), reasons: vec![] }
+                        Final {
+                            node: self.rscs[i].assigned,
+                            role: self.assigned_role(i),
+                            restart: self.rscs[i].failed(),
+                            reasons: vec![],
+                        }
                     }
                 })
             })
@@ -111,13 +131,21 @@ impl Sched<'_> {
             match action {
                 OrderAction::Start => {
                     let active = |p: &usize| fin[*p].as_ref().is_some_and(|f| f.node.is_some());
-                    Some(if is_clone { prims.iter().any(active) } else { prims.iter().all(active) })
+                    Some(if is_clone {
+                        prims.iter().any(active)
+                    } else {
+                        prims.iter().all(active)
+                    })
                 }
                 OrderAction::Promote => {
                     if !self.is_promotable_member(prims[0]) {
                         return None;
                     }
-                    Some(prims.iter().any(|p| fin[*p].as_ref().is_some_and(|f| f.role == Role::Promoted)))
+                    Some(
+                        prims
+                            .iter()
+                            .any(|p| fin[*p].as_ref().is_some_and(|f| f.role == Role::Promoted)),
+                    )
                 }
                 _ => None,
             }
@@ -131,7 +159,9 @@ impl Sched<'_> {
                 if o.kind != OrderKind::Mandatory {
                     continue;
                 }
-                let Some(ok) = will_do(&fin, o.first, o.first_action) else { continue };
+                let Some(ok) = will_do(&fin, o.first, o.first_action) else {
+                    continue;
+                };
                 if ok {
                     continue;
                 }
@@ -142,9 +172,7 @@ impl Sched<'_> {
                     let Some(f) = fin[p].as_mut() else { continue };
                     let why = format!(
                         "order '{}': {} {} cannot happen",
-                        o.id,
-                        o.first_action,
-                        self.rscs[o.first].id
+                        o.id, o.first_action, self.rscs[o.first].id
                     );
                     match o.then_action {
                         OrderAction::Start if f.node.is_some() => {
@@ -170,13 +198,18 @@ impl Sched<'_> {
             changed = false;
             rounds += 1;
             for o in &self.orders {
-                if o.kind != OrderKind::Mandatory || !matches!(o.first_action, OrderAction::Start | OrderAction::Promote) {
+                if o.kind != OrderKind::Mandatory
+                    || !matches!(o.first_action, OrderAction::Start | OrderAction::Promote)
+                {
                     continue;
                 }
-                let first_interrupted = self.primitives_under(o.first).iter().any(|&p| match o.first_action {
-                    OrderAction::Start => self.stops_planned(p, fin[p].as_ref()),
-                    _ => self.demote_planned(p, fin[p].as_ref()),
-                });
+                let first_interrupted =
+                    self.primitives_under(o.first)
+                        .iter()
+                        .any(|&p| match o.first_action {
+                            OrderAction::Start => self.stops_planned(p, fin[p].as_ref()),
+                            _ => self.demote_planned(p, fin[p].as_ref()),
+                        });
                 if !first_interrupted {
                     continue;
                 }
@@ -188,7 +221,10 @@ impl Sched<'_> {
                     let Some(f) = fin[p].as_mut() else { continue };
                     if cur.is_some() && f.node == cur && !f.restart {
                         f.restart = true;
-                        f.reasons.push(format!("restarts because {} is interrupted (order '{}')", self.rscs[o.first].id, o.id));
+                        f.reasons.push(format!(
+                            "restarts because {} is interrupted (order '{}')",
+                            self.rscs[o.first].id, o.id
+                        ));
                         changed = true;
                     }
                 }
@@ -208,41 +244,57 @@ impl Sched<'_> {
 
     fn demote_planned(&self, p: usize, f: Option<&Final>) -> bool {
         let Some(f) = f else { return false };
-        self.rscs[p].current_role() == Role::Promoted && (f.role != Role::Promoted || self.stops_planned(p, Some(f)))
+        self.rscs[p].current_role() == Role::Promoted
+            && (f.role != Role::Promoted || self.stops_planned(p, Some(f)))
     }
 
-    fn action_meta(&self, i: usize, kind: ActionKind, node: usize, timeout_ms: u64) -> BTreeMap<String, String> {
+    fn action_meta(
+        &self,
+        i: usize,
+        kind: ActionKind,
+        node: usize,
+        timeout_ms: u64,
+    ) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         m.insert("timeout".into(), timeout_ms.to_string());
         m.insert("interval".into(), kind.interval_ms().to_string());
         m.insert("name".into(), kind.agent_action().into());
         m.insert("on_node".into(), self.nodes[node].name.clone());
         if let Some((ci, k)) = self.instance_number(i)
-            && let Kind::Clone(info) = &self.rscs[ci].kind {
-                m.insert("clone".into(), k.to_string());
-                m.insert("clone_max".into(), info.clone_max.to_string());
-                m.insert("clone_node_max".into(), info.clone_node_max.to_string());
-                m.insert("notify".into(), info.notify.to_string());
-                m.insert("globally_unique".into(), "false".into());
-                if info.promotable {
-                    for (new, old, v) in [
-                        ("promoted_max", "master_max", info.promoted_max),
-                        ("promoted_node_max", "master_node_max", info.promoted_node_max),
-                    ] {
-                        m.insert(new.into(), v.to_string());
-                        m.insert(old.into(), v.to_string());
-                    }
+            && let Kind::Clone(info) = &self.rscs[ci].kind
+        {
+            m.insert("clone".into(), k.to_string());
+            m.insert("clone_max".into(), info.clone_max.to_string());
+            m.insert("clone_node_max".into(), info.clone_node_max.to_string());
+            m.insert("notify".into(), info.notify.to_string());
+            m.insert("globally_unique".into(), "false".into());
+            if info.promotable {
+                for (new, old, v) in [
+                    ("promoted_max", "master_max", info.promoted_max),
+                    (
+                        "promoted_node_max",
+                        "master_node_max",
+                        info.promoted_node_max,
+                    ),
+                ] {
+                    m.insert(new.into(), v.to_string());
+                    m.insert(old.into(), v.to_string());
                 }
             }
+        }
         if let (ActionKind::Monitor { interval_ms }, Some(p)) = (kind, &self.rscs[i].prim)
-            && let Some(op) = p.ops.iter().find(|o| o.name == "monitor" && o.interval_ms == interval_ms) {
-                if let Some(r) = op.role {
-                    m.insert("role".into(), r.as_str().into());
-                }
-                for (k, v) in &op.extra {
-                    m.insert(k.clone(), v.clone());
-                }
+            && let Some(op) = p
+                .ops
+                .iter()
+                .find(|o| o.name == "monitor" && o.interval_ms == interval_ms)
+        {
+            if let Some(r) = op.role {
+                m.insert("role".into(), r.as_str().into());
             }
+            for (k, v) in &op.extra {
+                m.insert(k.clone(), v.clone());
+            }
+        }
         m
     }
 
@@ -250,9 +302,14 @@ impl Sched<'_> {
         if let Some(&a) = b.index.get(&(i, kind, node)) {
             return a;
         }
-        let prim = self.rscs[i].prim.as_ref().expect("actions are on primitives");
+        let prim = self.rscs[i]
+            .prim
+            .as_ref()
+            .expect("actions are on primitives");
         let timeout_ms = match kind {
-            ActionKind::Monitor { interval_ms } => self.cib.op_timeout_ms(prim, "monitor", interval_ms),
+            ActionKind::Monitor { interval_ms } => {
+                self.cib.op_timeout_ms(prim, "monitor", interval_ms)
+            }
             ActionKind::Cancel { .. } => 0,
             ActionKind::Notify { .. } => self.cib.op_timeout_ms(prim, "notify", 0),
             k => self.cib.op_timeout_ms(prim, k.agent_action(), 0),
@@ -277,7 +334,9 @@ impl Sched<'_> {
 
     /// Monitors that apply to a role: role-less ones always, role-specific ones in that role.
     fn monitors_for(&self, i: usize, role: Role) -> Vec<u64> {
-        let Some(p) = &self.rscs[i].prim else { return vec![] };
+        let Some(p) = &self.rscs[i].prim else {
+            return vec![];
+        };
         let promotable = self.is_promotable_member(i);
         p.ops
             .iter()
@@ -285,7 +344,9 @@ impl Sched<'_> {
             .filter(|o| match o.role {
                 None => true,
                 Some(Role::Promoted) => role == Role::Promoted,
-                Some(Role::Unpromoted) => role == Role::Unpromoted || (!promotable && role == Role::Started),
+                Some(Role::Unpromoted) => {
+                    role == Role::Unpromoted || (!promotable && role == Role::Started)
+                }
                 Some(Role::Started) => role != Role::Stopped,
                 Some(Role::Stopped) => false,
             })
@@ -296,7 +357,12 @@ impl Sched<'_> {
     /// Builds the transition from the assignment.
     pub fn build_transition(&self) -> (Transition, Vec<Option<Final>>) {
         let fin = self.finals();
-        let mut b = Builder { actions: Vec::new(), index: HashMap::new(), rsc_of: Vec::new(), edges: BTreeSet::new() };
+        let mut b = Builder {
+            actions: Vec::new(),
+            index: HashMap::new(),
+            rsc_of: Vec::new(),
+            edges: BTreeSet::new(),
+        };
         let mut probes_of_base: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         // Probes.
         let mut probed: BTreeSet<(String, usize)> = BTreeSet::new();
@@ -308,10 +374,13 @@ impl Sched<'_> {
             let hist = self.status.history.get(&base);
             for n in 0..self.nodes.len() {
                 let node = &self.nodes[n];
-                if !node.online || node.maintenance || !self.rscs[i].managed || self.stonith_blocks {
+                if !node.online || node.maintenance || !self.rscs[i].managed || self.stonith_blocks
+                {
                     continue;
                 }
-                let seen = hist.and_then(|h| h.get(&node.name)).is_some_and(|ops| !ops.is_empty());
+                let seen = hist
+                    .and_then(|h| h.get(&node.name))
+                    .is_some_and(|ops| !ops.is_empty());
                 if seen || !probed.insert((base.clone(), n)) {
                     continue;
                 }
@@ -331,12 +400,19 @@ impl Sched<'_> {
             let mut demotes = Vec::new();
             let mut kept = None;
             for (n, d) in &cur {
-                let RunState::Active { role, failed } = d.state else { continue };
+                let RunState::Active { role, failed } = d.state else {
+                    continue;
+                };
                 let keep = f.node == Some(*n) && !failed && cur.len() == 1 && !f.restart;
                 if role == Role::Promoted && (!keep || f.role != Role::Promoted) {
                     for iv in self.monitors_for(i, Role::Promoted) {
                         if d.active_monitors.contains(&iv) && keep {
-                            let c = self.add_action(&mut b, i, ActionKind::Cancel { interval_ms: iv }, *n);
+                            let c = self.add_action(
+                                &mut b,
+                                i,
+                                ActionKind::Cancel { interval_ms: iv },
+                                *n,
+                            );
                             demotes.push(c);
                         }
                     }
@@ -371,7 +447,11 @@ impl Sched<'_> {
                         b.edge(*p, s);
                     }
                     last = Some(s);
-                    let base_role = if self.is_promotable_member(i) { Role::Unpromoted } else { Role::Started };
+                    let base_role = if self.is_promotable_member(i) {
+                        Role::Unpromoted
+                    } else {
+                        Role::Started
+                    };
                     (Some(s), base_role, Vec::new())
                 }
             };
@@ -380,7 +460,12 @@ impl Sched<'_> {
                 let mut cancels = Vec::new();
                 for iv in live_monitors.clone() {
                     if !self.monitors_for(i, Role::Promoted).contains(&iv) {
-                        cancels.push(self.add_action(&mut b, i, ActionKind::Cancel { interval_ms: iv }, target));
+                        cancels.push(self.add_action(
+                            &mut b,
+                            i,
+                            ActionKind::Cancel { interval_ms: iv },
+                            target,
+                        ));
                         live_monitors.retain(|&x| x != iv);
                     }
                 }
@@ -412,7 +497,13 @@ impl Sched<'_> {
         self.notifications(&mut b, &fin);
         let actions = topo_sort(b);
         let placements = self.placements(&fin);
-        (Transition { actions, placements }, fin)
+        (
+            Transition {
+                actions,
+                placements,
+            },
+            fin,
+        )
     }
 
     fn actions_of(&self, b: &Builder, r: usize, what: OrderAction) -> Vec<usize> {
@@ -423,7 +514,12 @@ impl Sched<'_> {
             OrderAction::Promote => ActionKind::Promote,
             OrderAction::Demote => ActionKind::Demote,
         };
-        b.actions.iter().enumerate().filter(|(a, x)| x.kind == kind && prims.contains(&b.rsc_of[*a])).map(|(a, _)| a).collect()
+        b.actions
+            .iter()
+            .enumerate()
+            .filter(|(a, x)| x.kind == kind && prims.contains(&b.rsc_of[*a]))
+            .map(|(a, _)| a)
+            .collect()
     }
 
     fn clone_internal_edges(&self, b: &mut Builder) {
@@ -431,7 +527,12 @@ impl Sched<'_> {
             if !matches!(self.rscs[ci].kind, Kind::Clone(_)) {
                 continue;
             }
-            let seq = [OrderAction::Demote, OrderAction::Stop, OrderAction::Start, OrderAction::Promote];
+            let seq = [
+                OrderAction::Demote,
+                OrderAction::Stop,
+                OrderAction::Start,
+                OrderAction::Promote,
+            ];
             for w in seq.windows(2) {
                 let before = self.actions_of(b, ci, w[0]);
                 let after = self.actions_of(b, ci, w[1]);
@@ -451,7 +552,12 @@ impl Sched<'_> {
             let interleave = matches!((&self.rscs[o.first].kind, &self.rscs[o.then].kind), (Kind::Clone(_), Kind::Clone(t)) if t.interleave);
             let mut pairs = vec![(o.first, o.first_action, o.then, o.then_action)];
             if o.symmetrical && o.kind != OrderKind::Serialize {
-                pairs.push((o.then, o.then_action.inverse(), o.first, o.first_action.inverse()));
+                pairs.push((
+                    o.then,
+                    o.then_action.inverse(),
+                    o.first,
+                    o.first_action.inverse(),
+                ));
             }
             for (f, fa, t, ta) in pairs {
                 let firsts = self.actions_of(b, f, fa);
@@ -470,12 +576,19 @@ impl Sched<'_> {
 
     fn notifications(&self, b: &mut Builder, fin: &[Option<Final>]) {
         for ci in 0..self.rscs.len() {
-            let Kind::Clone(info) = &self.rscs[ci].kind else { continue };
+            let Kind::Clone(info) = &self.rscs[ci].kind else {
+                continue;
+            };
             if !info.notify {
                 continue;
             }
             let prims = self.primitives_under(ci);
-            let ops = [OrderAction::Demote, OrderAction::Stop, OrderAction::Start, OrderAction::Promote];
+            let ops = [
+                OrderAction::Demote,
+                OrderAction::Stop,
+                OrderAction::Start,
+                OrderAction::Promote,
+            ];
             let mut acts: BTreeMap<OrderAction, Vec<usize>> = BTreeMap::new();
             for &op in &ops {
                 let a = self.actions_of(b, ci, op);
@@ -487,7 +600,10 @@ impl Sched<'_> {
                 continue;
             }
             let names = |list: &[usize]| -> (String, String) {
-                let r: Vec<String> = list.iter().map(|&a| b.actions[a].resource.clone()).collect();
+                let r: Vec<String> = list
+                    .iter()
+                    .map(|&a| b.actions[a].resource.clone())
+                    .collect();
                 let n: Vec<String> = list.iter().map(|&a| b.actions[a].node.clone()).collect();
                 (r.join(" "), n.join(" "))
             };
@@ -507,7 +623,10 @@ impl Sched<'_> {
                         let e = (self.rscs[p].id.clone(), self.nodes[*n].name.clone());
                         active.push(e.clone());
                         match d.state {
-                            RunState::Active { role: Role::Promoted, .. } => promoted.push(e),
+                            RunState::Active {
+                                role: Role::Promoted,
+                                ..
+                            } => promoted.push(e),
                             _ => unpromoted.push(e),
                         }
                     }
@@ -515,25 +634,48 @@ impl Sched<'_> {
                 }
             }
             let join = |v: &[(String, String)]| {
-                (v.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join(" "), v.iter().map(|x| x.1.clone()).collect::<Vec<_>>().join(" "))
+                (
+                    v.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join(" "),
+                    v.iter().map(|x| x.1.clone()).collect::<Vec<_>>().join(" "),
+                )
             };
-            for (key, list) in [("active", &active), ("promoted", &promoted), ("master", &promoted), ("unpromoted", &unpromoted), ("slave", &unpromoted)] {
+            for (key, list) in [
+                ("active", &active),
+                ("promoted", &promoted),
+                ("master", &promoted),
+                ("unpromoted", &unpromoted),
+                ("slave", &unpromoted),
+            ] {
                 let (r, n) = join(list);
                 env.insert(format!("notify_{key}_resource"), r);
                 env.insert(format!("notify_{key}_uname"), n);
             }
             env.insert("notify_inactive_resource".into(), inactive.join(" "));
-            let all: Vec<String> = self.nodes.iter().filter(|n| n.online).map(|n| n.name.clone()).collect();
+            let all: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|n| n.online)
+                .map(|n| n.name.clone())
+                .collect();
             env.insert("notify_all_uname".into(), all.join(" "));
-            let avail: Vec<String> = self.nodes.iter().filter(|n| n.available()).map(|n| n.name.clone()).collect();
+            let avail: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|n| n.available())
+                .map(|n| n.name.clone())
+                .collect();
             env.insert("notify_available_uname".into(), avail.join(" "));
 
             // Who is up before each phase and after it.
-            let mut up: BTreeSet<(usize, usize)> =
-                prims.iter().filter_map(|&p| self.rscs[p].current_node().map(|n| (p, n))).collect();
+            let mut up: BTreeSet<(usize, usize)> = prims
+                .iter()
+                .filter_map(|&p| self.rscs[p].current_node().map(|n| (p, n)))
+                .collect();
             let mut prev_posts: Vec<usize> = Vec::new();
             for &op in &ops {
-                let Some(list) = acts.get(&op).cloned() else { continue };
+                let Some(list) = acts.get(&op).cloned() else {
+                    continue;
+                };
                 let pre_targets: Vec<(usize, usize)> = up.iter().copied().collect();
                 for &a in &list {
                     let p = b.rsc_of[a];
@@ -552,12 +694,28 @@ impl Sched<'_> {
                 let post_targets: Vec<(usize, usize)> = up.iter().copied().collect();
                 let mut pres = Vec::new();
                 for (p, n) in pre_targets {
-                    let a = self.add_action(b, p, ActionKind::Notify { phase: NotifyPhase::Pre, op }, n);
+                    let a = self.add_action(
+                        b,
+                        p,
+                        ActionKind::Notify {
+                            phase: NotifyPhase::Pre,
+                            op,
+                        },
+                        n,
+                    );
                     pres.push(a);
                 }
                 let mut posts = Vec::new();
                 for (p, n) in post_targets {
-                    let a = self.add_action(b, p, ActionKind::Notify { phase: NotifyPhase::Post, op }, n);
+                    let a = self.add_action(
+                        b,
+                        p,
+                        ActionKind::Notify {
+                            phase: NotifyPhase::Post,
+                            op,
+                        },
+                        n,
+                    );
                     posts.push(a);
                 }
                 for &x in pres.iter().chain(posts.iter()) {
@@ -609,7 +767,11 @@ impl Sched<'_> {
                 current_node: r.current_node().map(|n| self.nodes[n].name.clone()),
                 current_role: r.current_role(),
                 node: f.node.map(|n| self.nodes[n].name.clone()),
-                role: if f.node.is_some() { f.role } else { Role::Stopped },
+                role: if f.node.is_some() {
+                    f.role
+                } else {
+                    Role::Stopped
+                },
                 unmanaged: self.untouchable(i),
                 failed: r.failed(),
             });
@@ -633,16 +795,25 @@ fn topo_sort(b: Builder) -> Vec<Action> {
         match a.kind {
             ActionKind::Monitor { interval_ms: 0 } => 0,
             ActionKind::Cancel { .. } => 1,
-            ActionKind::Notify { phase: NotifyPhase::Pre, .. } => 2,
+            ActionKind::Notify {
+                phase: NotifyPhase::Pre,
+                ..
+            } => 2,
             ActionKind::Demote => 3,
             ActionKind::Stop => 4,
             ActionKind::Start => 5,
             ActionKind::Promote => 6,
-            ActionKind::Notify { phase: NotifyPhase::Post, .. } => 7,
+            ActionKind::Notify {
+                phase: NotifyPhase::Post,
+                ..
+            } => 7,
             ActionKind::Monitor { .. } => 8,
         }
     };
-    let mut ready: BTreeSet<(u8, usize)> = (0..n).filter(|&i| indeg[i] == 0).map(|i| (rank(&b.actions[i]), i)).collect();
+    let mut ready: BTreeSet<(u8, usize)> = (0..n)
+        .filter(|&i| indeg[i] == 0)
+        .map(|i| (rank(&b.actions[i]), i))
+        .collect();
     let mut order = Vec::with_capacity(n);
     let mut done = vec![false; n];
     while order.len() < n {
@@ -650,7 +821,10 @@ fn topo_sort(b: Builder) -> Vec<Action> {
             Some((_, i)) => i,
             None => {
                 // Cycle: take the lowest remaining action and ignore its unmet dependencies.
-                (0..n).filter(|&i| !done[i]).min_by_key(|&i| (rank(&b.actions[i]), i)).expect("some left")
+                (0..n)
+                    .filter(|&i| !done[i])
+                    .min_by_key(|&i| (rank(&b.actions[i]), i))
+                    .expect("some left")
             }
         };
         if done[next] {

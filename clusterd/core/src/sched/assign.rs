@@ -22,13 +22,18 @@
 //!    role), at most `promoted-max` in all and `promoted-node-max` per node; an instance with no
 //!    promotion score at all is never promoted.
 
+// Node-indexed score tables read best with explicit node indices.
+#![allow(clippy::needless_range_loop)]
+
 use super::model::*;
 use crate::cib::Role;
-use crate::score::{Score, INFINITY};
+use crate::score::{INFINITY, Score};
 use std::cmp::Ordering;
 
 fn add(a: i32, b: i32) -> i32 {
-    Score::new(i64::from(a)).add(Score::new(i64::from(b))).value()
+    Score::new(i64::from(a))
+        .add(Score::new(i64::from(b)))
+        .value()
 }
 
 impl Sched<'_> {
@@ -38,17 +43,31 @@ impl Sched<'_> {
 
     /// Is there a node with a non-negative score that can run resources?
     pub fn any_available(&self, work: &[i32]) -> bool {
-        work.iter().enumerate().any(|(n, &w)| w != ABSENT && w >= 0 && self.available(n))
+        work.iter()
+            .enumerate()
+            .any(|(n, &w)| w != ABSENT && w >= 0 && self.available(n))
     }
 
     /// Nodes of a weight table in Pacemaker's preference order (absent nodes left out).
     pub fn sorted_nodes(&self, weights: &[i32], preferred: Option<usize>) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..self.nodes.len()).filter(|&n| weights[n] != ABSENT).collect();
-        let score = |n: usize| if self.available(n) { weights[n] } else { -INFINITY };
+        let mut v: Vec<usize> = (0..self.nodes.len())
+            .filter(|&n| weights[n] != ABSENT)
+            .collect();
+        let score = |n: usize| {
+            if self.available(n) {
+                weights[n]
+            } else {
+                -INFINITY
+            }
+        };
         v.sort_by(|&a, &b| {
             score(b)
                 .cmp(&score(a))
-                .then(self.nodes[a].num_resources.cmp(&self.nodes[b].num_resources))
+                .then(
+                    self.nodes[a]
+                        .num_resources
+                        .cmp(&self.nodes[b].num_resources),
+                )
                 .then_with(|| match preferred {
                     Some(p) if p == a => Ordering::Less,
                     Some(p) if p == b => Ordering::Greater,
@@ -65,7 +84,9 @@ impl Sched<'_> {
         let mut out = self.rscs[i].this_with.clone();
         if let Some(p) = self.rscs[i].parent {
             match &self.rscs[p].kind {
-                Kind::Group { children } if children.first() == Some(&i) => out.extend(self.effective_this_with(p)),
+                Kind::Group { children } if children.first() == Some(&i) => {
+                    out.extend(self.effective_this_with(p))
+                }
                 Kind::Clone(_) => {
                     let all = self.all_coloc(p);
                     out.extend(self.rscs[p].this_with.iter().copied().filter(|&c| {
@@ -84,10 +105,18 @@ impl Sched<'_> {
         let mut out = self.rscs[i].with_this.clone();
         if let Some(p) = self.rscs[i].parent {
             match &self.rscs[p].kind {
-                Kind::Group { children } if children.last() == Some(&i) => out.extend(self.effective_with_this(p)),
+                Kind::Group { children } if children.last() == Some(&i) => {
+                    out.extend(self.effective_with_this(p))
+                }
                 Kind::Clone(_) => {
                     let all = self.all_coloc(p);
-                    out.extend(self.rscs[p].with_this.iter().copied().filter(|&c| all || self.colocs[c].score < 0));
+                    out.extend(
+                        self.rscs[p]
+                            .with_this
+                            .iter()
+                            .copied()
+                            .filter(|&c| all || self.colocs[c].score < 0),
+                    );
                 }
                 _ => {}
             }
@@ -97,8 +126,12 @@ impl Sched<'_> {
 
     /// Fewer instances than available nodes: every dependent preference matters.
     fn all_coloc(&self, clone: usize) -> bool {
-        let Kind::Clone(info) = &self.rscs[clone].kind else { return false };
-        let avail = (0..self.nodes.len()).filter(|&n| self.available(n) && self.rscs[clone].allowed[n] != ABSENT).count();
+        let Kind::Clone(info) = &self.rscs[clone].kind else {
+            return false;
+        };
+        let avail = (0..self.nodes.len())
+            .filter(|&n| self.available(n) && self.rscs[clone].allowed[n] != ABSENT)
+            .count();
         (info.clone_max as usize) < avail
     }
 
@@ -109,7 +142,11 @@ impl Sched<'_> {
                 continue;
             }
             let own = self.rscs[rsc].allowed[n];
-            let score = if own == ABSENT || !self.available(n) { -INFINITY } else { own };
+            let score = if own == ABSENT || !self.available(n) {
+                -INFINITY
+            } else {
+                own
+            };
             if factor < 0.0 && score < 0 {
                 continue;
             }
@@ -118,9 +155,19 @@ impl Sched<'_> {
             }
             let wf = factor * f64::from(score);
             #[allow(clippy::cast_possible_truncation)]
-            let mut w = if wf < 0.0 { (wf - 0.5) as i64 } else { (wf + 0.5) as i64 };
+            let mut w = if wf < 0.0 {
+                (wf - 0.5) as i64
+            } else {
+                (wf + 0.5) as i64
+            };
             if w == 0 && score != 0 {
-                w = if factor > 0.0 { 1 } else if factor < 0.0 { -1 } else { 0 };
+                w = if factor > 0.0 {
+                    1
+                } else if factor < 0.0 {
+                    -1
+                } else {
+                    0
+                };
             }
             let new = Score::new(w).add(Score::new(i64::from(work[n]))).value();
             if only_positive && new < 0 && work[n] > 0 {
@@ -137,7 +184,15 @@ impl Sched<'_> {
     /// Pacemaker's add_colocated_node_scores: merges `rsc`'s scores (scaled by `factor`) into
     /// `nodes` and recurses along its colocations (`this_with`: towards primaries, else towards
     /// dependents). `rollback`: return `nodes` unchanged if the result leaves no node.
-    pub fn merge_scores(&mut self, rsc: usize, nodes: Option<&[i32]>, factor: f64, this_with: bool, rollback: bool, positive: bool) -> Vec<i32> {
+    pub fn merge_scores(
+        &mut self,
+        rsc: usize,
+        nodes: Option<&[i32]>,
+        factor: f64,
+        this_with: bool,
+        rollback: bool,
+        positive: bool,
+    ) -> Vec<i32> {
         if self.rscs[rsc].merging {
             return nodes.map_or_else(|| self.rscs[rsc].allowed.clone(), <[i32]>::to_vec);
         }
@@ -152,10 +207,18 @@ impl Sched<'_> {
             }
         };
         if self.any_available(&work) {
-            let list = if this_with { self.effective_this_with(rsc) } else { self.effective_with_this(rsc) };
+            let list = if this_with {
+                self.effective_this_with(rsc)
+            } else {
+                self.effective_with_this(rsc)
+            };
             for c in list {
                 let col = self.colocs[c].clone();
-                let other = if this_with { col.primary } else { col.dependent };
+                let other = if this_with {
+                    col.primary
+                } else {
+                    col.dependent
+                };
                 // Pacemaker 2.1.5 scales each hop by the sign of the factor so far, not by the
                 // product of factors.
                 let sign = if factor < 0.0 { -1.0 } else { 1.0 };
@@ -194,9 +257,11 @@ impl Sched<'_> {
     /// Assigns a resource (and what it depends on) to a node; returns the node.
     pub fn assign(&mut self, i: usize, prefer: Option<usize>) -> Option<usize> {
         if let Some(p) = self.rscs[i].parent
-            && !self.rscs[p].allocating && self.rscs[p].provisional {
-                self.assign(p, prefer);
-            }
+            && !self.rscs[p].allocating
+            && self.rscs[p].provisional
+        {
+            self.assign(p, prefer);
+        }
         match self.rscs[i].kind.clone() {
             Kind::Primitive => self.assign_primitive(i, prefer),
             Kind::Group { children } => {
@@ -215,7 +280,11 @@ impl Sched<'_> {
                     }
                 }
                 self.rscs[i].assigned = first;
-                self.rscs[i].next_role = if first.is_some() { Role::Started } else { Role::Stopped };
+                self.rscs[i].next_role = if first.is_some() {
+                    Role::Started
+                } else {
+                    Role::Stopped
+                };
                 self.rscs[i].provisional = false;
                 self.rscs[i].allocating = false;
                 first
@@ -237,20 +306,29 @@ impl Sched<'_> {
         self.rscs[i].allocating = true;
         for c in self.effective_this_with(i) {
             let col = self.colocs[c].clone();
-            let archive = (col.dependent_role == Some(Role::Promoted) || (col.score < 0 && col.score > -INFINITY))
+            let archive = (col.dependent_role == Some(Role::Promoted)
+                || (col.score < 0 && col.score > -INFINITY))
                 .then(|| self.rscs[i].allowed.clone());
             self.assign(col.primary, None);
             self.apply_colocation(i, &col);
             if let Some(a) = archive
-                && !self.any_available(&self.rscs[i].allowed) {
-                    self.rscs[i].allowed = a;
-                }
+                && !self.any_available(&self.rscs[i].allowed)
+            {
+                self.rscs[i].allowed = a;
+            }
         }
         for c in self.effective_with_this(i) {
             let col = self.colocs[c].clone();
             let dep = self.merge_target(col.dependent);
             let current = self.rscs[i].allowed.clone();
-            self.rscs[i].allowed = self.merge_scores(dep, Some(&current), f64::from(col.score) / f64::from(INFINITY), false, true, false);
+            self.rscs[i].allowed = self.merge_scores(
+                dep,
+                Some(&current),
+                f64::from(col.score) / f64::from(INFINITY),
+                false,
+                true,
+                false,
+            );
         }
         let r = &self.rscs[i];
         let stopped_by_target = r.target_role == Role::Stopped;
@@ -264,7 +342,11 @@ impl Sched<'_> {
             // Unmanaged: stays wherever it is.
             let n = r.current_node();
             self.set_assigned(i, n);
-        } else if self.quorum_freeze || self.quorum_stop || self.cib.stop_all_resources() || r.orphan {
+        } else if self.quorum_freeze
+            || self.quorum_stop
+            || self.cib.stop_all_resources()
+            || r.orphan
+        {
             self.set_assigned(i, None);
         } else {
             let n = self.choose_node(i, prefer);
@@ -277,7 +359,11 @@ impl Sched<'_> {
     fn set_assigned(&mut self, i: usize, n: Option<usize>) {
         self.rscs[i].assigned = n;
         self.rscs[i].provisional = false;
-        self.rscs[i].next_role = if n.is_some() { Role::Started } else { Role::Stopped };
+        self.rscs[i].next_role = if n.is_some() {
+            Role::Started
+        } else {
+            Role::Stopped
+        };
         if let Some(n) = n {
             self.nodes[n].num_resources += 1;
         }
@@ -303,23 +389,29 @@ impl Sched<'_> {
         let w = |n: usize| r.allowed[n];
         let usable = |n: usize| self.available(n) && w(n) >= 0 && w(n) != ABSENT;
         if let Some(p) = prefer
-            && r.allowed[p] != ABSENT && w(p) >= w(best) && usable(p) {
-                return Some(p);
-            }
+            && r.allowed[p] != ABSENT
+            && w(p) >= w(best)
+            && usable(p)
+        {
+            return Some(p);
+        }
         let mut chosen = best;
         let in_unique_clone = false;
-        if !in_unique_clone && w(chosen) > 0 && self.available(chosen)
+        if !in_unique_clone
+            && w(chosen) > 0
+            && self.available(chosen)
             && let Some(run) = current
-                && usable(run) {
-                    for &n in &sorted[1..] {
-                        if w(n) != w(chosen) {
-                            break;
-                        }
-                        if n == run {
-                            chosen = n;
-                        }
-                    }
+            && usable(run)
+        {
+            for &n in &sorted[1..] {
+                if w(n) != w(chosen) {
+                    break;
                 }
+                if n == run {
+                    chosen = n;
+                }
+            }
+        }
         usable(chosen).then_some(chosen)
     }
 
@@ -329,37 +421,55 @@ impl Sched<'_> {
         match self.rscs[p].kind.clone() {
             Kind::Primitive => self.apply_with_primitive(d, p, col),
             Kind::Group { children } => {
-                let member = if col.score >= INFINITY { *children.last().expect("group") } else { children[0] };
+                let member = if col.score >= INFINITY {
+                    *children.last().expect("group")
+                } else {
+                    children[0]
+                };
                 self.apply_with_primitive(d, member, col)
             }
             Kind::Clone(info) => {
                 if !self.rscs[d].provisional {
                     return;
                 }
-                if info.promotable && col.primary_role.is_some() {
-                    let role = col.primary_role.expect("checked");
+                if let (true, Some(role)) = (info.promotable, col.primary_role) {
                     let mut affected = Vec::new();
                     for &k in &info.children {
                         if let Some(n) = self.rscs[k].assigned
-                            && self.rscs[k].next_role == role {
-                                if col.score < INFINITY {
-                                    let cur = self.rscs[d].allowed[n];
-                                    if cur != ABSENT {
-                                        self.rscs[d].allowed[n] = add(cur, col.score);
-                                    }
+                            && self.rscs[k].next_role == role
+                        {
+                            if col.score < INFINITY {
+                                let cur = self.rscs[d].allowed[n];
+                                if cur != ABSENT {
+                                    self.rscs[d].allowed[n] = add(cur, col.score);
                                 }
-                                affected.push(n);
                             }
+                            affected.push(n);
+                        }
                     }
                     if col.dependent_role != Some(Role::Promoted) && col.score >= INFINITY {
-                        self.exclude_except(d, &affected, &format!("colocated with the {} instance of {}", role, self.rscs[p].id));
+                        self.exclude_except(
+                            d,
+                            &affected,
+                            &format!(
+                                "colocated with the {} instance of {}",
+                                role, self.rscs[p].id
+                            ),
+                        );
                     }
                     return;
                 }
                 if col.score >= INFINITY {
-                    let nodes: Vec<usize> =
-                        info.children.iter().filter_map(|&k| self.rscs[k].assigned.filter(|_| !self.rscs[k].blocked())).collect();
-                    self.exclude_except(d, &nodes, &format!("colocated (INFINITY) with clone {}", self.rscs[p].id));
+                    let nodes: Vec<usize> = info
+                        .children
+                        .iter()
+                        .filter_map(|&k| self.rscs[k].assigned.filter(|_| !self.rscs[k].blocked()))
+                        .collect();
+                    self.exclude_except(
+                        d,
+                        &nodes,
+                        &format!("colocated (INFINITY) with clone {}", self.rscs[p].id),
+                    );
                     return;
                 }
                 for &k in &info.children {
@@ -378,7 +488,11 @@ impl Sched<'_> {
         for n in 0..self.nodes.len() {
             if !keep.contains(&n) && self.rscs[d].allowed[n] != ABSENT {
                 if self.rscs[d].allowed[n] > -INFINITY {
-                    self.rscs[d].bans.entry(n).or_default().push(why.to_string());
+                    self.rscs[d]
+                        .bans
+                        .entry(n)
+                        .or_default()
+                        .push(why.to_string());
                 }
                 self.rscs[d].allowed[n] = -INFINITY;
             }
@@ -399,10 +513,11 @@ impl Sched<'_> {
             if col.dependent_role.is_some() && col.dependent_role != Some(self.rscs[d].next_role) {
                 return;
             }
-            if let Some(role) = col.primary_role {
-                if role != self.rscs[p].next_role {
-                    return;
-                }
+            if col
+                .primary_role
+                .is_some_and(|role| role != self.rscs[p].next_role)
+            {
+                return;
             }
         }
         let mut work = self.rscs[d].allowed.clone();
@@ -420,7 +535,13 @@ impl Sched<'_> {
                     let before = work[n];
                     work[n] = add(-col.score, work[n]);
                     if work[n] == -INFINITY && before > -INFINITY {
-                        reasons.push((n, format!("colocated with {} which is not running (colocation '{}')", self.rscs[p].id, col.id)));
+                        reasons.push((
+                            n,
+                            format!(
+                                "colocated with {} which is not running (colocation '{}')",
+                                self.rscs[p].id, col.id
+                            ),
+                        ));
                     }
                 }
                 Some(pn) if pn == n => {
@@ -428,14 +549,28 @@ impl Sched<'_> {
                         let before = work[n];
                         work[n] = add(col.score, work[n]);
                         if work[n] == -INFINITY && before > -INFINITY {
-                            reasons.push((n, format!("must not run with {} (colocation '{}', {})", self.rscs[p].id, col.id, Score::new(i64::from(col.score)))));
+                            reasons.push((
+                                n,
+                                format!(
+                                    "must not run with {} (colocation '{}', {})",
+                                    self.rscs[p].id,
+                                    col.id,
+                                    Score::new(i64::from(col.score))
+                                ),
+                            ));
                         }
                     }
                 }
                 Some(pn) => {
                     if col.score >= INFINITY {
                         if work[n] > -INFINITY {
-                            reasons.push((n, format!("must run with {} which runs on {} (colocation '{}')", self.rscs[p].id, self.nodes[pn].name, col.id)));
+                            reasons.push((
+                                n,
+                                format!(
+                                    "must run with {} which runs on {} (colocation '{}')",
+                                    self.rscs[p].id, self.nodes[pn].name, col.id
+                                ),
+                            ));
                         }
                         work[n] = -INFINITY;
                     }
@@ -455,7 +590,9 @@ impl Sched<'_> {
             return;
         }
         self.rscs[ci].allocating = true;
-        let Kind::Clone(info) = self.rscs[ci].kind.clone() else { unreachable!("clone") };
+        let Kind::Clone(info) = self.rscs[ci].kind.clone() else {
+            unreachable!("clone")
+        };
         for c in self.rscs[ci].this_with.clone() {
             let p = self.colocs[c].primary;
             self.assign(p, None);
@@ -464,13 +601,23 @@ impl Sched<'_> {
             let col = self.colocs[c].clone();
             let dep = self.merge_target(col.dependent);
             let cur = self.rscs[ci].allowed.clone();
-            self.rscs[ci].allowed = self.merge_scores(dep, Some(&cur), f64::from(col.score) / f64::from(INFINITY), false, true, true);
+            self.rscs[ci].allowed = self.merge_scores(
+                dep,
+                Some(&cur),
+                f64::from(col.score) / f64::from(INFINITY),
+                false,
+                true,
+                true,
+            );
         }
         let all_coloc = self.all_coloc(ci);
         let _ = all_coloc;
-        let available_nodes = (0..self.nodes.len()).filter(|&n| self.available(n) && self.rscs[ci].allowed[n] != ABSENT).count();
+        let available_nodes = (0..self.nodes.len())
+            .filter(|&n| self.available(n) && self.rscs[ci].allowed[n] != ABSENT)
+            .count();
         let max = info.clone_max as usize;
-        let loop_max = if available_nodes > 0 { (max / available_nodes).max(1) } else { 1 };
+        let loop_max =
+            u32::try_from(max.checked_div(available_nodes).unwrap_or(1).max(1)).unwrap_or(u32::MAX);
         let mut count = vec![0u32; self.nodes.len()];
         let mut allocated = 0usize;
         // Instances running now come first (they keep their node if it is still good).
@@ -480,11 +627,13 @@ impl Sched<'_> {
             if allocated >= max {
                 break;
             }
-            let Some(cn) = self.instance_current(k) else { continue };
+            let Some(cn) = self.instance_current(k) else {
+                continue;
+            };
             if !self.rscs[k].provisional || self.instance_failed(k) || self.rscs[k].orphan {
                 continue;
             }
-            if !self.available(cn) || count[cn] >= loop_max as u32 {
+            if !self.available(cn) || count[cn] >= loop_max {
                 continue;
             }
             if self.assign_instance(ci, k, Some(cn), info.clone_node_max, &mut count) {
@@ -508,7 +657,11 @@ impl Sched<'_> {
         }
         self.rscs[ci].provisional = false;
         self.rscs[ci].allocating = false;
-        self.rscs[ci].next_role = if allocated > 0 { Role::Started } else { Role::Stopped };
+        self.rscs[ci].next_role = if allocated > 0 {
+            Role::Started
+        } else {
+            Role::Stopped
+        };
     }
 
     fn stop_subtree(&mut self, k: usize) {
@@ -556,7 +709,14 @@ impl Sched<'_> {
         }
     }
 
-    fn assign_instance(&mut self, ci: usize, k: usize, prefer: Option<usize>, limit: u32, count: &mut [u32]) -> bool {
+    fn assign_instance(
+        &mut self,
+        ci: usize,
+        k: usize,
+        prefer: Option<usize>,
+        limit: u32,
+        count: &mut [u32],
+    ) -> bool {
         if !self.rscs[k].provisional {
             return self.rscs[k].assigned.is_some();
         }
@@ -580,13 +740,14 @@ impl Sched<'_> {
         self.snapshot(k, &mut backup);
         let chosen = self.assign(k, prefer);
         if let (Some(c), Some(p)) = (chosen, prefer)
-            && c != p {
-                self.unassign(k);
-                for (r, a) in backup {
-                    self.rscs[r].allowed = a;
-                }
-                return false;
+            && c != p
+        {
+            self.unassign(k);
+            for (r, a) in backup {
+                self.rscs[r].allowed = a;
             }
+            return false;
+        }
         if let Some(c) = chosen {
             count[c] += 1;
         }
@@ -597,12 +758,21 @@ impl Sched<'_> {
     /// group's members), or `None` when no member has one.
     fn promotion_score(&self, k: usize, n: usize) -> Option<i32> {
         let attrs = &self.nodes[n].attrs;
-        let one = |r: usize| attrs.get(&format!("master-{}", self.rscs[r].base)).and_then(|v| Score::parse(v)).map(|s| s.value());
+        let one = |r: usize| {
+            attrs
+                .get(&format!("master-{}", self.rscs[r].base))
+                .and_then(|v| Score::parse(v))
+                .map(|s| s.value())
+        };
         match &self.rscs[k].kind {
             Kind::Primitive => one(k),
             Kind::Group { children } => {
                 let scores: Vec<i32> = children.iter().filter_map(|&c| one(c)).collect();
-                if scores.is_empty() { None } else { Some(scores.into_iter().fold(0, add)) }
+                if scores.is_empty() {
+                    None
+                } else {
+                    Some(scores.into_iter().fold(0, add))
+                }
             }
             Kind::Clone(_) => None,
         }
@@ -610,9 +780,14 @@ impl Sched<'_> {
 
     fn set_promotable_roles(&mut self, ci: usize, info: &CloneInfo) {
         let clone_base = self.rscs[ci].base.clone();
-        let child_base: Vec<String> = info.children.first().map(|&k| vec![self.rscs[k].base.clone()]).unwrap_or_default();
+        let child_base: Vec<String> = info
+            .children
+            .first()
+            .map(|&k| vec![self.rscs[k].base.clone()])
+            .unwrap_or_default();
         let no_promote = matches!(self.rscs[ci].target_role, Role::Unpromoted | Role::Stopped)
-            || (!self.status.has_quorum && self.cib.no_quorum_policy() == crate::cib::NoQuorumPolicy::Demote);
+            || (!self.status.has_quorum
+                && self.cib.no_quorum_policy() == crate::cib::NoQuorumPolicy::Demote);
         for &k in &info.children {
             let Some(n) = self.rscs[k].assigned else {
                 self.rscs[k].priority = -INFINITY;
@@ -621,7 +796,10 @@ impl Sched<'_> {
             let mut prio = self.promotion_score(k, n).unwrap_or(-1);
             for &(r, role, node, s) in &self.role_locations {
                 let rb = &self.rscs[r].base;
-                if role == Role::Promoted && node == n && (rb == &clone_base || child_base.contains(rb)) {
+                if role == Role::Promoted
+                    && node == n
+                    && (rb == &clone_base || child_base.contains(rb))
+                {
                     prio = add(prio, s);
                 }
             }
@@ -643,10 +821,15 @@ impl Sched<'_> {
                     continue;
                 }
                 if let Some(role) = col.primary_role
-                    && role != self.rscs[p].next_role {
-                        continue;
-                    }
-                let mult = if col.dependent_role == Some(Role::Unpromoted) { -1 } else { 1 };
+                    && role != self.rscs[p].next_role
+                {
+                    continue;
+                }
+                let mult = if col.dependent_role == Some(Role::Unpromoted) {
+                    -1
+                } else {
+                    1
+                };
                 prio = add(mult * col.score, prio);
             }
             self.rscs[k].priority = prio;
@@ -654,9 +837,11 @@ impl Sched<'_> {
         let mut weights = self.rscs[ci].allowed.clone();
         for &k in &info.children {
             if let Some(n) = self.rscs[k].assigned
-                && self.rscs[k].priority >= 0 && weights[n] != ABSENT {
-                    weights[n] = add(self.rscs[k].priority, weights[n]);
-                }
+                && self.rscs[k].priority >= 0
+                && weights[n] != ABSENT
+            {
+                weights[n] = add(self.rscs[k].priority, weights[n]);
+            }
         }
         for c in self.rscs[ci].with_this.clone() {
             let col = self.colocs[c].clone();
@@ -664,14 +849,25 @@ impl Sched<'_> {
                 continue;
             }
             let dep = self.merge_target(col.dependent);
-            weights = self.merge_scores(dep, Some(&weights), f64::from(col.score) / f64::from(INFINITY), false, true, true);
+            weights = self.merge_scores(
+                dep,
+                Some(&weights),
+                f64::from(col.score) / f64::from(INFINITY),
+                false,
+                true,
+                true,
+            );
         }
         for &k in &info.children {
             let currently_promoted = self.instance_role_now(k) == Role::Promoted;
             if !self.rscs[k].managed && currently_promoted {
                 self.rscs[k].sort_priority = INFINITY;
             } else if let Some(n) = self.rscs[k].assigned.filter(|_| self.rscs[k].priority >= 0) {
-                self.rscs[k].sort_priority = if weights[n] == ABSENT { self.rscs[k].priority } else { weights[n] };
+                self.rscs[k].sort_priority = if weights[n] == ABSENT {
+                    self.rscs[k].priority
+                } else {
+                    weights[n]
+                };
             } else {
                 self.rscs[k].sort_priority = self.rscs[k].priority;
             }
@@ -681,13 +877,19 @@ impl Sched<'_> {
             self.rscs[b]
                 .sort_priority
                 .cmp(&self.rscs[a].sort_priority)
-                .then((self.instance_role_now(b) == Role::Promoted).cmp(&(self.instance_role_now(a) == Role::Promoted)))
+                .then(
+                    (self.instance_role_now(b) == Role::Promoted)
+                        .cmp(&(self.instance_role_now(a) == Role::Promoted)),
+                )
         });
         let mut promoted = 0u32;
         let mut per_node = vec![0u32; self.nodes.len()];
         for k in order {
-            let Some(n) = self.rscs[k].assigned else { continue };
-            let unmanaged = !self.rscs[k].managed || self.stonith_blocks || self.subtree_unmanaged(k);
+            let Some(n) = self.rscs[k].assigned else {
+                continue;
+            };
+            let unmanaged =
+                !self.rscs[k].managed || self.stonith_blocks || self.subtree_unmanaged(k);
             let role = if unmanaged {
                 match self.instance_role_now(k) {
                     Role::Promoted => Role::Promoted,
@@ -711,13 +913,19 @@ impl Sched<'_> {
     }
 
     fn subtree_unmanaged(&self, k: usize) -> bool {
-        !self.rscs[k].managed || self.rscs[k].children().iter().any(|&c| self.subtree_unmanaged(c))
+        !self.rscs[k].managed
+            || self.rscs[k]
+                .children()
+                .iter()
+                .any(|&c| self.subtree_unmanaged(c))
     }
 
     pub fn instance_role_now(&self, k: usize) -> Role {
         match &self.rscs[k].kind {
             Kind::Primitive => self.rscs[k].current_role(),
-            Kind::Group { children } => children.first().map_or(Role::Stopped, |&c| self.rscs[c].current_role()),
+            Kind::Group { children } => children
+                .first()
+                .map_or(Role::Stopped, |&c| self.rscs[c].current_role()),
             Kind::Clone(_) => Role::Stopped,
         }
     }
@@ -734,9 +942,19 @@ impl Sched<'_> {
     /// The order top-level resources are assigned in: by `priority`, ties in configuration
     /// order — what Pacemaker 2.1.5 (the oracle this is tested against) does.
     pub fn assignment_order(&mut self) -> Vec<usize> {
-        let mut keyed: Vec<(i32, usize)> =
-            self.top.iter().map(|&t| (self.cib.find(&self.rscs[t].base).map_or(0, |r| self.cib.priority(&r)), t)).collect();
-        keyed.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut keyed: Vec<(i32, usize)> = self
+            .top
+            .iter()
+            .map(|&t| {
+                (
+                    self.cib
+                        .find(&self.rscs[t].base)
+                        .map_or(0, |r| self.cib.priority(&r)),
+                    t,
+                )
+            })
+            .collect();
+        keyed.sort_by_key(|k| std::cmp::Reverse(k.0));
         keyed.into_iter().map(|(_, t)| t).collect()
     }
 

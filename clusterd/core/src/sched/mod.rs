@@ -40,5 +40,9 @@ pub fn analyse<'a>(cib: &'a Cib, status: &'a ClusterStatus, now_s: u64) -> Analy
     sched.assign_all();
     let (transition, finals) = sched.build_transition();
     debug_assert!(transition.is_topologically_ordered());
-    Analysis { sched, transition, finals }
+    Analysis {
+        sched,
+        transition,
+        finals,
+    }
 }

@@ -2,8 +2,8 @@
 //! built once from the CIB and the status ("unpack" in Pacemaker's words).
 
 use crate::cib::{self, Cib, CloneChild, Constraint, LocationTarget, Primitive, Resource, Role};
-use crate::score::{Score, INFINITY};
-use crate::status::{derive_state, ClusterStatus, DerivedState, RunState};
+use crate::score::{INFINITY, Score};
+use crate::status::{ClusterStatus, DerivedState, RunState, derive_state};
 use std::collections::BTreeMap;
 
 /// Absent from a resource's allowed nodes (asymmetric clusters): treated as -INFINITY, but
@@ -109,10 +109,14 @@ impl Rsc {
         }
     }
     pub fn failed(&self) -> bool {
-        self.current.iter().any(|(_, d)| matches!(d.state, RunState::Active { failed: true, .. }))
+        self.current
+            .iter()
+            .any(|(_, d)| matches!(d.state, RunState::Active { failed: true, .. }))
     }
     pub fn blocked(&self) -> bool {
-        self.current.iter().any(|(_, d)| matches!(d.state, RunState::StopFailed))
+        self.current
+            .iter()
+            .any(|(_, d)| matches!(d.state, RunState::StopFailed))
     }
 }
 
@@ -160,7 +164,9 @@ pub struct Sched<'a> {
 
 impl<'a> Sched<'a> {
     pub fn node_index(&self, name: &str) -> Option<usize> {
-        self.nodes.binary_search_by(|n| n.name.as_str().cmp(name)).ok()
+        self.nodes
+            .binary_search_by(|n| n.name.as_str().cmp(name))
+            .ok()
     }
 
     pub fn build(cib: &'a Cib, status: &'a ClusterStatus, now_s: u64) -> Sched<'a> {
@@ -204,7 +210,11 @@ impl<'a> Sched<'a> {
             orders: Vec::new(),
             role_locations: Vec::new(),
             by_id: BTreeMap::new(),
-            quorum_stop: !quorum && matches!(policy, cib::NoQuorumPolicy::Stop | cib::NoQuorumPolicy::Suicide),
+            quorum_stop: !quorum
+                && matches!(
+                    policy,
+                    cib::NoQuorumPolicy::Stop | cib::NoQuorumPolicy::Suicide
+                ),
             quorum_freeze: !quorum && policy == cib::NoQuorumPolicy::Freeze,
             stonith_blocks: false,
         };
@@ -213,7 +223,10 @@ impl<'a> Sched<'a> {
             s.top.push(idx);
         }
         // Pacemaker refuses to manage resources while fencing is enabled but impossible.
-        let has_stonith = cib.primitives().iter().any(|p| p.primitive.agent.class == "stonith");
+        let has_stonith = cib
+            .primitives()
+            .iter()
+            .any(|p| p.primitive.agent.class == "stonith");
         s.stonith_blocks = cib.stonith_enabled() && !has_stonith;
         s.unpack_current();
         s.unpack_constraints();
@@ -230,7 +243,9 @@ impl<'a> Sched<'a> {
             if !self.rscs[i].is_primitive() || self.instance_number(i).is_none() {
                 continue;
             }
-            let Some((ci, _)) = self.instance_number(i) else { continue };
+            let Some((ci, _)) = self.instance_number(i) else {
+                continue;
+            };
             if !matches!(&self.rscs[ci].kind, Kind::Clone(c) if c.promotable) {
                 continue;
             }
@@ -239,9 +254,14 @@ impl<'a> Sched<'a> {
                 if !self.nodes[n].available() || self.rscs[i].allowed[n] == ABSENT {
                     continue;
                 }
-                let Some(score) = self.nodes[n].attrs.get(&key).and_then(|v| Score::parse(v)) else { continue };
+                let Some(score) = self.nodes[n].attrs.get(&key).and_then(|v| Score::parse(v))
+                else {
+                    continue;
+                };
                 if score.value() > 0 {
-                    self.rscs[i].allowed[n] = Score::new(i64::from(self.rscs[i].allowed[n])).add(score).value();
+                    self.rscs[i].allowed[n] = Score::new(i64::from(self.rscs[i].allowed[n]))
+                        .add(score)
+                        .value();
                 }
             }
         }
@@ -254,8 +274,19 @@ impl<'a> Sched<'a> {
         i
     }
 
-    fn new_rsc(&self, id: String, base: String, kind: Kind, parent: Option<usize>, prim: Option<Primitive>) -> Rsc {
-        let init = if self.cib.symmetric_cluster() { 0 } else { ABSENT };
+    fn new_rsc(
+        &self,
+        id: String,
+        base: String,
+        kind: Kind,
+        parent: Option<usize>,
+        prim: Option<Primitive>,
+    ) -> Rsc {
+        let init = if self.cib.symmetric_cluster() {
+            0
+        } else {
+            ABSENT
+        };
         Rsc {
             id,
             base,
@@ -282,14 +313,30 @@ impl<'a> Sched<'a> {
     }
 
     fn add_primitive(&mut self, p: &Primitive, suffix: &str, parent: Option<usize>) -> usize {
-        let r = self.new_rsc(format!("{}{suffix}", p.id), p.id.clone(), Kind::Primitive, parent, Some(p.clone()));
+        let r = self.new_rsc(
+            format!("{}{suffix}", p.id),
+            p.id.clone(),
+            Kind::Primitive,
+            parent,
+            Some(p.clone()),
+        );
         self.push(r)
     }
 
     fn add_group(&mut self, g: &cib::Group, suffix: &str, parent: Option<usize>) -> usize {
-        let r = self.new_rsc(format!("{}{suffix}", g.id), g.id.clone(), Kind::Group { children: vec![] }, parent, None);
+        let r = self.new_rsc(
+            format!("{}{suffix}", g.id),
+            g.id.clone(),
+            Kind::Group { children: vec![] },
+            parent,
+            None,
+        );
         let gi = self.push(r);
-        let kids: Vec<usize> = g.members.iter().map(|m| self.add_primitive(m, suffix, Some(gi))).collect();
+        let kids: Vec<usize> = g
+            .members
+            .iter()
+            .map(|m| self.add_primitive(m, suffix, Some(gi)))
+            .collect();
         // Members: each colocated with the one before (INFINITY) and ordered after it.
         for w in kids.windows(2) {
             self.colocs.push(Coloc {
@@ -381,9 +428,11 @@ impl<'a> Sched<'a> {
             if let Some(per_node) = self.status.history.get(&p.id) {
                 for (node, ops) in per_node {
                     if let Some(ni) = self.node_index(node)
-                        && derive_state(ops, false, self.now_s, 0).state.is_active() && !out.contains(&ni) {
-                            out.push(ni);
-                        }
+                        && derive_state(ops, false, self.now_s, 0).state.is_active()
+                        && !out.contains(&ni)
+                    {
+                        out.push(ni);
+                    }
                 }
             }
         }
@@ -399,20 +448,25 @@ impl<'a> Sched<'a> {
                 continue;
             }
             let base = self.rscs[i].base.clone();
-            let Some(rref) = cib.find(&base) else { continue };
+            let Some(rref) = cib.find(&base) else {
+                continue;
+            };
             let promotable = rref.is_promotable();
             let ft = cib.failure_timeout_s(&rref);
             let mut found: Vec<(usize, DerivedState)> = Vec::new();
             if let Some(per_node) = self.status.history.get(&base) {
                 for (node, ops) in per_node {
-                    let Some(ni) = self.node_index(node) else { continue };
+                    let Some(ni) = self.node_index(node) else {
+                        continue;
+                    };
                     let d = derive_state(ops, promotable, self.now_s, ft);
                     found.push((ni, d));
                 }
             }
             // Clone instance k takes the k-th node where the clone is active.
             let instance = self.instance_number(i);
-            let (active, inactive): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, d)| d.state.is_active());
+            let (active, inactive): (Vec<_>, Vec<_>) =
+                found.into_iter().partition(|(_, d)| d.state.is_active());
             let mine: Vec<(usize, DerivedState)> = match instance {
                 None => active,
                 Some((clone_idx, k)) => {
@@ -428,7 +482,11 @@ impl<'a> Sched<'a> {
             let top = self.top_of(i);
             for (ni, d) in active_and(&self.rscs[i].current, &inactive) {
                 if d.hard_error {
-                    let reason = format!("hard error ({}) on {}", failure_text(&d), self.nodes[ni].name);
+                    let reason = format!(
+                        "hard error ({}) on {}",
+                        failure_text(&d),
+                        self.nodes[ni].name
+                    );
                     self.ban(top, ni, reason);
                 }
                 if d.not_installed {
@@ -437,7 +495,11 @@ impl<'a> Sched<'a> {
                 }
                 if d.fatal_error {
                     for n in 0..self.nodes.len() {
-                        let reason = format!("fatal error ({}) on {}: banned everywhere", failure_text(&d), self.nodes[ni].name);
+                        let reason = format!(
+                            "fatal error ({}) on {}: banned everywhere",
+                            failure_text(&d),
+                            self.nodes[ni].name
+                        );
                         self.ban(top, n, reason);
                     }
                 }
@@ -445,7 +507,9 @@ impl<'a> Sched<'a> {
         }
         for i in 0..self.rscs.len() {
             if let Some(p) = self.rscs[i].prim.clone() {
-                let Some(rref) = cib.find(&p.id) else { continue };
+                let Some(rref) = cib.find(&p.id) else {
+                    continue;
+                };
                 self.rscs[i].managed = cib.is_managed(&rref);
                 self.rscs[i].target_role = cib.target_role(&rref);
                 self.rscs[i].stickiness = cib.stickiness(&rref).value();
@@ -454,7 +518,11 @@ impl<'a> Sched<'a> {
                 self.rscs[i].managed = cib.is_managed(&rref);
             }
             // Resources on maintenance nodes are left alone.
-            if self.rscs[i].current.iter().any(|(n, _)| self.nodes[*n].maintenance) {
+            if self.rscs[i]
+                .current
+                .iter()
+                .any(|(n, _)| self.nodes[*n].maintenance)
+            {
                 self.rscs[i].managed = false;
             }
         }
@@ -481,7 +549,8 @@ impl<'a> Sched<'a> {
             Resource::Clone(c) if &c.id == base => Some(c),
             _ => None,
         });
-        c.map(|c| self.active_nodes_of_clone(&c.child)).unwrap_or_default()
+        c.map(|c| self.active_nodes_of_clone(&c.child))
+            .unwrap_or_default()
     }
 
     pub fn top_of(&self, mut i: usize) -> usize {
@@ -494,7 +563,11 @@ impl<'a> Sched<'a> {
     /// Sets -INFINITY on `node` for `i` and everything below it.
     pub fn ban(&mut self, i: usize, node: usize, reason: String) {
         self.rscs[i].allowed[node] = -INFINITY;
-        self.rscs[i].bans.entry(node).or_default().push(reason.clone());
+        self.rscs[i]
+            .bans
+            .entry(node)
+            .or_default()
+            .push(reason.clone());
         let kids = self.rscs[i].children().to_vec();
         for k in kids {
             self.ban(k, node, reason.clone());
@@ -507,9 +580,15 @@ impl<'a> Sched<'a> {
     fn add_location(&mut self, i: usize, node: usize, score: i32, why: &str) {
         let cur = self.rscs[i].allowed[node];
         let base = if cur == ABSENT { 0 } else { cur };
-        self.rscs[i].allowed[node] = Score::new(i64::from(base)).add(Score::new(i64::from(score))).value();
+        self.rscs[i].allowed[node] = Score::new(i64::from(base))
+            .add(Score::new(i64::from(score)))
+            .value();
         if score < 0 {
-            self.rscs[i].bans.entry(node).or_default().push(format!("{why} ({})", Score::new(i64::from(score))));
+            self.rscs[i]
+                .bans
+                .entry(node)
+                .or_default()
+                .push(format!("{why} ({})", Score::new(i64::from(score))));
         }
         let is_group = matches!(self.rscs[i].kind, Kind::Group { .. });
         let kids = self.rscs[i].children().to_vec();
@@ -529,11 +608,14 @@ impl<'a> Sched<'a> {
         for c in &cib.constraints {
             match c {
                 Constraint::Location(l) => {
-                    let Some(&ri) = self.by_id.get(&l.rsc) else { continue };
+                    let Some(&ri) = self.by_id.get(&l.rsc) else {
+                        continue;
+                    };
                     let scores: Vec<(usize, i32)> = match &l.target {
-                        LocationTarget::Node { node, score } => {
-                            self.node_index(node).map(|n| vec![(n, score.value())]).unwrap_or_default()
-                        }
+                        LocationTarget::Node { node, score } => self
+                            .node_index(node)
+                            .map(|n| vec![(n, score.value())])
+                            .unwrap_or_default(),
                         LocationTarget::Rules(rules) => {
                             let mut out = Vec::new();
                             for rule in rules {
@@ -552,17 +634,30 @@ impl<'a> Sched<'a> {
                     });
                     for (n, s) in scores {
                         match role {
-                            Some(r @ (Role::Promoted | Role::Unpromoted)) => self.role_locations.push((ri, r, n, s)),
-                            _ => self.add_location(ri, n, s, &format!("location constraint '{}'", l.id)),
+                            Some(r @ (Role::Promoted | Role::Unpromoted)) => {
+                                self.role_locations.push((ri, r, n, s))
+                            }
+                            _ => self.add_location(
+                                ri,
+                                n,
+                                s,
+                                &format!("location constraint '{}'", l.id),
+                            ),
                         }
                     }
                 }
                 Constraint::Colocation(col) => {
-                    let (Some(&d), Some(&p)) = (self.by_id.get(&col.rsc), self.by_id.get(&col.with_rsc)) else { continue };
+                    let (Some(&d), Some(&p)) =
+                        (self.by_id.get(&col.rsc), self.by_id.get(&col.with_rsc))
+                    else {
+                        continue;
+                    };
                     if d == p {
                         continue;
                     }
-                    let norm = |r: Option<Role>| r.filter(|r| matches!(r, Role::Promoted | Role::Unpromoted));
+                    let norm = |r: Option<Role>| {
+                        r.filter(|r| matches!(r, Role::Promoted | Role::Unpromoted))
+                    };
                     self.colocs.push(Coloc {
                         id: col.id.clone(),
                         dependent: d,
@@ -573,7 +668,10 @@ impl<'a> Sched<'a> {
                     });
                 }
                 Constraint::Order(o) => {
-                    let (Some(&f), Some(&t)) = (self.by_id.get(&o.first), self.by_id.get(&o.then)) else { continue };
+                    let (Some(&f), Some(&t)) = (self.by_id.get(&o.first), self.by_id.get(&o.then))
+                    else {
+                        continue;
+                    };
                     if f == t {
                         continue;
                     }
@@ -594,11 +692,15 @@ impl<'a> Sched<'a> {
         for ci in 0..self.colocs.len() {
             let (d, p) = (self.colocs[ci].dependent, self.colocs[ci].primary);
             let d = match &self.rscs[d].kind {
-                Kind::Group { children } if !self.colocs[ci].id.ends_with("-internal") => children[0],
+                Kind::Group { children } if !self.colocs[ci].id.ends_with("-internal") => {
+                    children[0]
+                }
                 _ => d,
             };
             let p_list = match &self.rscs[p].kind {
-                Kind::Group { children } if !self.colocs[ci].id.ends_with("-internal") => *children.last().expect("non-empty group"),
+                Kind::Group { children } if !self.colocs[ci].id.ends_with("-internal") => {
+                    *children.last().expect("non-empty group")
+                }
                 _ => p,
             };
             self.rscs[d].this_with.push(ci);
@@ -628,12 +730,16 @@ impl<'a> Sched<'a> {
                 if symmetric || r.allowed[n] != ABSENT {
                     let cur = r.allowed[n];
                     let base = if cur == ABSENT { 0 } else { cur };
-                    self.rscs[i].allowed[n] = Score::new(i64::from(base)).add(Score::new(i64::from(r.stickiness))).value();
+                    self.rscs[i].allowed[n] = Score::new(i64::from(base))
+                        .add(Score::new(i64::from(r.stickiness)))
+                        .value();
                 }
             }
             // migration-threshold: ban where the fail count reached it.
             let base = self.rscs[i].base.clone();
-            let Some(rref) = cib.find(&base) else { continue };
+            let Some(rref) = cib.find(&base) else {
+                continue;
+            };
             let threshold = cib.migration_threshold(&rref);
             if threshold <= 0 {
                 continue;
@@ -641,7 +747,9 @@ impl<'a> Sched<'a> {
             let ft = cib.failure_timeout_s(&rref);
             let in_clone = rref.clone_parent().is_some();
             for ni in 0..self.nodes.len() {
-                let fc = self.status.fail_count(&self.nodes[ni].name, &base, self.now_s, ft);
+                let fc = self
+                    .status
+                    .fail_count(&self.nodes[ni].name, &base, self.now_s, ft);
                 if fc > 0 && i64::from(fc) >= i64::from(threshold) {
                     let reason = format!(
                         "fail count {} reached migration-threshold {} on {}",
@@ -658,13 +766,21 @@ impl<'a> Sched<'a> {
     }
 }
 
-fn active_and<'x>(a: &'x [(usize, DerivedState)], b: &'x [(usize, DerivedState)]) -> Vec<(usize, DerivedState)> {
+fn active_and<'x>(
+    a: &'x [(usize, DerivedState)],
+    b: &'x [(usize, DerivedState)],
+) -> Vec<(usize, DerivedState)> {
     a.iter().chain(b.iter()).cloned().collect()
 }
 
 fn failure_text(d: &DerivedState) -> String {
     match &d.last_failure {
-        Some(o) => format!("{} returned {} ({})", o.op, o.rc, crate::status::rc::name(o.rc)),
+        Some(o) => format!(
+            "{} returned {} ({})",
+            o.op,
+            o.rc,
+            crate::status::rc::name(o.rc)
+        ),
         None => "failure".into(),
     }
 }

@@ -12,30 +12,76 @@ fn nvset(out: &mut String, indent: &str, tag: &str, id: &str, pairs: &BTreeMap<S
     }
     let _ = writeln!(out, "{indent}<{tag} id=\"{}\">", esc(id));
     for (k, v) in pairs {
-        let _ = writeln!(out, "{indent}  <nvpair id=\"{}\" name=\"{}\" value=\"{}\"/>", esc(&format!("{id}-{k}")), esc(k), esc(v));
+        let _ = writeln!(
+            out,
+            "{indent}  <nvpair id=\"{}\" name=\"{}\" value=\"{}\"/>",
+            esc(&format!("{id}-{k}")),
+            esc(k),
+            esc(v)
+        );
     }
     let _ = writeln!(out, "{indent}</{tag}>");
 }
 
 fn primitive(out: &mut String, indent: &str, p: &Primitive) {
-    let provider = p.agent.provider.as_ref().map(|pr| format!(" provider=\"{}\"", esc(pr))).unwrap_or_default();
-    let _ = writeln!(out, "{indent}<primitive id=\"{}\" class=\"{}\"{provider} type=\"{}\">", esc(&p.id), esc(&p.agent.class), esc(&p.agent.kind));
+    let provider = p
+        .agent
+        .provider
+        .as_ref()
+        .map(|pr| format!(" provider=\"{}\"", esc(pr)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{indent}<primitive id=\"{}\" class=\"{}\"{provider} type=\"{}\">",
+        esc(&p.id),
+        esc(&p.agent.class),
+        esc(&p.agent.kind)
+    );
     let inner = format!("{indent}  ");
-    nvset(out, &inner, "instance_attributes", &format!("{}-instance_attributes", p.id), &p.params);
-    nvset(out, &inner, "meta_attributes", &format!("{}-meta_attributes", p.id), &p.meta);
+    nvset(
+        out,
+        &inner,
+        "instance_attributes",
+        &format!("{}-instance_attributes", p.id),
+        &p.params,
+    );
+    nvset(
+        out,
+        &inner,
+        "meta_attributes",
+        &format!("{}-meta_attributes", p.id),
+        &p.meta,
+    );
     if !p.ops.is_empty() {
         let _ = writeln!(out, "{inner}<operations>");
         for o in &p.ops {
-            let id = if o.id.is_empty() { format!("{}-{}-interval-{}", p.id, o.name, format_duration_ms(o.interval_ms)) } else { o.id.clone() };
-            let mut attrs = format!("id=\"{}\" name=\"{}\" interval=\"{}\"", esc(&id), esc(&o.name), format_duration_ms(o.interval_ms));
+            let id = if o.id.is_empty() {
+                format!(
+                    "{}-{}-interval-{}",
+                    p.id,
+                    o.name,
+                    format_duration_ms(o.interval_ms)
+                )
+            } else {
+                o.id.clone()
+            };
+            let mut attrs = format!(
+                "id=\"{}\" name=\"{}\" interval=\"{}\"",
+                esc(&id),
+                esc(&o.name),
+                format_duration_ms(o.interval_ms)
+            );
             if let Some(t) = o.timeout_ms {
                 let _ = write!(attrs, " timeout=\"{}\"", format_duration_ms(t));
             }
             if let Some(r) = o.role {
                 let _ = write!(attrs, " role=\"{}\"", r.legacy_name());
             }
-            let (inst, plain): (BTreeMap<String, String>, BTreeMap<String, String>) =
-                o.extra.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| k == "OCF_CHECK_LEVEL");
+            let (inst, plain): (BTreeMap<String, String>, BTreeMap<String, String>) = o
+                .extra
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .partition(|(k, _)| k == "OCF_CHECK_LEVEL");
             for (k, v) in &plain {
                 let _ = write!(attrs, " {}=\"{}\"", esc(k), esc(v));
             }
@@ -43,7 +89,13 @@ fn primitive(out: &mut String, indent: &str, p: &Primitive) {
                 let _ = writeln!(out, "{inner}  <op {attrs}/>");
             } else {
                 let _ = writeln!(out, "{inner}  <op {attrs}>");
-                nvset(out, &format!("{inner}    "), "instance_attributes", &format!("{id}-instance_attributes"), &inst);
+                nvset(
+                    out,
+                    &format!("{inner}    "),
+                    "instance_attributes",
+                    &format!("{id}-instance_attributes"),
+                    &inst,
+                );
                 let _ = writeln!(out, "{inner}  </op>");
             }
         }
@@ -54,7 +106,13 @@ fn primitive(out: &mut String, indent: &str, p: &Primitive) {
 
 fn group(out: &mut String, indent: &str, g: &Group) {
     let _ = writeln!(out, "{indent}<group id=\"{}\">", esc(&g.id));
-    nvset(out, &format!("{indent}  "), "meta_attributes", &format!("{}-meta_attributes", g.id), &g.meta);
+    nvset(
+        out,
+        &format!("{indent}  "),
+        "meta_attributes",
+        &format!("{}-meta_attributes", g.id),
+        &g.meta,
+    );
     for m in &g.members {
         primitive(out, &format!("{indent}  "), m);
     }
@@ -62,7 +120,11 @@ fn group(out: &mut String, indent: &str, g: &Group) {
 }
 
 fn rule(out: &mut String, indent: &str, r: &Rule, fallback_id: &str) {
-    let id = if r.id.is_empty() { fallback_id.to_string() } else { r.id.clone() };
+    let id = if r.id.is_empty() {
+        fallback_id.to_string()
+    } else {
+        r.id.clone()
+    };
     let score = match &r.score {
         RuleScore::Value(s) => format!("score=\"{s}\""),
         RuleScore::Attribute(a) => format!("score-attribute=\"{}\"", esc(a)),
@@ -71,10 +133,21 @@ fn rule(out: &mut String, indent: &str, r: &Rule, fallback_id: &str) {
         BoolOp::And => "and",
         BoolOp::Or => "or",
     };
-    let role = r.role.map(|x| format!(" role=\"{}\"", x.legacy_name())).unwrap_or_default();
-    let _ = writeln!(out, "{indent}<rule id=\"{}\" {score} boolean-op=\"{op}\"{role}>", esc(&id));
+    let role = r
+        .role
+        .map(|x| format!(" role=\"{}\"", x.legacy_name()))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{indent}<rule id=\"{}\" {score} boolean-op=\"{op}\"{role}>",
+        esc(&id)
+    );
     for (k, e) in r.expressions.iter().enumerate() {
-        let value = e.value.as_ref().map(|v| format!(" value=\"{}\"", esc(v))).unwrap_or_default();
+        let value = e
+            .value
+            .as_ref()
+            .map(|v| format!(" value=\"{}\"", esc(v)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "{indent}  <expression id=\"{}-expr-{k}\" attribute=\"{}\" operation=\"{}\"{value} type=\"{}\"/>",
@@ -91,15 +164,29 @@ fn constraint(out: &mut String, c: &Constraint) {
     let i = "      ";
     match c {
         Constraint::Location(l) => {
-            let role = l.role.map(|x| format!(" role=\"{}\"", x.legacy_name())).unwrap_or_default();
+            let role = l
+                .role
+                .map(|x| format!(" role=\"{}\"", x.legacy_name()))
+                .unwrap_or_default();
             match &l.target {
                 LocationTarget::Node { node, score } => {
-                    let _ = writeln!(out, "{i}<rsc_location id=\"{}\" rsc=\"{}\" node=\"{}\" score=\"{score}\"{role}/>", esc(&l.id), esc(&l.rsc), esc(node));
+                    let _ = writeln!(
+                        out,
+                        "{i}<rsc_location id=\"{}\" rsc=\"{}\" node=\"{}\" score=\"{score}\"{role}/>",
+                        esc(&l.id),
+                        esc(&l.rsc),
+                        esc(node)
+                    );
                 }
                 LocationTarget::Rules(rules) => {
                     // Pacemaker reads a rule's role from the <rule> element, not from
                     // <rsc_location>: put it there.
-                    let _ = writeln!(out, "{i}<rsc_location id=\"{}\" rsc=\"{}\">", esc(&l.id), esc(&l.rsc));
+                    let _ = writeln!(
+                        out,
+                        "{i}<rsc_location id=\"{}\" rsc=\"{}\">",
+                        esc(&l.id),
+                        esc(&l.rsc)
+                    );
                     for (k, r) in rules.iter().enumerate() {
                         let mut r = r.clone();
                         r.role = r.role.or(l.role);
@@ -117,10 +204,20 @@ fn constraint(out: &mut String, c: &Constraint) {
             if let Some(r) = c.with_rsc_role {
                 let _ = write!(roles, " with-rsc-role=\"{}\"", r.legacy_name());
             }
-            let _ = writeln!(out, "{i}<rsc_colocation id=\"{}\" rsc=\"{}\" with-rsc=\"{}\" score=\"{}\"{roles}/>", esc(&c.id), esc(&c.rsc), esc(&c.with_rsc), c.score);
+            let _ = writeln!(
+                out,
+                "{i}<rsc_colocation id=\"{}\" rsc=\"{}\" with-rsc=\"{}\" score=\"{}\"{roles}/>",
+                esc(&c.id),
+                esc(&c.rsc),
+                esc(&c.with_rsc),
+                c.score
+            );
         }
         Constraint::Order(o) => {
-            let sym = o.symmetrical.map(|s| format!(" symmetrical=\"{s}\"")).unwrap_or_default();
+            let sym = o
+                .symmetrical
+                .map(|s| format!(" symmetrical=\"{s}\""))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "{i}<rsc_order id=\"{}\" first=\"{}\" first-action=\"{}\" then=\"{}\" then-action=\"{}\" kind=\"{}\"{sym}/>",
@@ -148,7 +245,14 @@ fn node_ids(cib: &Cib, status: Option<&ClusterStatus>) -> Vec<(String, String)> 
     names
         .iter()
         .enumerate()
-        .map(|(k, n)| (n.clone(), cib.node(n).and_then(|x| x.id.clone()).unwrap_or_else(|| (k + 1).to_string())))
+        .map(|(k, n)| {
+            (
+                n.clone(),
+                cib.node(n)
+                    .and_then(|x| x.id.clone())
+                    .unwrap_or_else(|| (k + 1).to_string()),
+            )
+        })
         .collect()
 }
 
@@ -165,11 +269,19 @@ fn status_code(s: OpStatus) -> i32 {
 /// Writes a whole `<cib>`; with `status`, the `<status>` section too.
 pub fn export(cib: &Cib, status: Option<&ClusterStatus>) -> String {
     let ids = node_ids(cib, status);
-    let id_of = |name: &str| ids.iter().find(|(n, _)| n == name).map(|(_, i)| i.clone()).unwrap_or_else(|| name.to_string());
+    let id_of = |name: &str| {
+        ids.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, i)| i.clone())
+            .unwrap_or_else(|| name.to_string())
+    };
     let mut out = String::new();
     let v = cib.version;
     let quorum = status.is_none_or(|s| s.has_quorum);
-    let dc = status.and_then(|s| s.dc.as_deref()).map(|d| format!(" dc-uuid=\"{}\"", esc(&id_of(d)))).unwrap_or_default();
+    let dc = status
+        .and_then(|s| s.dc.as_deref())
+        .map(|d| format!(" dc-uuid=\"{}\"", esc(&id_of(d))))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "<cib crm_feature_set=\"3.16.1\" validate-with=\"pacemaker-3.9\" admin_epoch=\"{}\" epoch=\"{}\" num_updates=\"{}\" have-quorum=\"{}\"{dc}>",
@@ -183,21 +295,48 @@ pub fn export(cib: &Cib, status: Option<&ClusterStatus>) -> String {
     if let Some(n) = &cib.cluster_name {
         props.insert("cluster-name".into(), n.clone());
     }
-    nvset(&mut out, "      ", "cluster_property_set", "cib-bootstrap-options", &props);
+    nvset(
+        &mut out,
+        "      ",
+        "cluster_property_set",
+        "cib-bootstrap-options",
+        &props,
+    );
     out.push_str("    </crm_config>\n    <nodes>\n");
     for n in &cib.nodes {
         let id = id_of(&n.name);
         if n.attributes.is_empty() {
-            let _ = writeln!(out, "      <node id=\"{}\" uname=\"{}\"/>", esc(&id), esc(&n.name));
+            let _ = writeln!(
+                out,
+                "      <node id=\"{}\" uname=\"{}\"/>",
+                esc(&id),
+                esc(&n.name)
+            );
         } else {
-            let _ = writeln!(out, "      <node id=\"{}\" uname=\"{}\">", esc(&id), esc(&n.name));
-            nvset(&mut out, "        ", "instance_attributes", &format!("nodes-{id}"), &n.attributes);
+            let _ = writeln!(
+                out,
+                "      <node id=\"{}\" uname=\"{}\">",
+                esc(&id),
+                esc(&n.name)
+            );
+            nvset(
+                &mut out,
+                "        ",
+                "instance_attributes",
+                &format!("nodes-{id}"),
+                &n.attributes,
+            );
             out.push_str("      </node>\n");
         }
     }
     if let Some(s) = status {
         for name in s.nodes.keys().filter(|n| cib.node(n).is_none()) {
-            let _ = writeln!(out, "      <node id=\"{}\" uname=\"{}\"/>", esc(&id_of(name)), esc(name));
+            let _ = writeln!(
+                out,
+                "      <node id=\"{}\" uname=\"{}\"/>",
+                esc(&id_of(name)),
+                esc(name)
+            );
         }
     }
     out.push_str("    </nodes>\n    <resources>\n");
@@ -211,7 +350,13 @@ pub fn export(cib: &Cib, status: Option<&ClusterStatus>) -> String {
                 if c.promotable {
                     meta.insert("promotable".into(), "true".into());
                 }
-                nvset(&mut out, "        ", "meta_attributes", &format!("{}-meta_attributes", c.id), &meta);
+                nvset(
+                    &mut out,
+                    "        ",
+                    "meta_attributes",
+                    &format!("{}-meta_attributes", c.id),
+                    &meta,
+                );
                 match &c.child {
                     CloneChild::Primitive(p) => primitive(&mut out, "        ", p),
                     CloneChild::Group(g) => group(&mut out, "        ", g),
@@ -227,12 +372,24 @@ pub fn export(cib: &Cib, status: Option<&ClusterStatus>) -> String {
     out.push_str("    </constraints>\n");
     if !cib.rsc_defaults.is_empty() {
         out.push_str("    <rsc_defaults>\n");
-        nvset(&mut out, "      ", "meta_attributes", "rsc_defaults-options", &cib.rsc_defaults);
+        nvset(
+            &mut out,
+            "      ",
+            "meta_attributes",
+            "rsc_defaults-options",
+            &cib.rsc_defaults,
+        );
         out.push_str("    </rsc_defaults>\n");
     }
     if !cib.op_defaults.is_empty() {
         out.push_str("    <op_defaults>\n");
-        nvset(&mut out, "      ", "meta_attributes", "op_defaults-options", &cib.op_defaults);
+        nvset(
+            &mut out,
+            "      ",
+            "meta_attributes",
+            "op_defaults-options",
+            &cib.op_defaults,
+        );
         out.push_str("    </op_defaults>\n");
     }
     out.push_str("  </configuration>\n");
@@ -248,35 +405,72 @@ fn export_status(out: &mut String, cib: &Cib, s: &ClusterStatus, id_of: &dyn Fn(
     out.push_str("  <status>\n");
     for (name, st) in &s.nodes {
         let id = id_of(name);
-        let (ccm, crmd, join) = if st.online { ("true", "online", "member") } else { ("false", "offline", "down") };
-        let _ = writeln!(out, "    <node_state id=\"{}\" uname=\"{}\" in_ccm=\"{ccm}\" crmd=\"{crmd}\" join=\"{join}\" expected=\"{join}\">", esc(&id), esc(name));
+        let (ccm, crmd, join) = if st.online {
+            ("true", "online", "member")
+        } else {
+            ("false", "offline", "down")
+        };
+        let _ = writeln!(
+            out,
+            "    <node_state id=\"{}\" uname=\"{}\" in_ccm=\"{ccm}\" crmd=\"{crmd}\" join=\"{join}\" expected=\"{join}\">",
+            esc(&id),
+            esc(name)
+        );
         let mut attrs = st.attributes.clone();
         for f in &st.fail_counts {
             let key = format!("{}#{}_{}", f.rsc, f.op, f.interval_ms);
-            let count = if i64::from(f.count) >= i64::from(crate::score::INFINITY) { "INFINITY".to_string() } else { f.count.to_string() };
+            let count = if i64::from(f.count) >= i64::from(crate::score::INFINITY) {
+                "INFINITY".to_string()
+            } else {
+                f.count.to_string()
+            };
             attrs.insert(format!("fail-count-{key}"), count);
             attrs.insert(format!("last-failure-{key}"), f.last_failure_s.to_string());
         }
         if !attrs.is_empty() {
             let _ = writeln!(out, "      <transient_attributes id=\"{}\">", esc(&id));
-            nvset(out, "        ", "instance_attributes", &format!("status-{id}"), &attrs);
+            nvset(
+                out,
+                "        ",
+                "instance_attributes",
+                &format!("status-{id}"),
+                &attrs,
+            );
             out.push_str("      </transient_attributes>\n");
         }
-        let _ = writeln!(out, "      <lrm id=\"{}\">\n        <lrm_resources>", esc(&id));
+        let _ = writeln!(
+            out,
+            "      <lrm id=\"{}\">\n        <lrm_resources>",
+            esc(&id)
+        );
         for (rsc, per_node) in &s.history {
-            let Some(ops) = per_node.get(name) else { continue };
-            let Some(p) = cib.primitives().into_iter().find(|p| &p.primitive.id == rsc) else { continue };
+            let Some(ops) = per_node.get(name) else {
+                continue;
+            };
+            let Some(p) = cib
+                .primitives()
+                .into_iter()
+                .find(|p| &p.primitive.id == rsc)
+            else {
+                continue;
+            };
             let agent = &p.primitive.agent;
-            let provider = agent.provider.as_ref().map(|pr| format!(" provider=\"{}\"", esc(pr))).unwrap_or_default();
-            let _ = writeln!(out, "          <lrm_resource id=\"{}\" class=\"{}\"{provider} type=\"{}\">", esc(rsc), esc(&agent.class), esc(&agent.kind));
+            let provider = agent
+                .provider
+                .as_ref()
+                .map(|pr| format!(" provider=\"{}\"", esc(pr)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "          <lrm_resource id=\"{}\" class=\"{}\"{provider} type=\"{}\">",
+                esc(rsc),
+                esc(&agent.class),
+                esc(&agent.kind)
+            );
             let promotable = cib.find(rsc).is_some_and(|r| r.is_promotable());
             for (k, op) in ops.iter().enumerate() {
                 let key = format!("{rsc}_{}_{}", op.op, op.interval_ms);
-                let target = if op.failed() {
-                    0
-                } else {
-                    op.rc
-                };
+                let target = if op.failed() { 0 } else { op.rc };
                 let _ = promotable;
                 let _ = RunState::Stopped;
                 let _ = writeln!(
@@ -296,7 +490,10 @@ fn export_status(out: &mut String, cib: &Cib, s: &ClusterStatus, id_of: &dyn Fn(
                     op.last_rc_change_s,
                     op.exec_time_ms,
                     esc(name),
-                    op.exit_reason.as_ref().map(|r| format!(" exit-reason=\"{}\"", esc(r))).unwrap_or_default()
+                    op.exit_reason
+                        .as_ref()
+                        .map(|r| format!(" exit-reason=\"{}\"", esc(r)))
+                        .unwrap_or_default()
                 );
             }
             out.push_str("          </lrm_resource>\n");
