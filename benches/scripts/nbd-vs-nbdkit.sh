@@ -162,7 +162,7 @@ rows = [
     ("nbdcopy",    "nbdcopy $size in",        "GB/s", lambda v: v[0] / 1e9),
 ]
 print(f"# NBD export, {size} file in page cache, unix socket, fio nbd engine, {runtime} s per job")
-hdr = f"{'test':26}{'unit':>6}" + "".join(f"{s:>13}" for s in servers) + "".join(f"{s + '/nbdkit':>20}" for s in servers if s != "nbdkit")
+hdr = f"{'test':26}{'unit':>6}" + "".join(f"{s:>15}" for s in servers) + "".join(f"{s + '/nbdkit':>22}" for s in servers if s != "nbdkit")
 print(hdr)
 for key, label, unit, f in rows:
     vals = {}
@@ -173,13 +173,13 @@ for key, label, unit, f in rows:
     line = f"{label:26}{unit:>6}"
     for s in servers:
         v = vals.get(s)
-        line += f"{v:>13.2f}" if unit == "GB/s" and v is not None else (f"{v:>13.0f}" if v is not None else f"{'-':>13}")
+        line += f"{v:>15.2f}" if unit == "GB/s" and v is not None else (f"{v:>15.0f}" if v is not None else f"{'-':>15}")
     for s in servers:
         if s == "nbdkit":
             continue
         if s in vals and vals.get("nbdkit"):
-            line += f"{vals[s] / vals['nbdkit']:>20.2f}"
+            line += f"{vals[s] / vals['nbdkit']:>22.2f}"
         else:
-            line += f"{'-':>20}"
+            line += f"{'-':>22}"
     print(line)
 EOF
