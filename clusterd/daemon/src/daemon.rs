@@ -49,6 +49,14 @@ pub const EVENT_QUEUE: usize = 256;
 /// that fails at once cannot spin the loop (Pacemaker bans it after enough failures anyway).
 pub const REPLAN_AFTER_ABORT_MS: u64 = 300;
 
+/// A transition that comes back identical this many times in a row after succeeding means
+/// the scheduler and the history disagree (a bug): from then on re-planning waits
+/// [`REPEAT_BACKOFF_MS`] so the node is not kept busy running the same actions.
+pub const REPEAT_LIMIT: u32 = 3;
+
+/// Delay between identical transitions past [`REPEAT_LIMIT`].
+pub const REPEAT_BACKOFF_MS: u64 = 5_000;
+
 /// Without failures to expire, the scheduler is still consulted this often (Pacemaker's
 /// `cluster-recheck-interval`, 15 minutes).
 pub const RECHECK_INTERVAL_MS: u64 = 15 * 60 * 1000;
@@ -117,6 +125,9 @@ pub struct Daemon {
     shutdown: Option<Instant>,
     /// The last transition summary logged (to log only changes).
     last_summary: Vec<String>,
+    /// Action keys of the last transition, and how many times in a row it came back the same.
+    last_keys: Vec<String>,
+    repeats: u32,
 }
 
 fn now_s() -> u64 {
@@ -193,6 +204,8 @@ impl Daemon {
             recheck_at: Instant::now() + Duration::from_millis(RECHECK_INTERVAL_MS),
             shutdown: None,
             last_summary: Vec::new(),
+            last_keys: Vec::new(),
+            repeats: 0,
         })
     }
 
@@ -763,6 +776,19 @@ impl Daemon {
             t.is_topologically_ordered(),
             "the scheduler lists dependencies first"
         );
+        let keys: Vec<String> = t.actions.iter().map(|a| a.key()).collect();
+        if keys == self.last_keys {
+            self.repeats += 1;
+            if self.repeats == REPEAT_LIMIT {
+                warn!(
+                    node = %self.node, actions = ?keys,
+                    "the same transition keeps coming back after succeeding; slowing down re-planning (a scheduler or agent bug)"
+                );
+            }
+        } else {
+            self.repeats = 0;
+            self.last_keys = keys;
+        }
         self.transition_seq += 1;
         let n = t.actions.len();
         self.transition = Some(Running {
@@ -842,8 +868,15 @@ impl Daemon {
             info!(node = %self.node, seq = run.seq, actions = run.state.len(), done, aborted, "transition finished");
             self.transition = None;
             self.replan = true;
+            let delay_ms = if self.repeats >= REPEAT_LIMIT {
+                REPEAT_BACKOFF_MS
+            } else if aborted {
+                REPLAN_AFTER_ABORT_MS
+            } else {
+                0
+            };
             self.replan_not_before =
-                aborted.then(|| Instant::now() + Duration::from_millis(REPLAN_AFTER_ABORT_MS));
+                (delay_ms > 0).then(|| Instant::now() + Duration::from_millis(delay_ms));
         }
     }
 

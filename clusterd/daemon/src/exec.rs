@@ -60,13 +60,34 @@ pub struct ExecEnv {
 }
 
 impl ExecEnv {
-    /// The `PATH` agents see when the daemon's own is `path`.
+    /// The `PATH` agents see when the daemon's own is `path`: it, followed by the system
+    /// directories it lacks (agents call `ip`, `mount`, `modprobe`, `fuser` from the sbin
+    /// directories, which a daemon started from a user's shell may not have).
     pub fn default_base_path(path: Option<String>) -> String {
-        path.filter(|p| !p.is_empty()).unwrap_or_else(|| {
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-        })
+        let mut dirs: Vec<String> = path
+            .unwrap_or_default()
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for d in SYSTEM_PATH {
+            if !dirs.iter().any(|x| x == d) {
+                dirs.push((*d).to_owned());
+            }
+        }
+        dirs.join(":")
     }
 }
+
+/// The directories every agent's `PATH` contains.
+pub const SYSTEM_PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
 
 /// One operation to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -420,6 +441,15 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         assert_eq!(e, want);
+    }
+
+    #[test]
+    fn agent_path_always_has_the_system_directories() {
+        assert_eq!(
+            ExecEnv::default_base_path(Some("/opt/x/bin:/usr/bin".into())),
+            "/opt/x/bin:/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin:/bin"
+        );
+        assert_eq!(ExecEnv::default_base_path(None), SYSTEM_PATH.join(":"));
     }
 
     #[test]

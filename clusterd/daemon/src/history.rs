@@ -63,16 +63,24 @@ pub fn record(
         .or_default();
     let key = rec.key();
     let same_key = |o: &OpRecord| o.key() == key && o.status != OpStatus::Cancelled;
-    // A recurring monitor repeating its last result: update in place.
+    // A recurring monitor repeating its last result: update in place — but only while nothing
+    // but recurring monitors happened since that result (after a stop and start, the monitor's
+    // record must move past them, or replaying would lose it).
+    let prev_id = ops.iter().filter(|o| same_key(o)).map(|o| o.call_id).max();
+    let quiet_since = |id: u64| {
+        ops.iter().all(|o| {
+            o.call_id <= id
+                || (o.op == "monitor" && o.interval_ms > 0 && o.status != OpStatus::Cancelled)
+        })
+    };
     if rec.interval_ms > 0
         && rec.op == "monitor"
-        && let Some(prev) = ops
-            .iter_mut()
-            .filter(|o| same_key(o))
-            .max_by_key(|o| o.call_id)
+        && !rec.failed()
+        && let Some(id) = prev_id
+        && quiet_since(id)
+        && let Some(prev) = ops.iter_mut().find(|o| same_key(o) && o.call_id == id)
         && prev.rc == rec.rc
         && prev.status == rec.status
-        && !rec.failed()
     {
         prev.exec_time_ms = rec.exec_time_ms;
         return Recorded::Repeated;
@@ -227,6 +235,31 @@ mod tests {
             Some(("monitor_10000".into(), 7))
         );
         assert_eq!(s.history["A"]["n1"].len(), 5, "{:?}", keys(&s));
+    }
+
+    /// Regression: a restart whose new monitor returned what the old one last returned must
+    /// still show the monitor active after the start (it was updated in place, before the
+    /// stop, and the scheduler re-armed it forever).
+    #[test]
+    fn monitor_after_a_restart_is_recorded_after_it() {
+        let mut s = ClusterStatus::all_online(&["n1"]);
+        add(&mut s, "start", 0, 0);
+        add(&mut s, "monitor", 1_000, 0);
+        add(&mut s, "stop", 0, 0);
+        add(&mut s, "start", 0, 0);
+        assert_eq!(add(&mut s, "monitor", 1_000, 0), Recorded::New);
+        let d = derive_state(&s.history["A"]["n1"], false, 10, 0);
+        assert_eq!(
+            d.state,
+            RunState::Active {
+                role: Role::Started,
+                failed: false
+            }
+        );
+        assert_eq!(d.active_monitors, vec![1_000]);
+        // A second monitor of another interval does not stop in-place updates.
+        add(&mut s, "monitor", 2_000, 0);
+        assert_eq!(add(&mut s, "monitor", 1_000, 0), Recorded::Repeated);
     }
 
     #[test]

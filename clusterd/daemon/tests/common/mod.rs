@@ -13,6 +13,7 @@ use clusterd::server::request_blocking;
 use clusterd_core::cib::{Agent, Cib, Op, Primitive, Role};
 use clusterd_core::control::{Request, Response};
 use clusterd_core::status::{ClusterStatus, OpRecord, RunState, derive_state};
+use tandem_testkit::netns::Host;
 use tandem_testkit::proc::Daemon;
 use tandem_testkit::wait;
 
@@ -24,11 +25,18 @@ pub struct Node {
     pub state: PathBuf,
     pub name: String,
     pub daemon: Option<Daemon>,
+    pub host: Option<Host>,
 }
 
 impl Node {
     /// Starts clusterd as node `n1` of a one-node cluster.
     pub fn start() -> Node {
+        Self::start_in(None)
+    }
+
+    /// Starts clusterd as node `n1`, inside the network namespace of `host` if given (its
+    /// agents then configure that host's interfaces).
+    pub fn start_in(host: Option<&Host>) -> Node {
         tandem_testkit::require_root();
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
@@ -43,13 +51,17 @@ impl Node {
             state,
             name: "n1".into(),
             daemon: None,
+            host: host.cloned(),
         };
         n.spawn();
         n
     }
 
     pub fn spawn(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterd"));
+        let mut cmd = match &self.host {
+            Some(h) => h.command(env!("CARGO_BIN_EXE_clusterd")),
+            None => Command::new(env!("CARGO_BIN_EXE_clusterd")),
+        };
         cmd.arg("--config")
             .arg(self.dir.path().join("clusterd.toml"))
             .arg("--node")
@@ -217,18 +229,21 @@ impl Drop for Node {
     }
 }
 
+/// The state of `primitive` on `node` from its completed operations (a pending start does not
+/// count as started here: tests wait for results).
 pub fn history_state(
     st: &ClusterStatus,
     primitive: &str,
     node: &str,
     promotable: bool,
 ) -> RunState {
-    let ops = st
+    let mut ops = st
         .history
         .get(primitive)
         .and_then(|m| m.get(node))
         .cloned()
         .unwrap_or_default();
+    ops.retain(|o| o.status != clusterd_core::status::OpStatus::Pending);
     derive_state(&ops, promotable, 0, 0).state
 }
 
