@@ -304,3 +304,76 @@ fn tandem_agents_run_from_the_build_directory() {
     assert_eq!(bad.rc, OcfRc::ErrConfigured, "{bad:?}");
     assert!(bad.exit_reason.unwrap_or_default().contains("not-an-ip"));
 }
+
+/// An agent in a private OCF root (`ocf:test:NAME`) with the given shell body.
+fn private_agent(dir: &Path, name: &str, body: &str) -> (ExecEnv, AgentResolver) {
+    let (e, r) = env(dir);
+    let root = dir.join("ocf");
+    let prov = root.join("resource.d/test");
+    std::fs::create_dir_all(&prov).unwrap();
+    let agent = prov.join(name);
+    std::fs::write(&agent, format!("#!/bin/sh\n{body}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (
+        ExecEnv {
+            ocf_root: root.clone(),
+            ..e
+        },
+        AgentResolver {
+            ocf_root: root,
+            ..r
+        },
+    )
+}
+
+/// A chatty agent's output is capped (its tail kept, where the errors are).
+#[test]
+fn agent_output_is_bounded_to_its_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, r) = private_agent(
+        dir.path(),
+        "Chatty",
+        "yes line | head -n 200000; echo LAST; echo ocf-exit-reason:done >&2; exit 1",
+    );
+    let res = run(&e, &r, &op("c", "ocf:test:Chatty", Action::Start, &[]));
+    assert_eq!(res.rc, OcfRc::ErrGeneric);
+    assert_eq!(res.stdout.len(), clusterd::exec::OUTPUT_MAX_BYTES);
+    assert!(res.stdout.ends_with("line\nLAST\n"));
+    assert_eq!(res.exit_reason.as_deref(), Some("done"));
+}
+
+/// An agent whose start leaves a daemon holding stdout open still completes (the pipes are
+/// drained for a bounded time), and the daemon it started keeps running.
+#[test]
+fn a_daemon_started_by_the_agent_does_not_hold_the_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("daemon.pid");
+    let (e, r) = private_agent(
+        dir.path(),
+        "Spawner",
+        &format!(
+            "sleep 300 &\necho $! > {}\necho started\nexit 0",
+            pidfile.display()
+        ),
+    );
+    let mut req = op("s", "ocf:test:Spawner", Action::Start, &[]);
+    req.timeout_ms = 600_000;
+    let res = run(&e, &r, &req);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert_eq!(
+        (res.rc, &res.status),
+        (OcfRc::Success, &ExecStatus::Done),
+        "{res:?}"
+    );
+    assert!(alive, "the agent's daemon survived the operation");
+}
