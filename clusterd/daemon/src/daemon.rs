@@ -939,7 +939,21 @@ impl Daemon {
                 return;
             }
         };
-        let mut meta = a.meta.clone();
+        // The resource's own meta attributes (inherited from its group, clone and
+        // rsc_defaults, as Pacemaker passes them), under what the scheduler set.
+        let number = a
+            .resource
+            .rsplit_once(':')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0);
+        let mut meta = self
+            .cib
+            .primitives()
+            .iter()
+            .find(|p| p.primitive.id == a.primitive)
+            .map(|p| meta::probe_meta(&self.cib, p, number, self.cfg.nodes.len()))
+            .unwrap_or_default();
+        meta.extend(a.meta.clone());
         if let ActionKind::Notify { .. } = a.kind {
             meta::fill_notify_meta(&mut meta, &run.t, &a.primitive, a.kind);
         }

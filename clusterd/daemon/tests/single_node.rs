@@ -60,6 +60,8 @@ fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
             "monitor",
             "interval=1500ms",
             "role=Unpromoted",
+            "meta",
+            "resource-stickiness=50",
         ],
         vec![
             "resource",
@@ -192,6 +194,8 @@ fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
         "OCF_RESKEY_CRM_meta_promoted_max=1",
         "OCF_RESKEY_CRM_meta_notify=true",
         "CLUSTERD_NODE=n1",
+        // The resource's own meta attributes come through too.
+        "OCF_RESKEY_CRM_meta_resource_stickiness=50",
     ] {
         assert!(
             pre_promote.contains(want),
