@@ -179,7 +179,7 @@ pub fn list_text(rows: &[accounts::AccountStatus], now: u64) -> String {
             (false, _) => "unset".to_owned(),
             (true, true) => "expired".to_owned(),
             (true, false) => match r.password_expires {
-                Some(t) => format!("{}d left", t.saturating_sub(now) / 86_400),
+                Some(t) => format!("{}d left", t.saturating_sub(now).div_ceil(86_400)),
                 None => "set".to_owned(),
             },
         };

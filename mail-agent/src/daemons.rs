@@ -58,6 +58,17 @@ impl Ready {
     }
 }
 
+/// Credentials a daemon is started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Primary group (the group of the sockets it creates).
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
 /// One daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
@@ -65,10 +76,13 @@ pub struct Spec {
     pub name: &'static str,
     /// Program and arguments; it stays in the foreground.
     pub argv: Vec<String>,
-    /// Run as this uid and gid (for daemons that do not drop privileges themselves).
-    pub run_as: Option<(u32, u32)>,
+    /// Run as this user (for daemons that do not drop privileges themselves).
+    pub run_as: Option<RunAs>,
     /// The umask it starts with.
     pub umask: u32,
+    /// It makes its own session (`setsid`), so it must not be made a process group leader
+    /// first (setsid fails for a group leader). Its group is its pid either way.
+    pub own_session: bool,
     /// Daemons that must answer before this one starts.
     pub deps: &'static [&'static str],
     /// The readiness check.
@@ -100,6 +114,7 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
             ],
             run_as: None,
             umask: 0o077,
+            own_session: false,
             deps: &[],
             ready: Ready::Http(cfg.policy.listen),
             start_timeout: secs(30),
@@ -109,6 +124,7 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
             argv: vec!["/usr/sbin/dovecot".into(), "-F".into(), "-c".into(), s(&layout.dovecot_conf())],
             run_as: None,
             umask: 0o022,
+            own_session: false,
             deps: &["policy"],
             ready: Ready::Dovecot { imap: SocketAddr::new(listen, cfg.ports.imap), lmtp: layout.lmtp_socket() },
             start_timeout: secs(60),
@@ -118,6 +134,7 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
             argv: vec!["/usr/sbin/clamd".into(), "--foreground".into(), format!("--config-file={}", s(&layout.conf_file("clamav/clamd.conf")))],
             run_as: None,
             umask: 0o022,
+            own_session: false,
             deps: &[],
             ready: Ready::Clamd(layout.clamd_socket()),
             start_timeout: secs(300),
@@ -142,6 +159,7 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
             ],
             run_as: None,
             umask: 0o022,
+            own_session: false,
             deps: &[],
             ready: Ready::Spamd(layout.spamd_socket()),
             start_timeout: secs(120),
@@ -151,6 +169,7 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
             argv: vec!["/usr/sbin/clamav-milter".into(), format!("--config-file={}", s(&layout.conf_file("clamav/clamav-milter.conf")))],
             run_as: None,
             umask: 0o007,
+            own_session: false,
             deps: &["clamd"],
             ready: Ready::Milter(layout.clamav_milter_socket()),
             start_timeout: secs(60),
@@ -170,8 +189,11 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
                 "-U".into(),
                 s(&layout.spamd_socket()),
             ],
-            run_as: Some((o.uid("spamass-milter"), o.gid("postfix"))),
+            // Its socket must be Postfix's (primary group postfix); spamd's socket is group
+            // spamass-milter (supplementary).
+            run_as: Some(RunAs { uid: o.uid("spamass-milter"), gid: o.gid("postfix"), groups: vec![o.gid("spamass-milter")] }),
             umask: 0o007,
+            own_session: false,
             deps: &["spamd"],
             ready: Ready::Milter(layout.spamass_milter_socket()),
             start_timeout: secs(60),
@@ -181,6 +203,7 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
             argv: vec!["/usr/sbin/opendkim".into(), "-f".into(), "-x".into(), s(&layout.conf_file("opendkim/opendkim.conf"))],
             run_as: None,
             umask: 0o007,
+            own_session: false,
             deps: &[],
             ready: Ready::Milter(layout.opendkim_socket()),
             start_timeout: secs(60),
@@ -190,6 +213,7 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
             argv: vec!["/usr/lib/postfix/sbin/master".into(), "-c".into(), s(&layout.postfix_conf()), "-s".into()],
             run_as: None,
             umask: 0o022,
+            own_session: true,
             deps: &["dovecot", "clamav-milter", "spamass-milter", "opendkim"],
             ready: Ready::Smtp(SocketAddr::new(listen, cfg.ports.smtp)),
             start_timeout: secs(60),

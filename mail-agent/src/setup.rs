@@ -174,8 +174,29 @@ pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), Setu
     Ok((cert, key))
 }
 
+/// The first ancestor of `path` that other users can write to, if any. OpenDKIM refuses a key
+/// below one ("key data is not secure") and then sends mail unsigned, so `start` refuses it
+/// first, naming the directory.
+pub fn unsafe_ancestor(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors().find(|a| {
+        std::fs::metadata(a).is_ok_and(|m| m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0))
+    }).map(Path::to_path_buf)
+}
+
 /// The DKIM keys of every domain, generating missing ones with `opendkim-genkey`.
 pub fn dkim_keys(cfg: &MailConfig, layout: &Layout, owners: &Owners) -> Result<Vec<DkimKey>, SetupError> {
+    if let Some(a) = unsafe_ancestor(&layout.root) {
+        return Err(ConfigError::Field {
+            field: "directory".into(),
+            message: format!(
+                "{} lies under {}, which other users can write to: OpenDKIM refuses keys there (and would send mail unsigned)",
+                layout.root.display(),
+                a.display()
+            ),
+        }
+        .into());
+    }
     let (uid, gid) = (owners.uid("opendkim"), owners.gid("opendkim"));
     mkdir(&layout.dkim_root(), 0o755, 0, 0)?;
     let mut keys = Vec::new();

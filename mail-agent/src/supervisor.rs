@@ -195,18 +195,25 @@ fn spawn(spec: &Spec, log: &Path) -> std::io::Result<Pid> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .current_dir("/")
-        .process_group(0);
-    if let Some((uid, gid)) = spec.run_as {
-        cmd.uid(uid).gid(gid);
+        .current_dir("/");
+    if !spec.own_session {
+        cmd.process_group(0);
     }
     let umask = spec.umask;
-    // SAFETY: only async-signal-safe calls (sigprocmask, umask) between fork and exec.
+    let run_as = spec.run_as.clone();
+    let groups: Vec<nix::unistd::Gid> = run_as.iter().flat_map(|r| r.groups.iter().map(|&g| nix::unistd::Gid::from_raw(g))).collect();
+    // SAFETY: only async-signal-safe calls (sigprocmask, umask, setgroups, setgid, setuid)
+    // between fork and exec; everything they use was allocated before the fork.
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
                 .map_err(std::io::Error::from)?;
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+            if let Some(r) = &run_as {
+                nix::unistd::setgroups(&groups).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(r.gid)).map_err(std::io::Error::from)?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(r.uid)).map_err(std::io::Error::from)?;
+            }
             Ok(())
         });
     }
@@ -368,15 +375,20 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
         let _ = killpg(t, Signal::SIGKILL);
         let _ = waitpid(t, None);
     }
-    for i in (0..daemons.len()).rev() {
-        let Some(pid) = daemons[i].pid else {
+    // Postfix first (it stops taking mail and finishes its deliveries), then the rest together:
+    // libmilter-based milters take seconds each to wind down, in parallel that costs once.
+    let (first, rest): (Vec<usize>, Vec<usize>) = (0..daemons.len()).rev().partition(|&i| daemons[i].spec.name == "postfix");
+    for group in [first, rest] {
+        let pids: Vec<Pid> = group.iter().filter_map(|&i| daemons[i].pid).collect();
+        for (pid, how) in stop_all(&pids, STOP_GRACE) {
+            if let Some(d) = daemons.iter().find(|d| d.pid == Some(pid)) {
+                eprintln!("{}", stamp(&format!("{} stopped ({how})", d.spec.name)));
+            }
+        }
+        for &i in &group {
+            daemons[i].pid = None;
             daemons[i].go(State::Stopped, Instant::now());
-            continue;
-        };
-        let how = stop_one(pid, STOP_GRACE);
-        eprintln!("{}", stamp(&format!("{} stopped ({how})", daemons[i].spec.name)));
-        daemons[i].pid = None;
-        daemons[i].go(State::Stopped, Instant::now());
+        }
     }
     let _ = std::fs::remove_file(layout.supervisor_pid());
     let _ = std::fs::remove_file(layout.supervisor_status());
@@ -402,25 +414,35 @@ fn start_one(d: &mut Daemon, now: Instant) {
     }
 }
 
-/// SIGTERM to the group, wait up to `grace`, then SIGKILL; reaps. Says how it ended.
-pub fn stop_one(pid: Pid, grace: Duration) -> &'static str {
-    let _ = killpg(pid, Signal::SIGTERM);
+/// SIGTERM to each group, wait up to `grace` for all, then SIGKILL the rest; reaps. Says how
+/// each ended.
+pub fn stop_all(pids: &[Pid], grace: Duration) -> Vec<(Pid, &'static str)> {
+    for &pid in pids {
+        let _ = killpg(pid, Signal::SIGTERM);
+    }
     let deadline = Instant::now() + grace;
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
+    let mut left: Vec<Pid> = pids.to_vec();
+    let mut out = Vec::new();
+    while !left.is_empty() {
+        left.retain(|&pid| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => true,
             Ok(_) | Err(_) => {
                 let _ = killpg(pid, Signal::SIGKILL);
-                return "exited after SIGTERM";
+                out.push((pid, "exited after SIGTERM"));
+                false
             }
-        }
+        });
         if Instant::now() >= deadline {
-            let _ = killpg(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-            return "killed after the grace period";
+            for &pid in &left {
+                let _ = killpg(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                out.push((pid, "killed after the grace period"));
+            }
+            break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    out
 }
 
 fn spawn_trainer(exe: &Path, layout: &Layout, config_path: &Path) -> std::io::Result<Pid> {
@@ -436,6 +458,7 @@ fn spawn_trainer(exe: &Path, layout: &Layout, config_path: &Path) -> std::io::Re
         ],
         run_as: None,
         umask: 0o077,
+        own_session: false,
         deps: &[],
         ready: crate::daemons::Ready::Smtp("127.0.0.1:1".parse().expect("literal")),
         start_timeout: Duration::ZERO,
