@@ -19,7 +19,11 @@ impl Bitmap {
     pub fn new(device_bytes: u64) -> Self {
         let blocks = device_bytes.div_ceil(BLOCK_SIZE);
         let words = usize::try_from(blocks.div_ceil(64)).expect("bitmap fits in memory");
-        Bitmap { words: vec![0; words], blocks, set: 0 }
+        Bitmap {
+            words: vec![0; words],
+            blocks,
+            set: 0,
+        }
     }
 
     /// Rebuilds a bitmap from its little-endian words (as persisted); bits past `blocks` must be
@@ -53,13 +57,21 @@ impl Bitmap {
 
     /// Whether block `b` is marked.
     pub fn get(&self, b: u64) -> bool {
-        assert!(b < self.blocks, "block {b} past the bitmap ({} blocks)", self.blocks);
+        assert!(
+            b < self.blocks,
+            "block {b} past the bitmap ({} blocks)",
+            self.blocks
+        );
         self.words[word(b)] & bit(b) != 0
     }
 
     /// Marks block `b`; returns whether it changed.
     pub fn set(&mut self, b: u64) -> bool {
-        assert!(b < self.blocks, "block {b} past the bitmap ({} blocks)", self.blocks);
+        assert!(
+            b < self.blocks,
+            "block {b} past the bitmap ({} blocks)",
+            self.blocks
+        );
         let w = &mut self.words[word(b)];
         let changed = *w & bit(b) == 0;
         *w |= bit(b);
@@ -69,7 +81,11 @@ impl Bitmap {
 
     /// Clears block `b`; returns whether it changed.
     pub fn clear(&mut self, b: u64) -> bool {
-        assert!(b < self.blocks, "block {b} past the bitmap ({} blocks)", self.blocks);
+        assert!(
+            b < self.blocks,
+            "block {b} past the bitmap ({} blocks)",
+            self.blocks
+        );
         let w = &mut self.words[word(b)];
         let changed = *w & bit(b) != 0;
         *w &= !bit(b);
@@ -161,7 +177,10 @@ mod tests {
     #[test]
     fn words_reject_bits_past_the_end() {
         assert!(Bitmap::from_words(vec![1 << 10], 10).is_none());
-        assert_eq!(Bitmap::from_words(vec![1 << 9], 10).map(|b| b.count()), Some(1));
+        assert_eq!(
+            Bitmap::from_words(vec![1 << 9], 10).map(|b| b.count()),
+            Some(1)
+        );
         assert!(Bitmap::from_words(vec![0, 0], 10).is_none());
     }
 

@@ -56,7 +56,11 @@ pub struct GenerationIds {
 impl GenerationIds {
     /// The identifiers of freshly created meta-data.
     pub const fn just_created() -> Self {
-        GenerationIds { current: Uuid::JUST_CREATED, bitmap: Uuid::NONE, history: [Uuid::NONE; HISTORY_UUIDS] }
+        GenerationIds {
+            current: Uuid::JUST_CREATED,
+            bitmap: Uuid::NONE,
+            history: [Uuid::NONE; HISTORY_UUIDS],
+        }
     }
 }
 

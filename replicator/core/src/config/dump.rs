@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::model::{Config, Connection, Device, Host, OptionMap, Resource};
+use super::model::{Config, Connection, Host, OptionMap, Resource};
 
 const IND: &str = "    ";
 
@@ -62,8 +62,12 @@ fn resource(out: &mut String, r: &Resource, state_dir: Option<&str>) {
     named_section(out, "disk", &disk, IND);
     named_section(out, "startup", &s.startup, IND);
     named_section(out, "handlers", &s.handlers, IND);
+    // Explicit `volume N { }` blocks (in every host, as drbdadm wants them consistent) when
+    // needed: a volume number other than 0, or host-specific disk options — drbdadm allows
+    // `disk PATH;` and `disk { }` together only inside a volume block.
+    let explicit = r.volume != 0 || r.hosts.iter().any(|h| !own_disk_settings(r, h).is_empty());
     for h in &r.hosts {
-        host(out, r, h);
+        host(out, r, h, explicit);
     }
     let derived = r.hosts.len() == 2
         && r.connections.len() == 1
@@ -77,7 +81,7 @@ fn resource(out: &mut String, r: &Resource, state_dir: Option<&str>) {
     out.push_str("}\n");
 }
 
-fn host(out: &mut String, r: &Resource, h: &Host) {
+fn host(out: &mut String, r: &Resource, h: &Host, explicit_volumes: bool) {
     if h.floating {
         let a = h.address.expect("floating sections have an address");
         let _ = writeln!(out, "{IND}floating {a} {{");
@@ -94,7 +98,8 @@ fn host(out: &mut String, r: &Resource, h: &Host) {
     if let (Some(a), false) = (h.address, h.floating) {
         let _ = writeln!(out, "{i2}address {a};");
     }
-    let (vol_ind, close) = if r.volume != 0 {
+    let own = own_disk_settings(r, h);
+    let (vol_ind, close) = if explicit_volumes {
         let _ = writeln!(out, "{i2}volume {} {{", r.volume);
         (format!("{i2}{IND}"), true)
     } else {
@@ -110,7 +115,15 @@ fn host(out: &mut String, r: &Resource, h: &Host) {
             let _ = writeln!(out, "{vol_ind}disk none;");
         }
     }
-    // Disk settings of this host that differ from the resource's.
+    named_section(out, "disk", &own, &vol_ind);
+    if close {
+        let _ = writeln!(out, "{i2}}}");
+    }
+    let _ = writeln!(out, "{IND}}}");
+}
+
+/// Disk settings of host `h` that differ from the resource's.
+fn own_disk_settings(r: &Resource, h: &Host) -> OptionMap {
     let mut own = OptionMap::new();
     for (k, v) in &h.disk_settings {
         let res = r
@@ -122,12 +135,7 @@ fn host(out: &mut String, r: &Resource, h: &Host) {
             own.insert(k, v.clone());
         }
     }
-    named_section(out, "disk", &own, &vol_ind);
-    if close {
-        let _ = writeln!(out, "{i2}}}");
-    }
-    let _ = writeln!(out, "{IND}}}");
-    if let Device::Kernel { .. } = h.device {}
+    own
 }
 
 fn connection(out: &mut String, c: &Connection) {

@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 /// Bytes covered by one activity-log extent (DRBD: 4 MiB).
 pub const AL_EXTENT_BYTES: u64 = 4 << 20;
 
+/// The fewest extents the log holds: a request of [`super::gate::MAX_OP_BYTES`] (8 MiB) touches
+/// at most 3 extents, and must always be able to get them (DRBD's own minimum is 7).
+pub const AL_EXTENTS_MIN: u32 = 3;
+
 /// DRBD's default `al-extents`.
 pub const AL_EXTENTS_DEFAULT: u32 = 1237;
 
@@ -53,9 +57,14 @@ pub struct ActivityLog {
 }
 
 impl ActivityLog {
-    /// An empty log of `capacity` extents (at least 1).
+    /// An empty log of `capacity` extents, at least [`AL_EXTENTS_MIN`] so that the longest
+    /// request always fits.
     pub fn new(capacity: u32) -> Self {
-        ActivityLog { capacity: usize::try_from(capacity.max(1)).unwrap_or(usize::MAX), hot: BTreeMap::new(), clock: 0 }
+        ActivityLog {
+            capacity: usize::try_from(capacity.max(AL_EXTENTS_MIN)).unwrap_or(usize::MAX),
+            hot: BTreeMap::new(),
+            clock: 0,
+        }
     }
 
     /// A log restored from persisted hot extents (all unreferenced).
@@ -63,7 +72,13 @@ impl ActivityLog {
         let mut al = ActivityLog::new(capacity);
         for e in extents {
             al.clock += 1;
-            al.hot.insert(e, Slot { refs: 0, last_use: al.clock });
+            al.hot.insert(
+                e,
+                Slot {
+                    refs: 0,
+                    last_use: al.clock,
+                },
+            );
         }
         al
     }
@@ -72,13 +87,20 @@ impl ActivityLog {
     /// `None` (and changes nothing) if some extent cannot get a slot because every hot extent is
     /// referenced.
     pub fn begin(&mut self, extents: std::ops::RangeInclusive<u64>) -> Option<AlChange> {
-        let missing: Vec<u64> = extents.clone().filter(|e| !self.hot.contains_key(e)).collect();
+        let missing: Vec<u64> = extents
+            .clone()
+            .filter(|e| !self.hot.contains_key(e))
+            .collect();
         let free = self.capacity.saturating_sub(self.hot.len());
         let mut change = AlChange::default();
         if missing.len() > free {
             let need = missing.len() - free;
-            let mut idle: Vec<(u64, u64)> =
-                self.hot.iter().filter(|(e, s)| s.refs == 0 && !extents.contains(e)).map(|(e, s)| (s.last_use, *e)).collect();
+            let mut idle: Vec<(u64, u64)> = self
+                .hot
+                .iter()
+                .filter(|(e, s)| s.refs == 0 && !extents.contains(e))
+                .map(|(e, s)| (s.last_use, *e))
+                .collect();
             if idle.len() < need {
                 return None;
             }
@@ -93,7 +115,10 @@ impl ActivityLog {
             let clock = self.clock;
             let slot = self.hot.entry(e).or_insert_with(|| {
                 change.activate.push(e);
-                Slot { refs: 0, last_use: clock }
+                Slot {
+                    refs: 0,
+                    last_use: clock,
+                }
             });
             slot.refs += 1;
             slot.last_use = clock;
@@ -104,8 +129,14 @@ impl ActivityLog {
     /// Drops the references taken by [`ActivityLog::begin`] for `extents`.
     pub fn end(&mut self, extents: std::ops::RangeInclusive<u64>) {
         for e in extents {
-            let slot = self.hot.get_mut(&e).expect("activity-log end on an extent that is not hot");
-            assert!(slot.refs > 0, "activity-log end on extent {e} without a reference");
+            let slot = self
+                .hot
+                .get_mut(&e)
+                .expect("activity-log end on an extent that is not hot");
+            assert!(
+                slot.refs > 0,
+                "activity-log end on extent {e} without a reference"
+            );
             slot.refs -= 1;
         }
     }
@@ -117,11 +148,19 @@ impl ActivityLog {
 
     /// Evicts every unreferenced extent (after a clean demotion); returns the change.
     pub fn clear_idle(&mut self) -> AlChange {
-        let evict: Vec<u64> = self.hot.iter().filter(|(_, s)| s.refs == 0).map(|(e, _)| *e).collect();
+        let evict: Vec<u64> = self
+            .hot
+            .iter()
+            .filter(|(_, s)| s.refs == 0)
+            .map(|(e, _)| *e)
+            .collect();
         for e in &evict {
             self.hot.remove(e);
         }
-        AlChange { activate: vec![], evict }
+        AlChange {
+            activate: vec![],
+            evict,
+        }
     }
 
     /// The hot extents, ascending.
@@ -153,34 +192,36 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_idle_extent() {
-        let mut al = ActivityLog::new(2);
+        let mut al = ActivityLog::new(3);
         assert_eq!(al.begin(0..=0).unwrap().activate, vec![0]);
         assert_eq!(al.begin(1..=1).unwrap().activate, vec![1]);
-        // Both busy: no slot.
+        assert_eq!(al.begin(9..=9).unwrap().activate, vec![9]);
+        // All busy: no slot.
         assert_eq!(al.begin(2..=2), None);
         al.end(0..=0);
         al.end(1..=1);
+        al.end(9..=9);
         // Re-using a hot extent changes nothing persistent.
         assert!(al.begin(1..=1).unwrap().is_empty());
         al.end(1..=1);
         let c = al.begin(2..=2).unwrap();
         assert_eq!((c.activate, c.evict), (vec![2], vec![0]));
-        assert_eq!(al.hot().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(al.hot().collect::<Vec<_>>(), vec![1, 2, 9]);
     }
 
     #[test]
     fn all_or_nothing() {
-        let mut al = ActivityLog::new(2);
-        al.begin(0..=0).unwrap();
-        assert_eq!(al.begin(1..=2), None);
-        assert_eq!(al.hot().collect::<Vec<_>>(), vec![0]);
-        al.end(0..=0);
-        let c = al.begin(1..=2).unwrap();
-        assert_eq!((c.activate, c.evict), (vec![1, 2], vec![0]));
+        let mut al = ActivityLog::new(3);
+        al.begin(0..=1).unwrap();
+        assert_eq!(al.begin(2..=3), None);
+        assert_eq!(al.hot().collect::<Vec<_>>(), vec![0, 1]);
+        al.end(0..=1);
+        let c = al.begin(2..=3).unwrap();
+        assert_eq!((c.activate, c.evict), (vec![2, 3], vec![0]));
         assert!(al.busy());
-        al.end(1..=2);
+        al.end(2..=3);
         assert!(!al.busy());
-        assert_eq!(al.clear_idle().evict, vec![1, 2]);
+        assert_eq!(al.clear_idle().evict, vec![1, 2, 3]);
         assert!(al.is_empty());
     }
 }

@@ -52,7 +52,10 @@ pub fn encode(bm: &Bitmap) -> Vec<Vec<BitmapRun>> {
             while i < words.len() && words[i] == u64::MAX {
                 i += 1;
             }
-            part.push(BitmapRun::Ones { start: start as u64, count: (i - start) as u64 });
+            part.push(BitmapRun::Ones {
+                start: start as u64,
+                count: (i - start) as u64,
+            });
         } else {
             let start = i;
             let room = MAX_WORDS_PER_PART - literal_in_part;
@@ -60,7 +63,10 @@ pub fn encode(bm: &Bitmap) -> Vec<Vec<BitmapRun>> {
                 i += 1;
             }
             literal_in_part += i - start;
-            part.push(BitmapRun::Words { start: start as u64, words: words[start..i].to_vec() });
+            part.push(BitmapRun::Words {
+                start: start as u64,
+                words: words[start..i].to_vec(),
+            });
         }
     }
     parts.push(part);
@@ -92,7 +98,11 @@ pub fn apply(bm: &mut Bitmap, runs: &[BitmapRun]) -> Result<Vec<u64>, BitmapXfer
             BitmapRun::Ones { start, count } => (*start, *count),
         };
         if start.checked_add(len).is_none_or(|end| end > n_words) {
-            return Err(BitmapXferError::OutOfRange { start, len, words: n_words });
+            return Err(BitmapXferError::OutOfRange {
+                start,
+                len,
+                words: n_words,
+            });
         }
     }
     let mut newly = vec![];
@@ -139,14 +149,29 @@ mod tests {
     fn full_bitmap_is_one_run() {
         let mut bm = Bitmap::new(64 * 100 * BLOCK_SIZE);
         bm.set_all();
-        assert_eq!(encode(&bm), vec![vec![BitmapRun::Ones { start: 0, count: 100 }]]);
+        assert_eq!(
+            encode(&bm),
+            vec![vec![BitmapRun::Ones {
+                start: 0,
+                count: 100
+            }]]
+        );
     }
 
     #[test]
     fn rejects_runs_past_the_end() {
         let mut bm = Bitmap::new(64 * BLOCK_SIZE);
         assert!(apply(&mut bm, &[BitmapRun::Ones { start: 0, count: 2 }]).is_err());
-        assert!(apply(&mut bm, &[BitmapRun::Ones { start: u64::MAX, count: 2 }]).is_err());
+        assert!(
+            apply(
+                &mut bm,
+                &[BitmapRun::Ones {
+                    start: u64::MAX,
+                    count: 2
+                }]
+            )
+            .is_err()
+        );
     }
 
     proptest! {

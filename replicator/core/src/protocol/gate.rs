@@ -48,26 +48,52 @@ pub struct GateTicket(u64, u64);
 
 impl<T> Default for Gate<T> {
     fn default() -> Self {
-        Gate { active: BTreeMap::new(), waiting: VecDeque::new(), next: 0 }
+        Gate {
+            active: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            next: 0,
+        }
     }
 }
 
 impl<T> Gate<T> {
     fn conflicts_active(&self, start: u64, end: u64, access: Access) -> bool {
         let lo = start.saturating_sub(MAX_OP_BYTES);
-        self.active.range((lo, 0)..(end, 0)).any(|(&(s, _), &(e, a))| conflicts((s, e, a), (start, end, access)))
+        self.active
+            .range((lo, 0)..(end, 0))
+            .any(|(&(s, _), &(e, a))| conflicts((s, e, a), (start, end, access)))
     }
 
     /// Submits an operation on `[start, start + len)`. Returns the token with its ticket if it
     /// may run now; otherwise it waits and comes back from a later [`Gate::complete`].
-    pub fn submit(&mut self, start: u64, len: u64, access: Access, token: T) -> Option<(GateTicket, T)> {
-        assert!(len > 0 && len <= MAX_OP_BYTES, "gate operation of {len} bytes");
+    pub fn submit(
+        &mut self,
+        start: u64,
+        len: u64,
+        access: Access,
+        token: T,
+    ) -> Option<(GateTicket, T)> {
+        assert!(
+            len > 0 && len <= MAX_OP_BYTES,
+            "gate operation of {len} bytes"
+        );
         let end = start + len;
         self.next += 1;
         let id = self.next;
-        let blocked_by_waiting = self.waiting.iter().any(|(_, w)| conflicts((w.start, w.end, w.access), (start, end, access)));
+        let blocked_by_waiting = self
+            .waiting
+            .iter()
+            .any(|(_, w)| conflicts((w.start, w.end, w.access), (start, end, access)));
         if blocked_by_waiting || self.conflicts_active(start, end, access) {
-            self.waiting.push_back((id, Op { start, end, access, token }));
+            self.waiting.push_back((
+                id,
+                Op {
+                    start,
+                    end,
+                    access,
+                    token,
+                },
+            ));
             return None;
         }
         self.active.insert((start, id), (end, access));
@@ -76,12 +102,15 @@ impl<T> Gate<T> {
 
     /// Ends a running operation; returns the waiting operations that may run now, in order.
     pub fn complete(&mut self, ticket: GateTicket) -> Vec<(GateTicket, T)> {
-        self.active.remove(&(ticket.0, ticket.1)).expect("gate ticket completed twice");
+        self.active
+            .remove(&(ticket.0, ticket.1))
+            .expect("gate ticket completed twice");
         let mut ready = Vec::new();
         let mut still = VecDeque::with_capacity(self.waiting.len());
         while let Some((id, op)) = self.waiting.pop_front() {
-            let blocked = still.iter().any(|(_, w): &(u64, Op<T>)| conflicts((w.start, w.end, w.access), (op.start, op.end, op.access)))
-                || self.conflicts_active(op.start, op.end, op.access);
+            let blocked = still.iter().any(|(_, w): &(u64, Op<T>)| {
+                conflicts((w.start, w.end, w.access), (op.start, op.end, op.access))
+            }) || self.conflicts_active(op.start, op.end, op.access);
             if blocked {
                 still.push_back((id, op));
             } else {

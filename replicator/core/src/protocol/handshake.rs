@@ -67,7 +67,9 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Refusal {
     /// No common peer-protocol version.
-    #[error("incompatible peer-protocol versions: mine {mine_min}..={mine_max}, peer's {peer_min}..={peer_max}")]
+    #[error(
+        "incompatible peer-protocol versions: mine {mine_min}..={mine_max}, peer's {peer_min}..={peer_max}"
+    )]
     ProtocolVersion {
         /// Mine, lowest.
         mine_min: u32,
@@ -135,7 +137,9 @@ pub enum Refusal {
     UnrelatedData,
     /// This node is Primary with consistent data but would have to become SyncTarget
     /// (`rr-conflict disconnect`).
-    #[error("this node is Primary but would become SyncTarget; demote it first (rr-conflict disconnect)")]
+    #[error(
+        "this node is Primary but would become SyncTarget; demote it first (rr-conflict disconnect)"
+    )]
     PrimaryWouldBeSyncTarget,
     /// This node would be SyncSource but its data is Inconsistent.
     #[error("this node would become SyncSource but its data is Inconsistent")]
@@ -156,19 +160,34 @@ pub fn check_params(mine: &Hello, peer: &Hello) -> Result<(), Refusal> {
         });
     }
     if peer.node_id != mine.peer_node_id {
-        return Err(Refusal::NodeId { expected: mine.peer_node_id.0, got: peer.node_id.0 });
+        return Err(Refusal::NodeId {
+            expected: mine.peer_node_id.0,
+            got: peer.node_id.0,
+        });
     }
     if peer.peer_node_id != mine.node_id {
-        return Err(Refusal::PeerExpectsOtherNode { expected: peer.peer_node_id.0, mine: mine.node_id.0 });
+        return Err(Refusal::PeerExpectsOtherNode {
+            expected: peer.peer_node_id.0,
+            mine: mine.node_id.0,
+        });
     }
     if mine.protocol != peer.protocol {
-        return Err(Refusal::ReplicationProtocol { mine: mine.protocol, peer: peer.protocol });
+        return Err(Refusal::ReplicationProtocol {
+            mine: mine.protocol,
+            peer: peer.protocol,
+        });
     }
     if mine.size_bytes != peer.size_bytes {
-        return Err(Refusal::Size { mine: mine.size_bytes, peer: peer.size_bytes });
+        return Err(Refusal::Size {
+            mine: mine.size_bytes,
+            peer: peer.size_bytes,
+        });
     }
     if mine.allow_two_primaries != peer.allow_two_primaries {
-        return Err(Refusal::AllowTwoPrimaries { mine: mine.allow_two_primaries, peer: peer.allow_two_primaries });
+        return Err(Refusal::AllowTwoPrimaries {
+            mine: mine.allow_two_primaries,
+            peer: peer.allow_two_primaries,
+        });
     }
     if mine.after_sb != peer.after_sb {
         return Err(Refusal::AfterSbPolicies);
@@ -224,7 +243,11 @@ pub struct Verdict {
 /// disagree (DRBD's rule order is not symmetric for some impossible-in-practice UUID sets).
 /// Returns `(hg, rule, my corrected ids)`. `resolve_conflicts`: this node holds the
 /// tie-breaker (rule 40, both crashed Primaries).
-pub fn uuid_compare(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> (i32, u32, GenerationIds) {
+pub fn uuid_compare(
+    me: &Hello,
+    peer: &Hello,
+    resolve_conflicts: bool,
+) -> (i32, u32, GenerationIds) {
     if me.node_id <= peer.node_id {
         return uuid_compare_drbd(me, peer, resolve_conflicts);
     }
@@ -264,7 +287,11 @@ pub fn uuid_compare(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> (i32, 
     (if hg.abs() <= 2 { -hg } else { hg }, mirrored_rule, mine)
 }
 
-fn uuid_compare_drbd(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> (i32, u32, GenerationIds) {
+fn uuid_compare_drbd(
+    me: &Hello,
+    peer: &Hello,
+    resolve_conflicts: bool,
+) -> (i32, u32, GenerationIds) {
     let jc = Uuid::JUST_CREATED.value();
     let mut mine = me.uuids;
     let theirs = peer.uuids;
@@ -282,7 +309,9 @@ fn uuid_compare_drbd(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> (i32,
     }
     if self_c == peer_c {
         if theirs.bitmap.is_none() && !mine.bitmap.is_none() {
-            if mine.bitmap.value() == theirs.history[0].value() && mine.history[0].value() == theirs.history[1].value() {
+            if mine.bitmap.value() == theirs.history[0].value()
+                && mine.history[0].value() == theirs.history[1].value()
+            {
                 // Was SyncSource, missed the resync-finished event: correct myself.
                 mine = super::uuids::rotate_bitmap_to_history(mine);
                 return (1, 34, mine);
@@ -291,7 +320,9 @@ fn uuid_compare_drbd(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> (i32,
             return (1, 36, mine);
         }
         if mine.bitmap.is_none() && !theirs.bitmap.is_none() {
-            if theirs.bitmap.value() == mine.history[0].value() && theirs.history[0].value() == mine.history[1].value() {
+            if theirs.bitmap.value() == mine.history[0].value()
+                && theirs.history[0].value() == mine.history[1].value()
+            {
                 return (-1, 35, mine);
             }
             return (-1, 37, mine);
@@ -324,7 +355,9 @@ fn uuid_compare_drbd(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> (i32,
     if theirs.bitmap.value() == self_c {
         return (-1, 50, mine);
     }
-    if theirs.history[0].value() == self_c && theirs.history[0].value().wrapping_add(UUID_NEW_BM_OFFSET) == theirs.bitmap.value() {
+    if theirs.history[0].value() == self_c
+        && theirs.history[0].value().wrapping_add(UUID_NEW_BM_OFFSET) == theirs.bitmap.value()
+    {
         // The peer's last sync UUID did not get through: the peer undoes its start of resync as
         // source on its side (rule 71) and we sync from it by bitmap.
         return (-1, 51, mine);
@@ -335,7 +368,9 @@ fn uuid_compare_drbd(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> (i32,
     if mine.bitmap.value() == peer_c {
         return (1, 70, mine);
     }
-    if mine.history[0].value() == peer_c && mine.history[0].value().wrapping_add(UUID_NEW_BM_OFFSET) == mine.bitmap.value() {
+    if mine.history[0].value() == peer_c
+        && mine.history[0].value().wrapping_add(UUID_NEW_BM_OFFSET) == mine.bitmap.value()
+    {
         // My last sync UUID did not get through: undo my start of resync as source.
         mine.bitmap = mine.history[0];
         for i in 0..HISTORY_UUIDS - 1 {
@@ -378,7 +413,13 @@ pub fn disk_rank(d: DiskState) -> u8 {
 /// [`check_params`] passed. `resolve_conflicts` must be true on exactly one of the two nodes.
 pub fn decide(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> Verdict {
     let (uuid_hg, rule, my_uuids) = uuid_compare(me, peer, resolve_conflicts);
-    let verdict = |decision, auto_split_brain| Verdict { decision, uuid_hg, rule, auto_split_brain, my_uuids };
+    let verdict = |decision, auto_split_brain| Verdict {
+        decision,
+        uuid_hg,
+        rule,
+        auto_split_brain,
+        my_uuids,
+    };
     if uuid_hg == -1000 {
         return verdict(Decision::Refuse(Refusal::UnrelatedData), None);
     }
@@ -424,29 +465,57 @@ pub fn decide(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> Verdict {
         }
     }
     if hg.abs() == 100 {
-        return verdict(Decision::Refuse(Refusal::SplitBrain { common_ancestor: rule == 90 }), auto);
+        return verdict(
+            Decision::Refuse(Refusal::SplitBrain {
+                common_ancestor: rule == 90,
+            }),
+            auto,
+        );
     }
     if hg > 0 && mine_d <= inc {
         return verdict(Decision::Refuse(Refusal::InconsistentSource), auto);
     }
     if hg < 0 && peer_d <= inc {
         // Mirror of the above, so that both sides refuse without waiting for a Refuse message.
-        return verdict(Decision::Refuse(Refusal::ByPeer(Box::new(Refusal::InconsistentSource))), auto);
+        return verdict(
+            Decision::Refuse(Refusal::ByPeer(Box::new(Refusal::InconsistentSource))),
+            auto,
+        );
     }
-    if hg < 0 && me.role == Role::Primary && mine_d >= disk_rank(DiskState::Consistent) && !demote_first {
+    if hg < 0
+        && me.role == Role::Primary
+        && mine_d >= disk_rank(DiskState::Consistent)
+        && !demote_first
+    {
         return verdict(Decision::Refuse(Refusal::PrimaryWouldBeSyncTarget), auto);
     }
-    if hg > 0 && peer.role == Role::Primary && peer_d >= disk_rank(DiskState::Consistent) && !peer_demotes(me, peer, resolve_conflicts) {
-        return verdict(Decision::Refuse(Refusal::ByPeer(Box::new(Refusal::PrimaryWouldBeSyncTarget))), auto);
+    if hg > 0
+        && peer.role == Role::Primary
+        && peer_d >= disk_rank(DiskState::Consistent)
+        && !peer_demotes(me, peer, resolve_conflicts)
+    {
+        return verdict(
+            Decision::Refuse(Refusal::ByPeer(Box::new(Refusal::PrimaryWouldBeSyncTarget))),
+            auto,
+        );
     }
-    if me.role == Role::Primary && peer.role == Role::Primary && !me.allow_two_primaries && !demote_first && !peer_demotes(me, peer, resolve_conflicts) {
+    if me.role == Role::Primary
+        && peer.role == Role::Primary
+        && !me.allow_two_primaries
+        && !demote_first
+        && !peer_demotes(me, peer, resolve_conflicts)
+    {
         // Checked after the UUIDs so that a split brain is reported as one.
         return verdict(Decision::Refuse(Refusal::TwoPrimaries), auto);
     }
     let decision = match hg {
         0 => Decision::NoSync,
         h => Decision::Resync {
-            direction: if h > 0 { SyncDirection::Source } else { SyncDirection::Target },
+            direction: if h > 0 {
+                SyncDirection::Source
+            } else {
+                SyncDirection::Target
+            },
             full: h.abs() >= 2,
             demote_first,
         },
@@ -460,8 +529,16 @@ fn peer_demotes(me: &Hello, peer: &Hello, resolve_conflicts: bool) -> bool {
     if hg != 100 {
         return false;
     }
-    let side = |h: &Hello| SbSide { node: h.node_id, role: h.role, changes: h.bitmap_weight, was_primary_at_split: h.uuids.bitmap.0 & 1 == 1 };
-    matches!(split_brain::decide(&peer.after_sb, &side(peer), &side(me), !resolve_conflicts), SbVerdict::DiscardMine { demote_first: true })
+    let side = |h: &Hello| SbSide {
+        node: h.node_id,
+        role: h.role,
+        changes: h.bitmap_weight,
+        was_primary_at_split: h.uuids.bitmap.0 & 1 == 1,
+    };
+    matches!(
+        split_brain::decide(&peer.after_sb, &side(peer), &side(me), !resolve_conflicts),
+        SbVerdict::DiscardMine { demote_first: true }
+    )
 }
 
 #[cfg(test)]

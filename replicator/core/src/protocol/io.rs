@@ -358,7 +358,12 @@ pub struct Persisted {
 impl Persisted {
     /// Fresh meta-data (`create-md`): just-created UUIDs, inconsistent, clean bitmap.
     pub fn fresh(size_bytes: u64) -> Self {
-        Persisted { uuids: GenerationIds::just_created(), flags: MdFlags::default(), bitmap: crate::bitmap::Bitmap::new(size_bytes), al: vec![] }
+        Persisted {
+            uuids: GenerationIds::just_created(),
+            flags: MdFlags::default(),
+            bitmap: crate::bitmap::Bitmap::new(size_bytes),
+            al: vec![],
+        }
     }
 }
 

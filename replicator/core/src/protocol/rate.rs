@@ -77,8 +77,15 @@ pub struct RateController {
 impl RateController {
     /// A controller with `cfg`, at the start of a resync.
     pub fn new(cfg: RateConfig) -> Self {
-        let steps = usize::try_from(cfg.c_plan_ahead_ds).unwrap_or(usize::MAX).min(1000);
-        RateController { cfg, plan: VecDeque::from(vec![0; steps]), plan_total: 0, recent: VecDeque::new() }
+        let steps = usize::try_from(cfg.c_plan_ahead_ds)
+            .unwrap_or(usize::MAX)
+            .min(1000);
+        RateController {
+            cfg,
+            plan: VecDeque::from(vec![0; steps]),
+            plan_total: 0,
+            recent: VecDeque::new(),
+        }
     }
 
     /// The settings.
@@ -97,9 +104,15 @@ impl RateController {
         let mut budget = if self.plan.is_empty() {
             per_step_sectors(self.cfg.resync_rate_kib_s)
         } else {
-            self.dynamic(i64::try_from(sect_in).unwrap_or(i64::MAX), i64::try_from(in_flight).unwrap_or(i64::MAX))
+            self.dynamic(
+                i64::try_from(sect_in).unwrap_or(i64::MAX),
+                i64::try_from(in_flight).unwrap_or(i64::MAX),
+            )
         };
-        if self.cfg.c_min_rate_kib_s > 0 && app_sectors > APP_IO_ACTIVE_SECTORS && self.recent_rate_kib_s() > u64::from(self.cfg.c_min_rate_kib_s) {
+        if self.cfg.c_min_rate_kib_s > 0
+            && app_sectors > APP_IO_ACTIVE_SECTORS
+            && self.recent_rate_kib_s() > u64::from(self.cfg.c_min_rate_kib_s)
+        {
             budget = budget.min(per_step_sectors(self.cfg.c_min_rate_kib_s).max(1));
         }
         u64::try_from(budget.max(0)).unwrap_or(0)
@@ -144,7 +157,12 @@ mod tests {
 
     #[test]
     fn fixed_rate_is_constant() {
-        let mut c = RateController::new(RateConfig { resync_rate_kib_s: 10_240, c_plan_ahead_ds: 0, c_min_rate_kib_s: 0, ..RateConfig::default() });
+        let mut c = RateController::new(RateConfig {
+            resync_rate_kib_s: 10_240,
+            c_plan_ahead_ds: 0,
+            c_min_rate_kib_s: 0,
+            ..RateConfig::default()
+        });
         // 10 MiB/s = 20480 sectors/s = 2048 per 100 ms step, whatever happens.
         assert_eq!(c.step(0, 0, 0), 2048);
         assert_eq!(c.step(5000, 100_000, 0), 2048);
@@ -154,7 +172,11 @@ mod tests {
     /// settles at the fill target.
     #[test]
     fn dynamic_converges_to_fill_target() {
-        let cfg = RateConfig { c_fill_target_sectors: 4000, c_min_rate_kib_s: 0, ..RateConfig::default() };
+        let cfg = RateConfig {
+            c_fill_target_sectors: 4000,
+            c_min_rate_kib_s: 0,
+            ..RateConfig::default()
+        };
         let mut c = RateController::new(cfg);
         let mut in_flight: u64 = 0;
         let mut sect_in = 0;
@@ -169,7 +191,12 @@ mod tests {
 
     #[test]
     fn dynamic_respects_max_rate() {
-        let cfg = RateConfig { c_fill_target_sectors: 1_000_000, c_max_rate_kib_s: 1000, c_min_rate_kib_s: 0, ..RateConfig::default() };
+        let cfg = RateConfig {
+            c_fill_target_sectors: 1_000_000,
+            c_max_rate_kib_s: 1000,
+            c_min_rate_kib_s: 0,
+            ..RateConfig::default()
+        };
         let mut c = RateController::new(cfg);
         for _ in 0..50 {
             assert!(c.step(100, 0, 0) <= 200);
@@ -178,7 +205,12 @@ mod tests {
 
     #[test]
     fn first_step_starts_at_resync_rate() {
-        let cfg = RateConfig { resync_rate_kib_s: 1000, c_plan_ahead_ds: 20, c_min_rate_kib_s: 0, ..RateConfig::default() };
+        let cfg = RateConfig {
+            resync_rate_kib_s: 1000,
+            c_plan_ahead_ds: 20,
+            c_min_rate_kib_s: 0,
+            ..RateConfig::default()
+        };
         let mut c = RateController::new(cfg);
         // want = 200 sectors/step * 20 steps, spread over 20 steps: 200 this step.
         assert_eq!(c.step(0, 0, 0), 200);
@@ -186,7 +218,12 @@ mod tests {
 
     #[test]
     fn application_io_holds_resync_to_min_rate() {
-        let cfg = RateConfig { resync_rate_kib_s: 100_000, c_plan_ahead_ds: 0, c_min_rate_kib_s: 500, ..RateConfig::default() };
+        let cfg = RateConfig {
+            resync_rate_kib_s: 100_000,
+            c_plan_ahead_ds: 0,
+            c_min_rate_kib_s: 500,
+            ..RateConfig::default()
+        };
         let mut c = RateController::new(cfg);
         assert_eq!(c.step(20_000, 0, 0), 20_000);
         // Application I/O and a recent rate above c-min-rate: 500 KiB/s = 100 sectors/step.

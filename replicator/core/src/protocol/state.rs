@@ -23,7 +23,19 @@ use crate::types::{ConnState, DiskState, Role};
 /// to Disconnecting (admin `disconnect`); Disconnecting ends in StandAlone.
 pub fn conn_allowed(prev: ConnState, next: ConnState) -> bool {
     use ConnState::*;
-    let connected = |s: ConnState| matches!(s, WFReportParams | Connected | WFBitMapS | WFBitMapT | SyncSource | SyncTarget | VerifyS | VerifyT);
+    let connected = |s: ConnState| {
+        matches!(
+            s,
+            WFReportParams
+                | Connected
+                | WFBitMapS
+                | WFBitMapT
+                | SyncSource
+                | SyncTarget
+                | VerifyS
+                | VerifyT
+        )
+    };
     match (prev, next) {
         (StandAlone, WFConnection) => true,
         (WFConnection, WFReportParams) => true,
@@ -42,7 +54,10 @@ pub fn conn_allowed(prev: ConnState, next: ConnState) -> bool {
 
 /// Moves `state` to `next`, panicking on an edge that does not exist.
 pub fn conn_transition(state: &mut ConnState, next: ConnState) {
-    assert!(conn_allowed(*state, next), "connection state edge {state} -> {next} does not exist");
+    assert!(
+        conn_allowed(*state, next),
+        "connection state edge {state} -> {next} does not exist"
+    );
     *state = next;
 }
 
@@ -75,7 +90,10 @@ pub fn disk_allowed(prev: DiskState, next: DiskState) -> bool {
 
 /// Moves `state` to `next`, panicking on an edge that does not exist.
 pub fn disk_transition(state: &mut DiskState, next: DiskState) {
-    assert!(disk_allowed(*state, next), "disk state edge {state} -> {next} does not exist");
+    assert!(
+        disk_allowed(*state, next),
+        "disk state edge {state} -> {next} does not exist"
+    );
     *state = next;
 }
 
@@ -85,12 +103,18 @@ pub fn disk_transition(state: &mut DiskState, next: DiskState) {
 ///  Secondary ──primary──▶ Primary ──secondary──▶ Secondary
 /// ```
 pub fn role_allowed(prev: Role, next: Role) -> bool {
-    matches!((prev, next), (Role::Secondary, Role::Primary) | (Role::Primary, Role::Secondary))
+    matches!(
+        (prev, next),
+        (Role::Secondary, Role::Primary) | (Role::Primary, Role::Secondary)
+    )
 }
 
 /// Moves `state` to `next`, panicking on an edge that does not exist.
 pub fn role_transition(state: &mut Role, next: Role) {
-    assert!(role_allowed(*state, next), "role edge {state} -> {next} does not exist");
+    assert!(
+        role_allowed(*state, next),
+        "role edge {state} -> {next} does not exist"
+    );
     *state = next;
 }
 
@@ -102,11 +126,27 @@ mod tests {
     fn the_usual_paths_exist() {
         use ConnState::*;
         let mut s = StandAlone;
-        for next in [WFConnection, WFReportParams, WFBitMapS, SyncSource, Connected, VerifyS, Connected, WFConnection, Disconnecting, StandAlone] {
+        for next in [
+            WFConnection,
+            WFReportParams,
+            WFBitMapS,
+            SyncSource,
+            Connected,
+            VerifyS,
+            Connected,
+            WFConnection,
+            Disconnecting,
+            StandAlone,
+        ] {
             conn_transition(&mut s, next);
         }
         let mut d = DiskState::Consistent;
-        for next in [DiskState::Outdated, DiskState::Inconsistent, DiskState::UpToDate, DiskState::Consistent] {
+        for next in [
+            DiskState::Outdated,
+            DiskState::Inconsistent,
+            DiskState::UpToDate,
+            DiskState::Consistent,
+        ] {
             disk_transition(&mut d, next);
         }
         let mut r = Role::Secondary;
@@ -141,7 +181,24 @@ mod tests {
     #[test]
     fn no_self_edges_at_all() {
         use ConnState::*;
-        for s in [StandAlone, Disconnecting, Unconnected, WFConnection, WFReportParams, Connected, StartingSyncS, StartingSyncT, WFBitMapS, WFBitMapT, SyncSource, SyncTarget, PausedSyncS, PausedSyncT, VerifyS, VerifyT] {
+        for s in [
+            StandAlone,
+            Disconnecting,
+            Unconnected,
+            WFConnection,
+            WFReportParams,
+            Connected,
+            StartingSyncS,
+            StartingSyncT,
+            WFBitMapS,
+            WFBitMapT,
+            SyncSource,
+            SyncTarget,
+            PausedSyncS,
+            PausedSyncT,
+            VerifyS,
+            VerifyT,
+        ] {
             assert!(!conn_allowed(s, s), "{s}");
         }
     }

@@ -19,19 +19,31 @@ pub const UUID_NEW_BM_OFFSET: u64 = 0x0001_0000_0000_0000;
 
 /// Sets or clears DRBD's Primary flag (bit 0) on the current UUID.
 pub fn with_primary_flag(mut ids: GenerationIds, primary: bool) -> GenerationIds {
-    ids.current = Uuid(if primary { ids.current.0 | 1 } else { ids.current.0 & !1 });
+    ids.current = Uuid(if primary {
+        ids.current.0 | 1
+    } else {
+        ids.current.0 & !1
+    });
     ids
 }
 
 /// A new current UUID (`fresh` from the driver's randomness): the old current becomes the
 /// bitmap UUID. Panics if a bitmap UUID is already set (the caller checks [`needs_new_current`]).
 pub fn new_current(ids: GenerationIds, fresh: u64, primary: bool) -> GenerationIds {
-    assert!(ids.bitmap.is_none(), "new current UUID while bitmap UUID {} is set", ids.bitmap);
+    assert!(
+        ids.bitmap.is_none(),
+        "new current UUID while bitmap UUID {} is set",
+        ids.bitmap
+    );
     let mut fresh = fresh & !1;
     if fresh == 0 || fresh == Uuid::JUST_CREATED.value() {
         fresh = 0x5EED_0000_0000_0000;
     }
-    let next = GenerationIds { current: Uuid(fresh), bitmap: ids.current, history: ids.history };
+    let next = GenerationIds {
+        current: Uuid(fresh),
+        bitmap: ids.current,
+        history: ids.history,
+    };
     with_primary_flag(next, primary)
 }
 
@@ -60,14 +72,32 @@ pub fn start_sync_as_source(ids: GenerationIds, fresh: u64) -> (Uuid, Generation
         Uuid(bm.wrapping_add(UUID_NEW_BM_OFFSET) & !1)
     } else {
         let f = fresh & !1;
-        Uuid(if f == 0 || f == Uuid::JUST_CREATED.value() { 0x5EED_0000_0000_0002 } else { f })
+        Uuid(if f == 0 || f == Uuid::JUST_CREATED.value() {
+            0x5EED_0000_0000_0002
+        } else {
+            f
+        })
     };
-    (sync, GenerationIds { bitmap: sync, ..ids })
+    // Like DRBD's `drbd_uuid_set(UI_BITMAP)`: a replaced bitmap UUID moves into the history, so
+    // that a lost SyncUuid can be recognised (handshake rules 51 and 71).
+    let mut next = ids;
+    if !ids.bitmap.is_none() && ids.bitmap.value() != Uuid::JUST_CREATED.value() {
+        for i in (1..HISTORY_UUIDS).rev() {
+            next.history[i] = next.history[i - 1];
+        }
+        next.history[0] = Uuid(bm);
+    }
+    next.bitmap = sync;
+    (sync, next)
 }
 
 /// The target's identifiers once it accepted the sync UUID: current = sync UUID, no bitmap.
 pub fn start_sync_as_target(ids: GenerationIds, sync: Uuid) -> GenerationIds {
-    GenerationIds { current: Uuid(sync.value()), bitmap: Uuid::NONE, history: ids.history }
+    GenerationIds {
+        current: Uuid(sync.value()),
+        bitmap: Uuid::NONE,
+        history: ids.history,
+    }
 }
 
 /// The source's identifiers once the resync completed.
@@ -80,7 +110,11 @@ mod tests {
     use super::*;
 
     fn ids(c: u64, b: u64, h0: u64, h1: u64) -> GenerationIds {
-        GenerationIds { current: Uuid(c), bitmap: Uuid(b), history: [Uuid(h0), Uuid(h1)] }
+        GenerationIds {
+            current: Uuid(c),
+            bitmap: Uuid(b),
+            history: [Uuid(h0), Uuid(h1)],
+        }
     }
 
     #[test]
@@ -106,8 +140,9 @@ mod tests {
         assert_eq!(source.bitmap, sync);
         let target = start_sync_as_target(target, sync);
         assert_eq!(target.current, sync);
+        assert_eq!(source.history, [Uuid(0xA0), Uuid(0x90)]);
         let source = finish_sync_as_source(source);
-        assert_eq!(source, ids(0xB0, 0, 0xA0 + UUID_NEW_BM_OFFSET, 0x90));
+        assert_eq!(source, ids(0xB0, 0, 0xA0 + UUID_NEW_BM_OFFSET, 0xA0));
     }
 
     #[test]

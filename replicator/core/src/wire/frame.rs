@@ -67,7 +67,10 @@ pub struct FrameHeader {
 }
 
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_little_endian().with_variable_int_encoding().with_limit::<MAX_PAYLOAD_BYTES>()
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<MAX_PAYLOAD_BYTES>()
 }
 
 /// Encodes `msg` as one frame.
@@ -75,7 +78,8 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     let mut out = vec![0u8; HEADER_BYTES];
     // Encoding into a Vec cannot fail for our types except past the size limit, which the
     // state machine never produces (it bounds every message it builds).
-    let payload = bincode::serde::encode_to_vec(msg, config()).expect("message encodes within the payload limit");
+    let payload = bincode::serde::encode_to_vec(msg, config())
+        .expect("message encodes within the payload limit");
     let len = u32::try_from(payload.len()).expect("payload fits u32");
     out[0..4].copy_from_slice(&MAGIC);
     out[4..6].copy_from_slice(&FRAME_VERSION.to_le_bytes());
@@ -113,17 +117,24 @@ pub fn decode_header(h: &[u8; HEADER_BYTES]) -> Result<FrameHeader, WireError> {
     if len as usize > MAX_PAYLOAD_BYTES {
         return Err(WireError::TooLong(len));
     }
-    Ok(FrameHeader { payload_len: len as usize, payload_crc: le32(&h[12..16]) })
+    Ok(FrameHeader {
+        payload_len: len as usize,
+        payload_crc: le32(&h[12..16]),
+    })
 }
 
 /// Decodes the payload that follows `header` (exactly `header.payload_len` bytes).
 pub fn decode_payload(header: &FrameHeader, payload: &[u8]) -> Result<Message, WireError> {
-    assert_eq!(payload.len(), header.payload_len, "payload length differs from the header's");
+    assert_eq!(
+        payload.len(),
+        header.payload_len,
+        "payload length differs from the header's"
+    );
     if crc32fast::hash(payload) != header.payload_crc {
         return Err(WireError::PayloadChecksum);
     }
-    let (msg, used): (Message, usize) =
-        bincode::serde::decode_from_slice(payload, config()).map_err(|e| WireError::Decode(e.to_string()))?;
+    let (msg, used): (Message, usize) = bincode::serde::decode_from_slice(payload, config())
+        .map_err(|e| WireError::Decode(e.to_string()))?;
     if used != payload.len() {
         return Err(WireError::Trailing(payload.len() - used));
     }
@@ -142,5 +153,8 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
     if buf.len() < end {
         return Ok(None);
     }
-    Ok(Some((decode_payload(&header, &buf[HEADER_BYTES..end])?, end)))
+    Ok(Some((
+        decode_payload(&header, &buf[HEADER_BYTES..end])?,
+        end,
+    )))
 }

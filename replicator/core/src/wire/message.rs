@@ -105,6 +105,12 @@ pub enum Message {
         /// The source's disk state (the target becomes the same).
         disk: DiskState,
     },
+    /// Please drive an online verify (a Secondary asks its Primary: the node the application
+    /// writes come from must drive, so that its digests and its writes are ordered).
+    VerifyAsk {
+        /// Digest algorithm.
+        alg: VerifyAlg,
+    },
     /// Online verify begins (VerifyS → VerifyT).
     VerifyStart {
         /// Digest algorithm.
@@ -155,7 +161,16 @@ impl Message {
                 if runs.len() > crate::protocol::bitmap_xfer::MAX_RUNS_PER_PART {
                     return Err("too many bitmap runs");
                 }
-                let words: usize = runs.iter().map(|r| if let BitmapRun::Words { words, .. } = r { words.len() } else { 0 }).sum();
+                let words: usize = runs
+                    .iter()
+                    .map(|r| {
+                        if let BitmapRun::Words { words, .. } = r {
+                            words.len()
+                        } else {
+                            0
+                        }
+                    })
+                    .sum();
                 if words > crate::protocol::bitmap_xfer::MAX_WORDS_PER_PART {
                     return Err("too many bitmap words");
                 }
@@ -192,6 +207,7 @@ impl Message {
             Message::RsBarrier { .. } => "RsBarrier",
             Message::RsBarrierAck { .. } => "RsBarrierAck",
             Message::ResyncDone { .. } => "ResyncDone",
+            Message::VerifyAsk { .. } => "VerifyAsk",
             Message::VerifyStart { .. } => "VerifyStart",
             Message::VerifyRequest { .. } => "VerifyRequest",
             Message::VerifyReply { .. } => "VerifyReply",

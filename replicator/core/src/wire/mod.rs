@@ -7,7 +7,10 @@
 pub mod frame;
 pub mod message;
 
-pub use frame::{FrameHeader, HEADER_BYTES, MAX_PAYLOAD_BYTES, WireError, decode, decode_header, decode_payload, encode};
+pub use frame::{
+    FrameHeader, HEADER_BYTES, MAX_PAYLOAD_BYTES, WireError, decode, decode_header, decode_payload,
+    encode,
+};
 pub use message::Message;
 
 #[cfg(test)]

@@ -8,61 +8,134 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 fn arb_uuids() -> impl Strategy<Value = GenerationIds> {
-    (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>())
-        .prop_map(|(c, b, h0, h1)| GenerationIds { current: Uuid(c), bitmap: Uuid(b), history: [Uuid(h0), Uuid(h1)] })
+    (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(c, b, h0, h1)| {
+        GenerationIds {
+            current: Uuid(c),
+            bitmap: Uuid(b),
+            history: [Uuid(h0), Uuid(h1)],
+        }
+    })
 }
 
 fn arb_disk() -> impl Strategy<Value = DiskState> {
-    prop_oneof![Just(DiskState::Inconsistent), Just(DiskState::UpToDate), Just(DiskState::Consistent), Just(DiskState::Outdated)]
+    prop_oneof![
+        Just(DiskState::Inconsistent),
+        Just(DiskState::UpToDate),
+        Just(DiskState::Consistent),
+        Just(DiskState::Outdated)
+    ]
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
     let data = proptest::collection::vec(any::<u8>(), 1..600).prop_map(Bytes::from);
     prop_oneof![
-        (arb_uuids(), any::<u64>(), any::<u64>(), arb_disk(), any::<bool>()).prop_map(|(uuids, size, w, disk, f)| Message::Hello(Hello {
-            version_min: 1,
-            version_max: 1,
-            node_id: NodeId(0),
-            peer_node_id: NodeId(1),
-            size_bytes: size,
-            protocol: Protocol::B,
-            allow_two_primaries: f,
-            after_sb: AfterSbPolicies::default(),
-            uuids,
-            bitmap_weight: w,
-            role: Role::Primary,
-            disk,
-            discard_my_data: !f,
-            crashed_primary: f,
-        })),
-        Just(Message::Refuse { reason: Refusal::ByPeer(Box::new(Refusal::Size { mine: 1, peer: 2 })) }),
-        (arb_disk()).prop_map(|disk| Message::State { role: Role::Secondary, disk }),
-        (any::<u64>(), 0u64..1 << 40, data.clone(), any::<bool>()).prop_map(|(seq, offset, data, fua)| Message::Data { seq, offset, data, fua }),
+        (
+            arb_uuids(),
+            any::<u64>(),
+            any::<u64>(),
+            arb_disk(),
+            any::<bool>()
+        )
+            .prop_map(|(uuids, size, w, disk, f)| Message::Hello(Hello {
+                version_min: 1,
+                version_max: 1,
+                node_id: NodeId(0),
+                peer_node_id: NodeId(1),
+                size_bytes: size,
+                protocol: Protocol::B,
+                allow_two_primaries: f,
+                after_sb: AfterSbPolicies::default(),
+                uuids,
+                bitmap_weight: w,
+                role: Role::Primary,
+                disk,
+                discard_my_data: !f,
+                crashed_primary: f,
+            })),
+        Just(Message::Refuse {
+            reason: Refusal::ByPeer(Box::new(Refusal::Size { mine: 1, peer: 2 }))
+        }),
+        (arb_disk()).prop_map(|disk| Message::State {
+            role: Role::Secondary,
+            disk
+        }),
+        (any::<u64>(), 0u64..1 << 40, data.clone(), any::<bool>()).prop_map(
+            |(seq, offset, data, fua)| Message::Data {
+                seq,
+                offset,
+                data,
+                fua
+            }
+        ),
         any::<u64>().prop_map(|seq| Message::RecvAck { seq }),
         any::<u64>().prop_map(|seq| Message::WriteAck { seq }),
         any::<u64>().prop_map(|seq| Message::Barrier { seq }),
         any::<u64>().prop_map(|seq| Message::BarrierAck { seq }),
-        (proptest::collection::vec((any::<u64>(), proptest::collection::vec(any::<u64>(), 0..20), any::<bool>()), 0..10), any::<bool>())
+        (
+            proptest::collection::vec(
+                (
+                    any::<u64>(),
+                    proptest::collection::vec(any::<u64>(), 0..20),
+                    any::<bool>()
+                ),
+                0..10
+            ),
+            any::<bool>()
+        )
             .prop_map(|(runs, last)| Message::BitmapPart {
                 runs: runs
                     .into_iter()
-                    .map(|(start, words, ones)| if ones { BitmapRun::Ones { start, count: words.len() as u64 } } else { BitmapRun::Words { start, words } })
+                    .map(|(start, words, ones)| if ones {
+                        BitmapRun::Ones {
+                            start,
+                            count: words.len() as u64,
+                        }
+                    } else {
+                        BitmapRun::Words { start, words }
+                    })
                     .collect(),
                 last
             }),
         any::<u64>().prop_map(|u| Message::SyncUuid { uuid: Uuid(u) }),
-        (any::<u64>(), 0u64..1 << 40, data).prop_map(|(seq, offset, data)| Message::RsData { seq, offset, data }),
+        (any::<u64>(), 0u64..1 << 40, data).prop_map(|(seq, offset, data)| Message::RsData {
+            seq,
+            offset,
+            data
+        }),
         any::<u64>().prop_map(|seq| Message::RsBarrier { seq }),
         any::<u64>().prop_map(|seq| Message::RsBarrierAck { seq }),
         (arb_uuids(), arb_disk()).prop_map(|(uuids, disk)| Message::ResyncDone { uuids, disk }),
-        any::<u64>().prop_map(|start_block| Message::VerifyStart { alg: VerifyAlg::Sha1, start_block }),
-        (any::<u64>(), any::<u64>(), proptest::collection::vec(any::<Vec<u8>>(), 1..8)).prop_map(|(seq, start_block, blocks)| Message::VerifyRequest {
-            seq,
-            start_block,
-            digests: blocks.iter().enumerate().map(|(i, b)| digest(if i % 2 == 0 { VerifyAlg::Crc32c } else { VerifyAlg::Sha1 }, b)).collect()
+        any::<u64>().prop_map(|start_block| Message::VerifyStart {
+            alg: VerifyAlg::Sha1,
+            start_block
         }),
-        (any::<u64>(), proptest::collection::vec(any::<u64>(), 0..8)).prop_map(|(seq, mismatched)| Message::VerifyReply { seq, mismatched }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<Vec<u8>>(), 1..8)
+        )
+            .prop_map(|(seq, start_block, blocks)| Message::VerifyRequest {
+                seq,
+                start_block,
+                digests: blocks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| digest(
+                        if i % 2 == 0 {
+                            VerifyAlg::Crc32c
+                        } else {
+                            VerifyAlg::Sha1
+                        },
+                        b
+                    ))
+                    .collect()
+            }),
+        (any::<u64>(), proptest::collection::vec(any::<u64>(), 0..8))
+            .prop_map(|(seq, mismatched)| Message::VerifyReply { seq, mismatched }),
         Just(Message::VerifyDone),
+        Just(Message::VerifyAsk {
+            alg: VerifyAlg::Crc32c
+        }),
         Just(Message::Ping),
         Just(Message::PingAck),
     ]
@@ -73,7 +146,10 @@ fn header_layout() {
     let f = encode(&Message::Ping);
     assert_eq!(&f[0..4], b"TNDR");
     assert_eq!(u16::from_le_bytes([f[4], f[5]]), 1);
-    assert_eq!(u32::from_le_bytes([f[8], f[9], f[10], f[11]]) as usize, f.len() - HEADER_BYTES);
+    assert_eq!(
+        u32::from_le_bytes([f[8], f[9], f[10], f[11]]) as usize,
+        f.len() - HEADER_BYTES
+    );
 }
 
 #[test]
@@ -87,16 +163,33 @@ fn oversized_length_is_refused_before_reading_the_payload() {
 
 #[test]
 fn trailing_bytes_and_invalid_messages_are_refused() {
-    let payload = bincode::serde::encode_to_vec(&Message::Ping, bincode::config::standard()).unwrap();
+    let payload =
+        bincode::serde::encode_to_vec(&Message::Ping, bincode::config::standard()).unwrap();
     let mut p2 = payload.clone();
     p2.push(0);
-    let h = FrameHeader { payload_len: p2.len(), payload_crc: crc32fast::hash(&p2) };
+    let h = FrameHeader {
+        payload_len: p2.len(),
+        payload_crc: crc32fast::hash(&p2),
+    };
     assert_eq!(decode_payload(&h, &p2), Err(WireError::Trailing(1)));
-    let empty = Message::Data { seq: 1, offset: 0, data: Bytes::new(), fua: false };
+    let empty = Message::Data {
+        seq: 1,
+        offset: 0,
+        data: Bytes::new(),
+        fua: false,
+    };
     let f = encode(&empty);
     assert_eq!(decode(&f), Err(WireError::Invalid("empty data")));
-    let wrap = Message::Data { seq: 1, offset: u64::MAX, data: Bytes::from_static(b"x"), fua: false };
-    assert_eq!(decode(&encode(&wrap)), Err(WireError::Invalid("offset + length overflows")));
+    let wrap = Message::Data {
+        seq: 1,
+        offset: u64::MAX,
+        data: Bytes::from_static(b"x"),
+        fua: false,
+    };
+    assert_eq!(
+        decode(&encode(&wrap)),
+        Err(WireError::Invalid("offset + length overflows"))
+    );
 }
 
 proptest! {

@@ -2,7 +2,11 @@ use super::*;
 use proptest::prelude::*;
 
 fn ids(c: u64, b: u64, h0: u64, h1: u64) -> GenerationIds {
-    GenerationIds { current: Uuid(c), bitmap: Uuid(b), history: [Uuid(h0), Uuid(h1)] }
+    GenerationIds {
+        current: Uuid(c),
+        bitmap: Uuid(b),
+        history: [Uuid(h0), Uuid(h1)],
+    }
 }
 
 fn hello(node: u8, uuids: GenerationIds) -> Hello {
@@ -25,34 +29,70 @@ fn hello(node: u8, uuids: GenerationIds) -> Hello {
 }
 
 fn resync(direction: SyncDirection, full: bool) -> Decision {
-    Decision::Resync { direction, full, demote_first: false }
+    Decision::Resync {
+        direction,
+        full,
+        demote_first: false,
+    }
 }
 
 #[test]
 fn no_sync_when_currents_equal() {
-    let v = decide(&hello(0, ids(0xA0, 0, 0x90, 0)), &hello(1, ids(0xA0, 0, 0x90, 0)), true);
+    let v = decide(
+        &hello(0, ids(0xA0, 0, 0x90, 0)),
+        &hello(1, ids(0xA0, 0, 0x90, 0)),
+        true,
+    );
     assert_eq!((v.decision, v.uuid_hg, v.rule), (Decision::NoSync, 0, 40));
 }
 
 #[test]
 fn bitmap_resync_as_source_when_my_bitmap_is_peers_current() {
     // I was Primary and lost the peer: new current B0, bitmap A0; the peer stayed at A0.
-    let v = decide(&hello(0, ids(0xB1, 0xA0, 0x90, 0)), &hello(1, ids(0xA0, 0, 0x90, 0)), true);
-    assert_eq!((v.decision, v.uuid_hg, v.rule), (resync(SyncDirection::Source, false), 1, 70));
+    let v = decide(
+        &hello(0, ids(0xB1, 0xA0, 0x90, 0)),
+        &hello(1, ids(0xA0, 0, 0x90, 0)),
+        true,
+    );
+    assert_eq!(
+        (v.decision, v.uuid_hg, v.rule),
+        (resync(SyncDirection::Source, false), 1, 70)
+    );
 }
 
 #[test]
 fn bitmap_resync_as_target_when_peers_bitmap_is_my_current() {
-    let v = decide(&hello(0, ids(0xA0, 0, 0x90, 0)), &hello(1, ids(0xB1, 0xA0, 0x90, 0)), false);
-    assert_eq!((v.decision, v.uuid_hg, v.rule), (resync(SyncDirection::Target, false), -1, 50));
+    let v = decide(
+        &hello(0, ids(0xA0, 0, 0x90, 0)),
+        &hello(1, ids(0xB1, 0xA0, 0x90, 0)),
+        false,
+    );
+    assert_eq!(
+        (v.decision, v.uuid_hg, v.rule),
+        (resync(SyncDirection::Target, false), -1, 50)
+    );
 }
 
 #[test]
 fn full_sync_when_my_current_is_in_peers_history() {
-    let v = decide(&hello(0, ids(0x90, 0, 0x80, 0)), &hello(1, ids(0xB0, 0xA0, 0x90, 0x80)), true);
-    assert_eq!((v.decision, v.uuid_hg, v.rule), (resync(SyncDirection::Target, true), -2, 60));
-    let v = decide(&hello(1, ids(0xB0, 0xA0, 0x90, 0x80)), &hello(0, ids(0x90, 0, 0x80, 0)), false);
-    assert_eq!((v.decision, v.uuid_hg, v.rule), (resync(SyncDirection::Source, true), 2, 80));
+    let v = decide(
+        &hello(0, ids(0x90, 0, 0x80, 0)),
+        &hello(1, ids(0xB0, 0xA0, 0x90, 0x80)),
+        true,
+    );
+    assert_eq!(
+        (v.decision, v.uuid_hg, v.rule),
+        (resync(SyncDirection::Target, true), -2, 60)
+    );
+    let v = decide(
+        &hello(1, ids(0xB0, 0xA0, 0x90, 0x80)),
+        &hello(0, ids(0x90, 0, 0x80, 0)),
+        false,
+    );
+    assert_eq!(
+        (v.decision, v.uuid_hg, v.rule),
+        (resync(SyncDirection::Source, true), 2, 80)
+    );
 }
 
 #[test]
@@ -63,9 +103,15 @@ fn fresh_pair_after_primary_force_is_full_sync() {
     let mut fresh = hello(1, GenerationIds::just_created());
     fresh.disk = DiskState::Inconsistent;
     let v = decide(&forced, &fresh, true);
-    assert_eq!((v.decision, v.rule), (resync(SyncDirection::Source, true), 30));
+    assert_eq!(
+        (v.decision, v.rule),
+        (resync(SyncDirection::Source, true), 30)
+    );
     let v = decide(&fresh, &forced, false);
-    assert_eq!((v.decision, v.rule), (resync(SyncDirection::Target, true), 20));
+    assert_eq!(
+        (v.decision, v.rule),
+        (resync(SyncDirection::Target, true), 20)
+    );
 }
 
 #[test]
@@ -82,7 +128,16 @@ fn split_brain_with_common_ancestor_refuses() {
     let a = hello(0, ids(0xB1, 0xA1, 0x90, 0));
     let b = hello(1, ids(0xC1, 0xA0, 0x90, 0));
     let v = decide(&a, &b, true);
-    assert_eq!((v.decision, v.uuid_hg, v.rule), (Decision::Refuse(Refusal::SplitBrain { common_ancestor: true }), 100, 90));
+    assert_eq!(
+        (v.decision, v.uuid_hg, v.rule),
+        (
+            Decision::Refuse(Refusal::SplitBrain {
+                common_ancestor: true
+            }),
+            100,
+            90
+        )
+    );
     assert_eq!(v.auto_split_brain, Some(SbVerdict::Disconnect));
 }
 
@@ -93,8 +148,14 @@ fn split_brain_manual_recovery_is_bitmap_resync() {
     let mut survivor = hello(1, ids(0xC1, 0xA0, 0x90, 0));
     survivor.role = Role::Primary;
     survivor.disk = DiskState::UpToDate;
-    assert_eq!(decide(&victim, &survivor, true).decision, resync(SyncDirection::Target, false));
-    assert_eq!(decide(&survivor, &victim, false).decision, resync(SyncDirection::Source, false));
+    assert_eq!(
+        decide(&victim, &survivor, true).decision,
+        resync(SyncDirection::Target, false)
+    );
+    assert_eq!(
+        decide(&survivor, &victim, false).decision,
+        resync(SyncDirection::Source, false)
+    );
 }
 
 #[test]
@@ -102,15 +163,33 @@ fn split_brain_without_common_bitmap_refuses_and_manual_is_full() {
     let a = hello(0, ids(0xB0, 0xD0, 0x90, 0));
     let mut b = hello(1, ids(0xC0, 0xE0, 0x90, 0));
     let v = decide(&a, &b, true);
-    assert_eq!((v.decision, v.rule), (Decision::Refuse(Refusal::SplitBrain { common_ancestor: false }), 100));
+    assert_eq!(
+        (v.decision, v.rule),
+        (
+            Decision::Refuse(Refusal::SplitBrain {
+                common_ancestor: false
+            }),
+            100
+        )
+    );
     b.discard_my_data = true;
-    assert_eq!(decide(&a, &b, true).decision, resync(SyncDirection::Source, true));
+    assert_eq!(
+        decide(&a, &b, true).decision,
+        resync(SyncDirection::Source, true)
+    );
 }
 
 #[test]
 fn unrelated_data_refuses() {
-    let v = decide(&hello(0, ids(0xB0, 0, 0x70, 0)), &hello(1, ids(0xC0, 0, 0x60, 0)), true);
-    assert_eq!((v.decision, v.uuid_hg, v.rule), (Decision::Refuse(Refusal::UnrelatedData), -1000, 110));
+    let v = decide(
+        &hello(0, ids(0xB0, 0, 0x70, 0)),
+        &hello(1, ids(0xC0, 0, 0x60, 0)),
+        true,
+    );
+    assert_eq!(
+        (v.decision, v.uuid_hg, v.rule),
+        (Decision::Refuse(Refusal::UnrelatedData), -1000, 110)
+    );
 }
 
 #[test]
@@ -119,8 +198,14 @@ fn crashed_primary_resyncs_its_activity_log() {
     crashed.crashed_primary = true;
     let other = hello(1, ids(0xA0, 0, 0, 0));
     let v = decide(&crashed, &other, true);
-    assert_eq!((v.decision, v.rule), (resync(SyncDirection::Source, false), 40));
-    assert_eq!(decide(&other, &crashed, false).decision, resync(SyncDirection::Target, false));
+    assert_eq!(
+        (v.decision, v.rule),
+        (resync(SyncDirection::Source, false), 40)
+    );
+    assert_eq!(
+        decide(&other, &crashed, false).decision,
+        resync(SyncDirection::Target, false)
+    );
 }
 
 #[test]
@@ -129,7 +214,10 @@ fn primary_never_becomes_sync_target() {
     pri.role = Role::Primary;
     pri.disk = DiskState::UpToDate;
     let other = hello(1, ids(0xB0, 0xA0, 0x90, 0));
-    assert_eq!(decide(&pri, &other, true).decision, Decision::Refuse(Refusal::PrimaryWouldBeSyncTarget));
+    assert_eq!(
+        decide(&pri, &other, true).decision,
+        Decision::Refuse(Refusal::PrimaryWouldBeSyncTarget)
+    );
     assert_eq!(
         decide(&other, &pri, false).decision,
         Decision::Refuse(Refusal::ByPeer(Box::new(Refusal::PrimaryWouldBeSyncTarget)))
@@ -142,23 +230,64 @@ fn inconsistent_side_becomes_target_and_never_source() {
     let mut target = hello(0, ids(0xA0 + UUID_NEW_BM_OFFSET, 0, 0x90, 0));
     target.disk = DiskState::Inconsistent;
     let source = hello(1, ids(0xB0, 0xA0 + UUID_NEW_BM_OFFSET, 0x90, 0));
-    assert_eq!(decide(&target, &source, true).decision, resync(SyncDirection::Target, false));
+    assert_eq!(
+        decide(&target, &source, true).decision,
+        resync(SyncDirection::Target, false)
+    );
     // An Inconsistent node whose UUIDs say "source" refuses.
     let mut odd = hello(0, ids(0xB0, 0xA0, 0, 0));
     odd.disk = DiskState::Inconsistent;
     let mut peer = hello(1, ids(0xA0, 0, 0, 0));
     peer.disk = DiskState::Inconsistent;
-    assert_eq!(decide(&odd, &peer, true).decision, Decision::Refuse(Refusal::InconsistentSource));
+    assert_eq!(
+        decide(&odd, &peer, true).decision,
+        Decision::Refuse(Refusal::InconsistentSource)
+    );
 }
 
 #[test]
 fn lost_resync_finished_event_is_corrected() {
     // Source crashed after the target adopted its UUIDs but before rotating its own (rule 34).
-    let source = hello(0, ids(0xB0, 0xA0 + UUID_NEW_BM_OFFSET, 0x90, 0x80));
-    let target = hello(1, ids(0xB0, 0, 0xA0 + UUID_NEW_BM_OFFSET, 0x90));
+    let source = hello(0, ids(0xB0, 0xA0 + UUID_NEW_BM_OFFSET, 0xA0, 0x90));
+    let target = hello(1, ids(0xB0, 0, 0xA0 + UUID_NEW_BM_OFFSET, 0xA0));
     let v = decide(&source, &target, true);
-    assert_eq!((v.decision, v.rule), (resync(SyncDirection::Source, false), 34));
-    assert_eq!(v.my_uuids, ids(0xB0, 0, 0xA0 + UUID_NEW_BM_OFFSET, 0x90));
+    assert_eq!(
+        (v.decision, v.rule),
+        (resync(SyncDirection::Source, false), 34)
+    );
+    assert_eq!(v.my_uuids, ids(0xB0, 0, 0xA0 + UUID_NEW_BM_OFFSET, 0xA0));
+    // The same seen from the higher node id (evaluated by the lower one and mirrored).
+    let mut s1 = source.clone();
+    s1.node_id = NodeId(1);
+    s1.peer_node_id = NodeId(0);
+    let mut t0 = target.clone();
+    t0.node_id = NodeId(0);
+    t0.peer_node_id = NodeId(1);
+    let v = decide(&s1, &t0, false);
+    assert_eq!(
+        (v.decision, v.rule),
+        (resync(SyncDirection::Source, false), 34)
+    );
+    assert_eq!(v.my_uuids, ids(0xB0, 0, 0xA0 + UUID_NEW_BM_OFFSET, 0xA0));
+}
+
+#[test]
+fn lost_sync_uuid_is_undone() {
+    // The source started a resync (bitmap A0 -> A0+offset, A0 into history) but the target
+    // never got the SyncUuid: its current is still A0... of the previous attempt's sync UUID.
+    let source = hello(0, ids(0xB0, 0xA0 + UUID_NEW_BM_OFFSET, 0xA0, 0x90));
+    let target = hello(1, ids(0xA0, 0, 0x90, 0));
+    let v = decide(&source, &target, true);
+    assert_eq!(
+        (v.decision, v.rule),
+        (resync(SyncDirection::Source, false), 71)
+    );
+    assert_eq!(v.my_uuids, ids(0xB0, 0xA0, 0x90, 0));
+    let v = decide(&target, &source, false);
+    assert_eq!(
+        (v.decision, v.rule),
+        (resync(SyncDirection::Target, false), 51)
+    );
 }
 
 #[test]
@@ -167,20 +296,47 @@ fn params_mismatches_refuse() {
     let mut b = hello(1, ids(0xA0, 0, 0, 0));
     assert_eq!(check_params(&a, &b), Ok(()));
     b.size_bytes += 4096;
-    assert_eq!(check_params(&a, &b), Err(Refusal::Size { mine: 1 << 20, peer: (1 << 20) + 4096 }));
+    assert_eq!(
+        check_params(&a, &b),
+        Err(Refusal::Size {
+            mine: 1 << 20,
+            peer: (1 << 20) + 4096
+        })
+    );
     let mut b = hello(1, ids(0xA0, 0, 0, 0));
     b.protocol = Protocol::A;
-    assert_eq!(check_params(&a, &b), Err(Refusal::ReplicationProtocol { mine: Protocol::C, peer: Protocol::A }));
+    assert_eq!(
+        check_params(&a, &b),
+        Err(Refusal::ReplicationProtocol {
+            mine: Protocol::C,
+            peer: Protocol::A
+        })
+    );
     let mut b = hello(1, ids(0xA0, 0, 0, 0));
     b.node_id = NodeId(7);
-    assert_eq!(check_params(&a, &b), Err(Refusal::NodeId { expected: 1, got: 7 }));
+    assert_eq!(
+        check_params(&a, &b),
+        Err(Refusal::NodeId {
+            expected: 1,
+            got: 7
+        })
+    );
     let mut b = hello(1, ids(0xA0, 0, 0, 0));
     b.peer_node_id = NodeId(5);
-    assert_eq!(check_params(&a, &b), Err(Refusal::PeerExpectsOtherNode { expected: 5, mine: 0 }));
+    assert_eq!(
+        check_params(&a, &b),
+        Err(Refusal::PeerExpectsOtherNode {
+            expected: 5,
+            mine: 0
+        })
+    );
     let mut b = hello(1, ids(0xA0, 0, 0, 0));
     b.version_min = 2;
     b.version_max = 3;
-    assert!(matches!(check_params(&a, &b), Err(Refusal::ProtocolVersion { .. })));
+    assert!(matches!(
+        check_params(&a, &b),
+        Err(Refusal::ProtocolVersion { .. })
+    ));
     let mut a2 = a.clone();
     a2.role = Role::Primary;
     let mut b = hello(1, ids(0xA0, 0, 0, 0));
@@ -188,7 +344,10 @@ fn params_mismatches_refuse() {
     a2.disk = DiskState::UpToDate;
     b.disk = DiskState::UpToDate;
     assert_eq!(check_params(&a2, &b), Ok(()));
-    assert_eq!(decide(&a2, &b, true).decision, Decision::Refuse(Refusal::TwoPrimaries));
+    assert_eq!(
+        decide(&a2, &b, true).decision,
+        Decision::Refuse(Refusal::TwoPrimaries)
+    );
     a2.allow_two_primaries = true;
     b.allow_two_primaries = true;
     assert_eq!(check_params(&a2, &b), Ok(()));
@@ -220,10 +379,17 @@ fn reference(a: &GenerationIds, b: &GenerationIds) -> Decision {
         return resync(SyncDirection::Source, true);
     }
     if v(a.bitmap) != 0 && v(a.bitmap) == v(b.bitmap) {
-        return Decision::Refuse(Refusal::SplitBrain { common_ancestor: true });
+        return Decision::Refuse(Refusal::SplitBrain {
+            common_ancestor: true,
+        });
     }
-    if a.history.iter().any(|x| v(*x) != 0 && b.history.iter().any(|y| v(*y) == v(*x))) {
-        return Decision::Refuse(Refusal::SplitBrain { common_ancestor: false });
+    if a.history
+        .iter()
+        .any(|x| v(*x) != 0 && b.history.iter().any(|y| v(*y) == v(*x)))
+    {
+        return Decision::Refuse(Refusal::SplitBrain {
+            common_ancestor: false,
+        });
     }
     Decision::Refuse(Refusal::UnrelatedData)
 }
@@ -238,7 +404,9 @@ fn arb_ids() -> impl Strategy<Value = GenerationIds> {
 fn mirror(d: &Decision) -> Decision {
     match d {
         Decision::NoSync => Decision::NoSync,
-        Decision::Resync { direction, full, .. } => Decision::Resync {
+        Decision::Resync {
+            direction, full, ..
+        } => Decision::Resync {
             direction: match direction {
                 SyncDirection::Source => SyncDirection::Target,
                 SyncDirection::Target => SyncDirection::Source,
@@ -253,13 +421,20 @@ fn mirror(d: &Decision) -> Decision {
 fn normalise(d: &Decision) -> Decision {
     match d {
         Decision::Refuse(_) => Decision::Refuse(Refusal::UnrelatedData),
-        Decision::Resync { direction, full, .. } => resync(*direction, *full),
+        Decision::Resync {
+            direction, full, ..
+        } => resync(*direction, *full),
         Decision::NoSync => Decision::NoSync,
     }
 }
 
 fn arb_disk() -> impl Strategy<Value = DiskState> {
-    prop_oneof![Just(DiskState::Inconsistent), Just(DiskState::Outdated), Just(DiskState::Consistent), Just(DiskState::UpToDate)]
+    prop_oneof![
+        Just(DiskState::Inconsistent),
+        Just(DiskState::Outdated),
+        Just(DiskState::Consistent),
+        Just(DiskState::UpToDate)
+    ]
 }
 
 fn arb_role() -> impl Strategy<Value = Role> {

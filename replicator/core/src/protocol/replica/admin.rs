@@ -6,14 +6,21 @@ use crate::types::Protocol;
 
 impl Replica {
     fn wrong(&self, why: &'static str) -> AdminError {
-        AdminError::WrongState { conn: self.conn, disk: self.disk, why }
+        AdminError::WrongState {
+            conn: self.conn,
+            disk: self.disk,
+            why,
+        }
     }
 
     /// Drops the link so that a new handshake decides (used after `primary --force` and
     /// `invalidate` while connected); the daemon reconnects at once.
     fn renegotiate(&mut self, why: &str) {
         if let Some(conn) = self.link.as_ref().map(|l| l.conn) {
-            self.emit(Output::CloseConnection { conn, reason: why.into() });
+            self.emit(Output::CloseConnection {
+                conn,
+                reason: why.into(),
+            });
             self.link_lost(why.into(), ConnState::WFConnection);
         }
     }
@@ -31,8 +38,13 @@ impl Replica {
                 return Err(AdminError::TwoPrimariesNeedProtocolC(self.cfg.protocol));
             }
         }
-        if matches!(self.conn, WFReportParams | WFBitMapS | WFBitMapT | SyncTarget) {
-            return Err(self.wrong("wait until the handshake or the resync as target is over"));
+        if matches!(
+            self.conn,
+            WFReportParams | WFBitMapS | WFBitMapT | SyncTarget | VerifyS | VerifyT
+        ) {
+            return Err(
+                self.wrong("wait until the handshake, the resync as target or the verify is over")
+            );
         }
         let forced = self.disk != DiskState::UpToDate;
         if forced {
@@ -51,7 +63,9 @@ impl Replica {
         if forced {
             self.set_disk(DiskState::UpToDate);
         }
-        let replicating_in_sync = self.link.is_some() && matches!(self.conn, Connected | SyncSource | VerifyS | VerifyT) && !forced;
+        let replicating_in_sync = self.link.is_some()
+            && matches!(self.conn, Connected | SyncSource | VerifyS | VerifyT)
+            && !forced;
         self.role = Role::Primary;
         if !replicating_in_sync {
             self.new_current_uuid_if_needed();
@@ -69,7 +83,14 @@ impl Replica {
         if self.role == Role::Secondary {
             return Ok(());
         }
-        let busy = self.writes_in_flight + self.reads_in_flight + self.client_flushes.values().filter(|f| f.id.is_some()).count() + self.al_wait.len();
+        let busy = self.writes_in_flight
+            + self.reads_in_flight
+            + self
+                .client_flushes
+                .values()
+                .filter(|f| f.id.is_some())
+                .count()
+            + self.al_wait.len();
         if busy > 0 {
             return Err(AdminError::Busy(busy));
         }
@@ -101,7 +122,10 @@ impl Replica {
             }
             _ => {
                 let conn = self.link.as_ref().expect("link").conn;
-                self.emit(Output::CloseConnection { conn, reason: "disconnect".into() });
+                self.emit(Output::CloseConnection {
+                    conn,
+                    reason: "disconnect".into(),
+                });
                 self.link_lost("disconnected by the admin".into(), ConnState::StandAlone);
             }
         }
@@ -114,10 +138,15 @@ impl Replica {
         if self.role == Role::Primary {
             return Err(self.wrong("invalidate needs the Secondary role"));
         }
-        if matches!(self.conn, WFReportParams | WFBitMapS | WFBitMapT | SyncSource | SyncTarget | VerifyS | VerifyT) {
+        if matches!(
+            self.conn,
+            WFReportParams | WFBitMapS | WFBitMapT | SyncSource | SyncTarget | VerifyS | VerifyT
+        ) {
             return Err(self.wrong("wait until the handshake, resync or verify is over"));
         }
-        if self.link.is_some() && !matches!(self.peer_disk, DiskState::UpToDate | DiskState::Consistent) {
+        if self.link.is_some()
+            && !matches!(self.peer_disk, DiskState::UpToDate | DiskState::Consistent)
+        {
             return Err(self.wrong("the peer has no consistent data to take"));
         }
         let blocks = self.bitmap.blocks();
@@ -134,10 +163,16 @@ impl Replica {
         if self.conn != ConnState::Connected {
             return Err(self.wrong("online verify needs a Connected resource"));
         }
-        if !matches!(self.disk, DiskState::UpToDate | DiskState::Consistent) || !matches!(self.peer_disk, DiskState::UpToDate | DiskState::Consistent) {
+        if !matches!(self.disk, DiskState::UpToDate | DiskState::Consistent)
+            || !matches!(self.peer_disk, DiskState::UpToDate | DiskState::Consistent)
+        {
             return Err(self.wrong("online verify needs consistent data on both nodes"));
         }
-        self.start_verify(alg);
+        if self.peer_role == Role::Primary && self.role != Role::Primary {
+            self.send(crate::wire::Message::VerifyAsk { alg });
+        } else {
+            self.start_verify(alg);
+        }
         Ok(())
     }
 }

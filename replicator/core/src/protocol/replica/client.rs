@@ -29,7 +29,9 @@ use crate::wire::Message;
 pub(super) enum Local {
     Pending,
     /// Done; `mark` is the number of flushes issued before it completed.
-    Done { mark: u64 },
+    Done {
+        mark: u64,
+    },
     Failed,
 }
 
@@ -87,14 +89,20 @@ impl Replica {
     pub(super) fn client_write(&mut self, id: ClientId, offset: u64, data: Bytes, fua: bool) {
         let len = data.len() as u64;
         if !self.may_serve() {
-            return self.emit(Output::ClientDone { id, result: Err(ClientError::NotPrimary) });
+            return self.emit(Output::ClientDone {
+                id,
+                result: Err(ClientError::NotPrimary),
+            });
         }
         if let Err(e) = self.check_range(offset, len) {
             return self.emit(Output::ClientDone { id, result: Err(e) });
         }
         let credit = self.write_credit();
         if credit.writes == 0 || credit.bytes < len {
-            return self.emit(Output::ClientDone { id, result: Err(ClientError::Busy) });
+            return self.emit(Output::ClientDone {
+                id,
+                result: Err(ClientError::Busy),
+            });
         }
         self.next_wseq += 1;
         let wseq = self.next_wseq;
@@ -132,9 +140,15 @@ impl Replica {
         let extents = self.writes[&wseq].extents.clone();
         match self.al.begin(extents) {
             Some(change) => {
-                assert!(self.flags.primary, "activity log used without the primary indicator");
+                assert!(
+                    self.flags.primary,
+                    "activity log used without the primary indicator"
+                );
                 if !change.is_empty() {
-                    self.emit(Output::AlUpdate { activate: change.activate, evict: change.evict });
+                    self.emit(Output::AlUpdate {
+                        activate: change.activate,
+                        evict: change.evict,
+                    });
                 }
                 self.writes.get_mut(&wseq).expect("write").al_held = true;
                 true
@@ -157,13 +171,23 @@ impl Replica {
             let w = &self.writes[&wseq];
             (w.offset, w.len, w.fua)
         };
-        self.emit(Output::DiskWrite { io, offset, data: data.clone(), fua });
+        self.emit(Output::DiskWrite {
+            io,
+            offset,
+            data: data.clone(),
+            fua,
+        });
         if self.replicating() {
             let link = self.link.as_mut().expect("replicating without a link");
             let seq = link.next_seq;
             link.next_seq += 1;
             self.stats.data_bytes_sent += len;
-            self.send(Message::Data { seq, offset, data, fua });
+            self.send(Message::Data {
+                seq,
+                offset,
+                data,
+                fua,
+            });
             let net = match (self.cfg.protocol, fua) {
                 (Protocol::A, _) => Net::Done,
                 (Protocol::B, false) => Net::AwaitRecv,
@@ -199,7 +223,9 @@ impl Replica {
 
     /// Net acks from the peer.
     pub(super) fn on_recv_ack(&mut self, seq: u64, write: bool) {
-        let Some(&wseq) = self.seq_to_wseq.get(&seq) else { return };
+        let Some(&wseq) = self.seq_to_wseq.get(&seq) else {
+            return;
+        };
         let w = self.writes.get_mut(&wseq).expect("write");
         match (w.net, write) {
             (Net::AwaitRecv, _) | (Net::AwaitWrite, true) => w.net = Net::Done,
@@ -213,12 +239,19 @@ impl Replica {
 
     fn maybe_complete_write(&mut self, wseq: u64) {
         let w = self.writes.get_mut(&wseq).expect("write");
-        if w.client_done || w.local == Local::Pending || matches!(w.net, Net::AwaitRecv | Net::AwaitWrite) {
+        if w.client_done
+            || w.local == Local::Pending
+            || matches!(w.net, Net::AwaitRecv | Net::AwaitWrite)
+        {
             return;
         }
         w.client_done = true;
         let (id, len) = (w.id, w.len);
-        let result = if w.local == Local::Failed { Err(ClientError::Io("local write failed".into())) } else { Ok(()) };
+        let result = if w.local == Local::Failed {
+            Err(ClientError::Io("local write failed".into()))
+        } else {
+            Ok(())
+        };
         self.emit(Output::ClientDone { id, result });
         self.writes_in_flight -= 1;
         self.write_bytes_in_flight -= len;
@@ -226,7 +259,9 @@ impl Replica {
         self.unsettled_bytes += len;
         self.oldest_unsettled.get_or_insert(self.now);
         let l = self.cfg.limits;
-        if self.unsettled * 4 >= l.max_unsettled_writes * 3 || self.unsettled_bytes * 4 >= l.max_unsettled_bytes * 3 {
+        if self.unsettled * 4 >= l.max_unsettled_writes * 3
+            || self.unsettled_bytes * 4 >= l.max_unsettled_bytes * 3
+        {
             self.issue_barrier_if_idle();
         }
         self.try_settle(wseq);
@@ -263,7 +298,12 @@ impl Replica {
 
     /// Re-checks every unsettled write (after a flush or a barrier acknowledgement).
     pub(super) fn settle_all(&mut self) {
-        let done: Vec<u64> = self.writes.iter().filter(|(_, w)| self.settled(w)).map(|(k, _)| *k).collect();
+        let done: Vec<u64> = self
+            .writes
+            .iter()
+            .filter(|(_, w)| self.settled(w))
+            .map(|(k, _)| *k)
+            .collect();
         for wseq in done {
             self.try_settle(wseq);
         }
@@ -282,7 +322,10 @@ impl Replica {
 
     pub(super) fn client_read(&mut self, id: ClientId, offset: u64, len: u64) {
         if !self.may_serve() {
-            return self.emit(Output::ClientReadDone { id, result: Err(ClientError::NotPrimary) });
+            return self.emit(Output::ClientReadDone {
+                id,
+                result: Err(ClientError::NotPrimary),
+            });
         }
         if let Err(e) = self.check_range(offset, len) {
             return self.emit(Output::ClientReadDone { id, result: Err(e) });
@@ -295,7 +338,10 @@ impl Replica {
 
     pub(super) fn client_flush(&mut self, id: ClientId) {
         if !self.may_serve() {
-            return self.emit(Output::ClientDone { id, result: Err(ClientError::NotPrimary) });
+            return self.emit(Output::ClientDone {
+                id,
+                result: Err(ClientError::NotPrimary),
+            });
         }
         self.issue_barrier(Some(id));
     }
@@ -326,7 +372,14 @@ impl Replica {
             }
         }
         self.next_flush += 1;
-        self.client_flushes.insert(index, FlushReq { id: client, local_done: false, peer_seq });
+        self.client_flushes.insert(
+            index,
+            FlushReq {
+                id: client,
+                local_done: false,
+                peer_seq,
+            },
+        );
         if self.unsettled > 0 {
             self.oldest_unsettled = Some(self.now);
         }
@@ -343,7 +396,10 @@ impl Replica {
             if let (Some(id), Err(e)) = (f.id, result) {
                 // A failed flush fails the client's FLUSH at once.
                 self.client_flushes.remove(&index);
-                self.emit(Output::ClientDone { id, result: Err(ClientError::Io(e.0)) });
+                self.emit(Output::ClientDone {
+                    id,
+                    result: Err(ClientError::Io(e.0)),
+                });
             }
         }
         self.complete_flushes();
@@ -352,7 +408,9 @@ impl Replica {
 
     /// The peer acknowledged barrier `seq`: everything sent before it is durable there.
     pub(super) fn on_barrier_ack(&mut self, seq: u64) {
-        let Some(link) = self.link.as_mut() else { return };
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
         if !link.barriers_out.remove(&seq) {
             return;
         }
@@ -371,7 +429,12 @@ impl Replica {
     }
 
     pub(super) fn complete_flushes(&mut self) {
-        let done: Vec<u64> = self.client_flushes.iter().filter(|(_, f)| f.local_done && f.peer_seq.is_none()).map(|(k, _)| *k).collect();
+        let done: Vec<u64> = self
+            .client_flushes
+            .iter()
+            .filter(|(_, f)| f.local_done && f.peer_seq.is_none())
+            .map(|(k, _)| *k)
+            .collect();
         for k in done {
             let f = self.client_flushes.remove(&k).expect("flush");
             if let Some(id) = f.id {
@@ -418,7 +481,12 @@ impl Replica {
         let Some(p) = self.release_io(io) else { return };
         match p.kind {
             IoKind::ClientWrite { wseq } => self.client_write_done(wseq, result),
-            IoKind::PeerWrite { rx, seq, ack, resync } => self.peer_write_done(p.epoch, rx, seq, ack, resync, p.offset, p.len, result),
+            IoKind::PeerWrite {
+                rx,
+                seq,
+                ack,
+                resync,
+            } => self.peer_write_done(p.epoch, rx, seq, ack, resync, p.offset, p.len, result),
             other => panic!("write completion for {other:?}"),
         }
     }
@@ -431,7 +499,10 @@ impl Replica {
                 self.release_io(io);
                 self.client_read_done(id, result);
             }
-            IoKind::ResyncRead { first_block, blocks } => self.resync_read_done(io, first_block, blocks, result),
+            IoKind::ResyncRead {
+                first_block,
+                blocks,
+            } => self.resync_read_done(io, first_block, blocks, result),
             other => panic!("read completion for {other:?}"),
         }
     }
@@ -441,7 +512,9 @@ impl Replica {
         let Some(p) = self.release_io(io) else { return };
         match p.kind {
             IoKind::Flush { index } => self.local_flush_done(index, result),
-            IoKind::PeerBarrier { seq, resync_ranges } => self.peer_barrier_done(p.epoch, seq, resync_ranges, result),
+            IoKind::PeerBarrier { seq, resync_ranges } => {
+                self.peer_barrier_done(p.epoch, seq, resync_ranges, result)
+            }
             other => panic!("flush completion for {other:?}"),
         }
     }

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::protocol::gate::Access;
-use crate::protocol::handshake::{self, Decision, Hello, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, SyncDirection};
+use crate::protocol::handshake::{
+    self, Decision, Hello, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, SyncDirection,
+};
 use crate::types::Protocol;
 use crate::wire::Message;
 
@@ -29,7 +31,10 @@ impl Replica {
 
     pub(super) fn peer_connected(&mut self, conn: ConnId) {
         if self.conn != ConnState::WFConnection {
-            return self.emit(Output::CloseConnection { conn, reason: format!("not accepting connections while {}", self.conn) });
+            return self.emit(Output::CloseConnection {
+                conn,
+                reason: format!("not accepting connections while {}", self.conn),
+            });
         }
         self.link_epoch += 1;
         self.link = Some(Link {
@@ -72,14 +77,25 @@ impl Replica {
         self.controller = None;
         self.next_step = None;
         if let Some(v) = self.verify_source.take() {
-            self.notice(Notice::VerifyFinished { checked: v.checked, mismatched: v.mismatched, complete: false });
+            self.notice(Notice::VerifyFinished {
+                checked: v.checked,
+                mismatched: v.mismatched,
+                complete: false,
+            });
         }
         if let Some(v) = self.verify_target.take() {
-            self.notice(Notice::VerifyFinished { checked: v.checked, mismatched: v.mismatched, complete: false });
+            self.notice(Notice::VerifyFinished {
+                checked: v.checked,
+                mismatched: v.mismatched,
+                complete: false,
+            });
         }
         self.barriers_in.clear();
         self.rs_landed.clear();
-        let unsettled_before = self.writes.values().any(|w| w.seq.is_some() && !w.peer_settled);
+        let unsettled_before = self
+            .writes
+            .values()
+            .any(|w| w.seq.is_some() && !w.peer_settled);
         self.writes_link_lost();
         // A Primary (or a node with writes the peer may lack) starts a new data generation.
         if self.role == Role::Primary || unsettled_before {
@@ -98,30 +114,44 @@ impl Replica {
     }
 
     fn protocol_error(&mut self, what: String) {
-        let Some(conn) = self.link.as_ref().map(|l| l.conn) else { return };
+        let Some(conn) = self.link.as_ref().map(|l| l.conn) else {
+            return;
+        };
         self.notice(Notice::ProtocolError(what.clone()));
-        self.emit(Output::CloseConnection { conn, reason: what.clone() });
+        self.emit(Output::CloseConnection {
+            conn,
+            reason: what.clone(),
+        });
         self.link_lost(what, ConnState::WFConnection);
     }
 
     /// Refuses the connection: tell the peer why, close, StandAlone.
     pub(super) fn refuse(&mut self, reason: Refusal, tell_peer: bool) {
-        let Some(conn) = self.link.as_ref().map(|l| l.conn) else { return };
+        let Some(conn) = self.link.as_ref().map(|l| l.conn) else {
+            return;
+        };
         self.stats.refusals += 1;
         if tell_peer {
-            self.send(Message::Refuse { reason: reason.clone() });
+            self.send(Message::Refuse {
+                reason: reason.clone(),
+            });
         }
         self.notice(Notice::Refused(reason.clone()));
         if matches!(reason, Refusal::SplitBrain { .. }) {
             self.emit(Output::CallHandler(Handler::SplitBrain));
         }
         self.refusal = Some(reason.clone());
-        self.emit(Output::CloseConnection { conn, reason: reason.to_string() });
+        self.emit(Output::CloseConnection {
+            conn,
+            reason: reason.to_string(),
+        });
         self.link_lost(reason.to_string(), ConnState::StandAlone);
     }
 
     pub(super) fn peer_message(&mut self, conn: ConnId, msg: Message) {
-        let Some(link) = self.link.as_mut() else { return };
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
         if link.conn != conn {
             return;
         }
@@ -142,7 +172,12 @@ impl Replica {
             _ if !handshaken => self.protocol_error(format!("{} before Hello", msg.kind())),
             Message::Hello(_) => self.protocol_error("second Hello".into()),
             Message::State { role, disk } => self.on_peer_state(role, disk),
-            Message::Data { seq, offset, data, fua } => self.on_data(seq, offset, data, fua),
+            Message::Data {
+                seq,
+                offset,
+                data,
+                fua,
+            } => self.on_data(seq, offset, data, fua),
             Message::RecvAck { seq } => self.on_recv_ack(seq, false),
             Message::WriteAck { seq } => self.on_recv_ack(seq, true),
             Message::Barrier { seq } => self.on_barrier(seq, false),
@@ -153,8 +188,13 @@ impl Replica {
             Message::RsBarrier { seq } => self.on_barrier(seq, true),
             Message::RsBarrierAck { seq } => self.on_rs_barrier_ack(seq),
             Message::ResyncDone { uuids, disk } => self.on_resync_done(uuids, disk),
+            Message::VerifyAsk { alg } => self.on_verify_ask(alg),
             Message::VerifyStart { alg, start_block } => self.on_verify_start(alg, start_block),
-            Message::VerifyRequest { seq, start_block, digests } => self.on_verify_request(seq, start_block, digests),
+            Message::VerifyRequest {
+                seq,
+                start_block,
+                digests,
+            } => self.on_verify_request(seq, start_block, digests),
             Message::VerifyReply { seq, mismatched } => self.on_verify_reply(seq, mismatched),
             Message::VerifyDone => self.on_verify_done(),
         }
@@ -167,7 +207,10 @@ impl Replica {
         }
         let resolve_conflicts = self.cfg.node_id < self.cfg.peer_node_id;
         let verdict = handshake::decide(&mine, &peer, resolve_conflicts);
-        self.notice(Notice::Handshake { hg: verdict.uuid_hg, rule: verdict.rule });
+        self.notice(Notice::Handshake {
+            hg: verdict.uuid_hg,
+            rule: verdict.rule,
+        });
         if verdict.auto_split_brain.is_some() {
             self.emit(Output::CallHandler(Handler::InitialSplitBrain));
         }
@@ -175,7 +218,10 @@ impl Replica {
         self.link.as_mut().expect("link").peer_hello = Some(peer.clone());
         self.peer_role = peer.role;
         self.peer_disk = peer.disk;
-        self.notice(Notice::Peer { role: peer.role, disk: peer.disk });
+        self.notice(Notice::Peer {
+            role: peer.role,
+            disk: peer.disk,
+        });
         let decision = match verdict.decision {
             // Tandem: no sync by the UUIDs but blocks marked out of sync (after a verify, or
             // writes of a handshake in progress): resync them, from the Primary if there is
@@ -190,15 +236,26 @@ impl Replica {
                         std::cmp::Ordering::Equal => resolve_conflicts,
                     },
                 };
-                let direction = if source { SyncDirection::Source } else { SyncDirection::Target };
+                let direction = if source {
+                    SyncDirection::Source
+                } else {
+                    SyncDirection::Target
+                };
                 let target_disk = if source { peer.disk } else { mine.disk };
                 let target_role = if source { peer.role } else { mine.role };
-                if target_role == Role::Primary || (source && mine.disk == DiskState::Inconsistent) || (!source && peer.disk == DiskState::Inconsistent) {
+                if target_role == Role::Primary
+                    || (source && mine.disk == DiskState::Inconsistent)
+                    || (!source && peer.disk == DiskState::Inconsistent)
+                {
                     // Cannot resync towards a Primary or from Inconsistent data: leave them marked.
                     let _ = target_disk;
                     Decision::NoSync
                 } else {
-                    Decision::Resync { direction, full: false, demote_first: false }
+                    Decision::Resync {
+                        direction,
+                        full: false,
+                        demote_first: false,
+                    }
                 }
             }
             d => d,
@@ -218,7 +275,11 @@ impl Replica {
                 }
                 self.maybe_clear_primary_flag();
             }
-            Decision::Resync { direction, full, demote_first } => {
+            Decision::Resync {
+                direction,
+                full,
+                demote_first,
+            } => {
                 if demote_first && self.role == Role::Primary {
                     if self.writes_in_flight > 0 || self.reads_in_flight > 0 {
                         self.emit(Output::CallHandler(Handler::PriLostAfterSb));
@@ -242,8 +303,14 @@ impl Replica {
     }
 
     fn check_peer_range(&mut self, offset: u64, len: u64) -> bool {
-        if offset.checked_add(len).is_none_or(|e| e > self.cfg.size_bytes) {
-            self.protocol_error(format!("peer write {offset}+{len} past the {}-byte device", self.cfg.size_bytes));
+        if offset
+            .checked_add(len)
+            .is_none_or(|e| e > self.cfg.size_bytes)
+        {
+            self.protocol_error(format!(
+                "peer write {offset}+{len} past the {}-byte device",
+                self.cfg.size_bytes
+            ));
             return false;
         }
         if self.rx_pending.len() >= self.cfg.limits.max_peer_writes_pending {
@@ -271,17 +338,46 @@ impl Replica {
         self.peer_write(seq, offset, data, fua, ack, false);
     }
 
-    pub(super) fn peer_write(&mut self, seq: u64, offset: u64, data: Bytes, fua: bool, ack: bool, resync: bool) {
+    pub(super) fn peer_write(
+        &mut self,
+        seq: u64,
+        offset: u64,
+        data: Bytes,
+        fua: bool,
+        ack: bool,
+        resync: bool,
+    ) {
         self.next_rx += 1;
         let rx = self.next_rx;
         self.rx_pending.insert(rx);
         let len = data.len() as u64;
-        let io = self.new_io(IoKind::PeerWrite { rx, seq, ack, resync }, offset, len, Some(data), fua);
+        let io = self.new_io(
+            IoKind::PeerWrite {
+                rx,
+                seq,
+                ack,
+                resync,
+            },
+            offset,
+            len,
+            Some(data),
+            fua,
+        );
         self.submit_io(io, Access::Write);
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn peer_write_done(&mut self, epoch: u64, rx: u64, seq: u64, ack: bool, resync: bool, offset: u64, len: u64, result: Result<(), IoError>) {
+    pub(super) fn peer_write_done(
+        &mut self,
+        epoch: u64,
+        rx: u64,
+        seq: u64,
+        ack: bool,
+        resync: bool,
+        offset: u64,
+        len: u64,
+        result: Result<(), IoError>,
+    ) {
         self.rx_pending.remove(&rx);
         let same_link = self.link.as_ref().is_some_and(|l| l.epoch == epoch);
         match result {
@@ -308,7 +404,11 @@ impl Replica {
 
     /// `Barrier`/`RsBarrier`: flush once everything received before it is on disk.
     fn on_barrier(&mut self, seq: u64, resync: bool) {
-        let ranges = if resync { Some(std::mem::take(&mut self.rs_landed)) } else { None };
+        let ranges = if resync {
+            Some(std::mem::take(&mut self.rs_landed))
+        } else {
+            None
+        };
         self.barriers_in.push_back((self.next_rx, seq, ranges));
         self.run_barriers_in();
     }
@@ -319,12 +419,27 @@ impl Replica {
                 return;
             }
             let (_, seq, ranges) = self.barriers_in.pop_front().expect("front");
-            let io = self.new_io(IoKind::PeerBarrier { seq, resync_ranges: ranges }, 0, 0, None, false);
+            let io = self.new_io(
+                IoKind::PeerBarrier {
+                    seq,
+                    resync_ranges: ranges,
+                },
+                0,
+                0,
+                None,
+                false,
+            );
             self.emit(Output::DiskFlush { io });
         }
     }
 
-    pub(super) fn peer_barrier_done(&mut self, epoch: u64, seq: u64, ranges: Option<Vec<(u64, u64)>>, result: Result<(), IoError>) {
+    pub(super) fn peer_barrier_done(
+        &mut self,
+        epoch: u64,
+        seq: u64,
+        ranges: Option<Vec<(u64, u64)>>,
+        result: Result<(), IoError>,
+    ) {
         let same_link = self.link.as_ref().is_some_and(|l| l.epoch == epoch);
         if let Err(e) = result {
             self.notice(Notice::IoError(e.0.clone()));
@@ -357,12 +472,20 @@ impl Replica {
 
     /// Keep-alive: ping after `ping-int` of silence, give up after `ping-timeout` more.
     pub(super) fn link_timers(&mut self) {
-        let Some(link) = self.link.as_mut() else { return };
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
         match link.ping_sent {
             Some(sent) if sent + self.cfg.ping_timeout <= self.now => {
                 let conn = link.conn;
-                self.emit(Output::CloseConnection { conn, reason: "ping timeout".into() });
-                self.link_lost("ping timeout: the peer did not answer".into(), ConnState::WFConnection);
+                self.emit(Output::CloseConnection {
+                    conn,
+                    reason: "ping timeout".into(),
+                });
+                self.link_lost(
+                    "ping timeout: the peer did not answer".into(),
+                    ConnState::WFConnection,
+                );
             }
             None if link.last_rx + self.cfg.ping_int <= self.now => {
                 link.ping_sent = Some(self.now);

@@ -46,13 +46,25 @@ enum IoKind {
     /// A local flush with index `index` (barrier or client flush).
     Flush { index: u64 },
     /// A write received from the peer (`Data` or `RsData`), receive index `rx`.
-    PeerWrite { rx: u64, seq: u64, ack: bool, resync: bool },
+    PeerWrite {
+        rx: u64,
+        seq: u64,
+        ack: bool,
+        resync: bool,
+    },
     /// The flush answering the peer's barrier `seq`.
-    PeerBarrier { seq: u64, resync_ranges: Option<Vec<(u64, u64)>> },
+    PeerBarrier {
+        seq: u64,
+        resync_ranges: Option<Vec<(u64, u64)>>,
+    },
     /// A resync read (source).
     ResyncRead { first_block: u64, blocks: u64 },
     /// Digests for verify: as source (`request` None) or answering the peer's request.
-    VerifyRead { first_block: u64, blocks: u64, request: Option<(u64, Vec<Digest>)> },
+    VerifyRead {
+        first_block: u64,
+        blocks: u64,
+        request: Option<(u64, Vec<Digest>)>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +185,11 @@ impl Replica {
     /// Inconsistent, Outdated or Consistent, never UpToDate: only the peer (or `--force`) can
     /// say it is the newest.
     pub fn new(cfg: ReplicaConfig, persisted: Persisted, seed: u64, now: Time) -> Replica {
-        assert_eq!(persisted.bitmap.blocks(), cfg.size_bytes.div_ceil(crate::bitmap::BLOCK_SIZE), "bitmap size does not match the device");
+        assert_eq!(
+            persisted.bitmap.blocks(),
+            cfg.size_bytes.div_ceil(crate::bitmap::BLOCK_SIZE),
+            "bitmap size does not match the device"
+        );
         let disk = if !persisted.flags.consistent {
             DiskState::Inconsistent
         } else if persisted.flags.outdated {
@@ -238,7 +254,10 @@ impl Replica {
                 }
             }
             // Clearing the AL is a sync point: the bits just set reach the disk first.
-            r.emit(Output::AlUpdate { activate: vec![], evict: persisted.al.clone() });
+            r.emit(Output::AlUpdate {
+                activate: vec![],
+                evict: persisted.al.clone(),
+            });
         }
         r.check_invariants();
         r
@@ -248,7 +267,12 @@ impl Replica {
     pub fn handle(&mut self, now: Time, event: Event) {
         self.now = self.now.max(now);
         match event {
-            Event::ClientWrite { id, offset, data, fua } => self.client_write(id, offset, data, fua),
+            Event::ClientWrite {
+                id,
+                offset,
+                data,
+                fua,
+            } => self.client_write(id, offset, data, fua),
             Event::ClientRead { id, offset, len } => self.client_read(id, offset, len),
             Event::ClientFlush { id } => self.client_flush(id),
             Event::DiskWriteDone { io, result } => self.disk_write_done(io, result),
@@ -302,7 +326,10 @@ impl Replica {
     pub fn handle_timeout(&mut self, now: Time) {
         self.now = self.now.max(now);
         self.link_timers();
-        if self.oldest_unsettled.is_some_and(|o| o + self.cfg.barrier_interval <= self.now) {
+        if self
+            .oldest_unsettled
+            .is_some_and(|o| o + self.cfg.barrier_interval <= self.now)
+        {
             self.issue_barrier(None);
         }
         if self.next_step.is_some_and(|t| t <= self.now) {
@@ -357,48 +384,118 @@ impl Replica {
         let writes = l
             .max_writes_in_flight
             .saturating_sub(self.writes_in_flight)
-            .min(l.max_unsettled_writes.saturating_sub(self.unsettled + self.writes_in_flight));
+            .min(
+                l.max_unsettled_writes
+                    .saturating_sub(self.unsettled + self.writes_in_flight),
+            );
         let bytes = l
             .max_write_bytes_in_flight
             .saturating_sub(self.write_bytes_in_flight)
-            .min(l.max_unsettled_bytes.saturating_sub(self.unsettled_bytes + self.write_bytes_in_flight));
-        WriteCredit { writes, bytes: if writes == 0 { 0 } else { bytes } }
+            .min(
+                l.max_unsettled_bytes
+                    .saturating_sub(self.unsettled_bytes + self.write_bytes_in_flight),
+            );
+        WriteCredit {
+            writes,
+            bytes: if writes == 0 { 0 } else { bytes },
+        }
     }
 
     /// Whether nothing is in flight: no local I/O, no client request, nothing unsettled, no
     /// resync or verify running. (For tests and clean shutdown.)
     pub fn is_quiescent(&self) -> bool {
-        self.ios.is_empty() && self.writes.is_empty() && self.client_flushes.is_empty() && self.source.is_none() && self.target.is_none()
-            && self.verify_source.is_none() && self.verify_target.is_none()
+        self.ios.is_empty()
+            && self.writes.is_empty()
+            && self.client_flushes.is_empty()
+            && self.source.is_none()
+            && self.target.is_none()
+            && self.verify_source.is_none()
+            && self.verify_target.is_none()
     }
 
     /// Checks the invariants that must hold between events; panics (a bug) if one does not.
     pub fn check_invariants(&self) {
         use ConnState::*;
-        assert!(self.role != Role::Primary || self.disk == DiskState::UpToDate, "Primary with {} data", self.disk);
+        assert!(
+            self.role != Role::Primary || self.disk == DiskState::UpToDate,
+            "Primary with {} data",
+            self.disk
+        );
         let linked = !matches!(self.conn, StandAlone | WFConnection | Disconnecting);
-        assert_eq!(linked, self.link.is_some(), "connection state {} with link {:?}", self.conn, self.link.as_ref().map(|l| l.conn));
+        assert_eq!(
+            linked,
+            self.link.is_some(),
+            "connection state {} with link {:?}",
+            self.conn,
+            self.link.as_ref().map(|l| l.conn)
+        );
         if self.link.is_none() {
-            assert_eq!((self.peer_role, self.peer_disk), (Role::Unknown, DiskState::DUnknown), "peer state known without a link");
+            assert_eq!(
+                (self.peer_role, self.peer_disk),
+                (Role::Unknown, DiskState::DUnknown),
+                "peer state known without a link"
+            );
         }
-        assert_eq!(self.source.is_some(), self.conn == SyncSource, "source state vs {}", self.conn);
-        assert_eq!(self.target.is_some(), self.conn == SyncTarget, "target state vs {}", self.conn);
-        assert_eq!(self.verify_source.is_some(), self.conn == VerifyS, "verify source vs {}", self.conn);
-        assert_eq!(self.verify_target.is_some(), self.conn == VerifyT, "verify target vs {}", self.conn);
+        assert_eq!(
+            self.source.is_some(),
+            self.conn == SyncSource,
+            "source state vs {}",
+            self.conn
+        );
+        assert_eq!(
+            self.target.is_some(),
+            self.conn == SyncTarget,
+            "target state vs {}",
+            self.conn
+        );
+        assert_eq!(
+            self.verify_source.is_some(),
+            self.conn == VerifyS,
+            "verify source vs {}",
+            self.conn
+        );
+        assert_eq!(
+            self.verify_target.is_some(),
+            self.conn == VerifyT,
+            "verify target vs {}",
+            self.conn
+        );
         if self.conn == SyncTarget {
-            assert_eq!(self.disk, DiskState::Inconsistent, "SyncTarget with {} data", self.disk);
+            assert_eq!(
+                self.disk,
+                DiskState::Inconsistent,
+                "SyncTarget with {} data",
+                self.disk
+            );
             assert_ne!(self.role, Role::Primary, "Primary as SyncTarget");
         }
         if self.role == Role::Primary && self.peer_role == Role::Primary {
-            assert!(self.cfg.allow_two_primaries, "two Primaries without allow-two-primaries");
+            assert!(
+                self.cfg.allow_two_primaries,
+                "two Primaries without allow-two-primaries"
+            );
         }
-        assert!(self.writes_in_flight <= self.cfg.limits.max_writes_in_flight, "writes in flight past the bound");
+        assert!(
+            self.writes_in_flight <= self.cfg.limits.max_writes_in_flight,
+            "writes in flight past the bound"
+        );
         assert!(self.bitmap.count() <= self.bitmap.blocks());
         assert!(self.flushes_covered <= self.flushes_issued);
-        assert_eq!(self.writes.values().filter(|w| !w.client_done).count(), self.writes_in_flight, "writes in flight count");
-        assert_eq!(self.writes.values().filter(|w| w.client_done).count(), self.unsettled, "unsettled count");
+        assert_eq!(
+            self.writes.values().filter(|w| !w.client_done).count(),
+            self.writes_in_flight,
+            "writes in flight count"
+        );
+        assert_eq!(
+            self.writes.values().filter(|w| w.client_done).count(),
+            self.unsettled,
+            "unsettled count"
+        );
         if self.role == Role::Primary || self.al.busy() {
-            assert!(self.flags.primary, "Primary or unsettled writes without the primary indicator");
+            assert!(
+                self.flags.primary,
+                "Primary or unsettled writes without the primary indicator"
+            );
         }
     }
 
@@ -480,14 +577,35 @@ impl Replica {
 
     fn send_state(&mut self) {
         if self.link.as_ref().is_some_and(|l| l.peer_hello.is_some()) {
-            self.send(crate::wire::Message::State { role: self.role, disk: self.disk });
+            self.send(crate::wire::Message::State {
+                role: self.role,
+                disk: self.disk,
+            });
         }
     }
 
-    fn new_io(&mut self, kind: IoKind, offset: u64, len: u64, data: Option<Bytes>, fua: bool) -> IoId {
+    fn new_io(
+        &mut self,
+        kind: IoKind,
+        offset: u64,
+        len: u64,
+        data: Option<Bytes>,
+        fua: bool,
+    ) -> IoId {
         self.next_io += 1;
         let io = IoId(self.next_io);
-        self.ios.insert(io, PendingIo { kind, epoch: self.link_epoch, ticket: None, offset, len, data, fua });
+        self.ios.insert(
+            io,
+            PendingIo {
+                kind,
+                epoch: self.link_epoch,
+                ticket: None,
+                offset,
+                len,
+                data,
+                fua,
+            },
+        );
         io
     }
 
@@ -505,14 +623,34 @@ impl Replica {
         let (offset, len, fua) = (p.offset, p.len, p.fua);
         let data = p.data.take();
         match p.kind.clone() {
-            IoKind::ClientWrite { wseq } => self.start_client_write(io, wseq, data.expect("write data")),
-            IoKind::PeerWrite { .. } => self.emit(Output::DiskWrite { io, offset, data: data.expect("write data"), fua }),
-            IoKind::ClientRead { .. } | IoKind::ResyncRead { .. } => self.emit(Output::DiskRead { io, offset, len }),
-            IoKind::VerifyRead { first_block, blocks, .. } => {
-                let alg = self.verify_alg();
-                self.emit(Output::ComputeDigests { io, first_block, blocks, alg });
+            IoKind::ClientWrite { wseq } => {
+                self.start_client_write(io, wseq, data.expect("write data"))
             }
-            IoKind::Flush { .. } | IoKind::PeerBarrier { .. } => unreachable!("flushes do not go through the gate"),
+            IoKind::PeerWrite { .. } => self.emit(Output::DiskWrite {
+                io,
+                offset,
+                data: data.expect("write data"),
+                fua,
+            }),
+            IoKind::ClientRead { .. } | IoKind::ResyncRead { .. } => {
+                self.emit(Output::DiskRead { io, offset, len })
+            }
+            IoKind::VerifyRead {
+                first_block,
+                blocks,
+                ..
+            } => {
+                let alg = self.verify_alg();
+                self.emit(Output::ComputeDigests {
+                    io,
+                    first_block,
+                    blocks,
+                    alg,
+                });
+            }
+            IoKind::Flush { .. } | IoKind::PeerBarrier { .. } => {
+                unreachable!("flushes do not go through the gate")
+            }
         }
     }
 
@@ -533,7 +671,10 @@ impl Replica {
             changed |= self.bitmap.set(b);
         }
         if changed {
-            self.emit(Output::MarkOutOfSync { first_block, blocks });
+            self.emit(Output::MarkOutOfSync {
+                first_block,
+                blocks,
+            });
         }
     }
 
@@ -548,7 +689,10 @@ impl Replica {
             changed |= self.bitmap.clear(b);
         }
         if changed {
-            self.emit(Output::MarkInSync { first_block, blocks });
+            self.emit(Output::MarkInSync {
+                first_block,
+                blocks,
+            });
         }
     }
 
@@ -565,12 +709,19 @@ impl Replica {
     /// Clears the primary indicator once this node is Secondary, has nothing unsettled and no
     /// crashed-Primary state is left to report in a handshake; drops the idle AL extents.
     fn maybe_clear_primary_flag(&mut self) {
-        if self.role == Role::Primary || self.al.busy() || self.crashed_primary || !self.writes.is_empty() {
+        if self.role == Role::Primary
+            || self.al.busy()
+            || self.crashed_primary
+            || !self.writes.is_empty()
+        {
             return;
         }
         let change = self.al.clear_idle();
         if !change.is_empty() {
-            self.emit(Output::AlUpdate { activate: change.activate, evict: change.evict });
+            self.emit(Output::AlUpdate {
+                activate: change.activate,
+                evict: change.evict,
+            });
         }
         if self.flags.primary {
             self.flags.primary = false;
@@ -579,14 +730,28 @@ impl Replica {
     }
 
     fn verify_alg(&self) -> super::verify::VerifyAlg {
-        self.verify_source.as_ref().map(|v| v.alg).or(self.verify_target.as_ref().map(|v| v.alg)).or(self.cfg.verify_alg).unwrap_or(super::verify::VerifyAlg::Crc32c)
+        self.verify_source
+            .as_ref()
+            .map(|v| v.alg)
+            .or(self.verify_target.as_ref().map(|v| v.alg))
+            .or(self.cfg.verify_alg)
+            .unwrap_or(super::verify::VerifyAlg::Crc32c)
     }
 
     fn replicating(&self) -> bool {
         use ConnState::*;
         self.link.is_some()
-            && matches!(self.conn, Connected | SyncSource | SyncTarget | VerifyS | VerifyT)
-            && matches!(self.peer_disk, DiskState::Inconsistent | DiskState::Outdated | DiskState::Consistent | DiskState::UpToDate)
+            && matches!(
+                self.conn,
+                Connected | SyncSource | SyncTarget | VerifyS | VerifyT
+            )
+            && matches!(
+                self.peer_disk,
+                DiskState::Inconsistent
+                    | DiskState::Outdated
+                    | DiskState::Consistent
+                    | DiskState::UpToDate
+            )
     }
 }
 

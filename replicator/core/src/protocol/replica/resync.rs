@@ -77,12 +77,17 @@ impl Replica {
         let parts = bitmap_xfer::encode(&self.bitmap);
         let n = parts.len();
         for (i, runs) in parts.into_iter().enumerate() {
-            self.send(Message::BitmapPart { runs, last: i + 1 == n });
+            self.send(Message::BitmapPart {
+                runs,
+                last: i + 1 == n,
+            });
         }
     }
 
     pub(super) fn on_bitmap_part(&mut self, runs: Vec<BitmapRun>, last: bool) {
-        if !matches!(self.conn, ConnState::WFBitMapS | ConnState::WFBitMapT) || self.link.as_ref().is_some_and(|l| l.bitmap_received) {
+        if !matches!(self.conn, ConnState::WFBitMapS | ConnState::WFBitMapT)
+            || self.link.as_ref().is_some_and(|l| l.bitmap_received)
+        {
             return self.protocol_error_pub(format!("BitmapPart while {}", self.conn));
         }
         match bitmap_xfer::apply(&mut self.bitmap, &runs) {
@@ -96,7 +101,10 @@ impl Replica {
                     while j < newly.len() && newly[j] == newly[j - 1] + 1 {
                         j += 1;
                     }
-                    self.emit(Output::MarkOutOfSync { first_block: start, blocks: (j - i) as u64 });
+                    self.emit(Output::MarkOutOfSync {
+                        first_block: start,
+                        blocks: (j - i) as u64,
+                    });
                     i = j;
                 }
             }
@@ -110,7 +118,11 @@ impl Replica {
     }
 
     fn start_source(&mut self) {
-        let full = self.link.as_ref().and_then(|l| l.pending_sync).is_some_and(|(_, f)| f);
+        let full = self
+            .link
+            .as_ref()
+            .and_then(|l| l.pending_sync)
+            .is_some_and(|(_, f)| f);
         let fresh = self.fresh_u64();
         let (sync, ids) = uuids::start_sync_as_source(self.uuids, fresh);
         // A sync point: the bitmap (all of it, for a full sync) is durable before the sync UUID.
@@ -133,7 +145,11 @@ impl Replica {
             budget_sectors: 0,
             sect_in: 0,
         });
-        self.notice(Notice::ResyncStarted { direction: SyncDirection::Source, blocks: total, full });
+        self.notice(Notice::ResyncStarted {
+            direction: SyncDirection::Source,
+            blocks: total,
+            full,
+        });
         self.start_controller();
     }
 
@@ -146,7 +162,9 @@ impl Replica {
     }
 
     pub(super) fn on_sync_uuid(&mut self, uuid: Uuid) {
-        if self.conn != ConnState::WFBitMapT || !self.link.as_ref().is_some_and(|l| l.bitmap_received) {
+        if self.conn != ConnState::WFBitMapT
+            || !self.link.as_ref().is_some_and(|l| l.bitmap_received)
+        {
             return self.protocol_error_pub(format!("SyncUuid while {}", self.conn));
         }
         // Inconsistent first, then the new current UUID: both durable before any resync write.
@@ -154,9 +172,21 @@ impl Replica {
         self.set_uuids(uuids::start_sync_as_target(self.uuids, uuid));
         self.set_conn(ConnState::SyncTarget);
         let total = self.bitmap.count();
-        let full = self.link.as_ref().and_then(|l| l.pending_sync).is_some_and(|(_, f)| f);
-        self.target = Some(TargetSync { total_blocks: total, done_blocks: 0, started: self.now });
-        self.notice(Notice::ResyncStarted { direction: SyncDirection::Target, blocks: total, full });
+        let full = self
+            .link
+            .as_ref()
+            .and_then(|l| l.pending_sync)
+            .is_some_and(|(_, f)| f);
+        self.target = Some(TargetSync {
+            total_blocks: total,
+            done_blocks: 0,
+            started: self.now,
+        });
+        self.notice(Notice::ResyncStarted {
+            direction: SyncDirection::Target,
+            blocks: total,
+            full,
+        });
     }
 
     pub(super) fn on_rs_data(&mut self, seq: u64, offset: u64, data: Bytes) {
@@ -167,7 +197,10 @@ impl Replica {
         if offset % BLOCK_SIZE != 0 || len % BLOCK_SIZE != 0 {
             return self.protocol_error_pub(format!("RsData {offset}+{len} not block-aligned"));
         }
-        if offset.checked_add(len).is_none_or(|e| e > self.cfg.size_bytes) {
+        if offset
+            .checked_add(len)
+            .is_none_or(|e| e > self.cfg.size_bytes)
+        {
             return self.protocol_error_pub(format!("RsData {offset}+{len} past the device"));
         }
         self.rs_landed.push((offset / BLOCK_SIZE, len / BLOCK_SIZE));
@@ -179,12 +212,17 @@ impl Replica {
         let window = self.cfg.limits.resync_window_bytes;
         let max_blocks = (self.cfg.limits.resync_request_bytes / BLOCK_SIZE).max(1);
         loop {
-            let Some(s) = self.source.as_ref() else { return };
+            let Some(s) = self.source.as_ref() else {
+                return;
+            };
             if s.budget_sectors <= 0 || s.in_flight_bytes >= window {
                 break;
             }
-            let Some(b) = self.bitmap.next_set(s.cursor) else { break };
-            let budget_blocks = (u64::try_from(s.budget_sectors).unwrap_or(0) / SECTORS_PER_BLOCK).max(1);
+            let Some(b) = self.bitmap.next_set(s.cursor) else {
+                break;
+            };
+            let budget_blocks =
+                (u64::try_from(s.budget_sectors).unwrap_or(0) / SECTORS_PER_BLOCK).max(1);
             let room_blocks = ((window - s.in_flight_bytes) / BLOCK_SIZE).max(1);
             let limit = max_blocks.min(budget_blocks).min(room_blocks);
             let mut n = 1;
@@ -196,24 +234,47 @@ impl Replica {
             s.in_flight_bytes += n * BLOCK_SIZE;
             s.budget_sectors -= i64::try_from(n * SECTORS_PER_BLOCK).unwrap_or(i64::MAX);
             s.reads_pending += 1;
-            let io = self.new_io(IoKind::ResyncRead { first_block: b, blocks: n }, b * BLOCK_SIZE, n * BLOCK_SIZE, None, false);
+            let io = self.new_io(
+                IoKind::ResyncRead {
+                    first_block: b,
+                    blocks: n,
+                },
+                b * BLOCK_SIZE,
+                n * BLOCK_SIZE,
+                None,
+                false,
+            );
             self.submit_io(io, Access::Read);
         }
         self.maybe_finish_source();
     }
 
-    pub(super) fn resync_read_done(&mut self, io: IoId, first_block: u64, blocks: u64, result: Result<Bytes, IoError>) {
+    pub(super) fn resync_read_done(
+        &mut self,
+        io: IoId,
+        first_block: u64,
+        blocks: u64,
+        result: Result<Bytes, IoError>,
+    ) {
         let epoch = self.ios[&io].epoch;
         let live = self.source.is_some() && self.link.as_ref().is_some_and(|l| l.epoch == epoch);
         match result {
             Ok(data) if live => {
-                assert_eq!(data.len() as u64, blocks * BLOCK_SIZE, "resync read returned the wrong length");
+                assert_eq!(
+                    data.len() as u64,
+                    blocks * BLOCK_SIZE,
+                    "resync read returned the wrong length"
+                );
                 let link = self.link.as_mut().expect("link");
                 let seq = link.next_seq;
                 link.next_seq += 1;
                 self.stats.resync_bytes_sent += data.len() as u64;
                 // Send before releasing the gate: a write waiting on this block goes after it.
-                self.send(Message::RsData { seq, offset: first_block * BLOCK_SIZE, data });
+                self.send(Message::RsData {
+                    seq,
+                    offset: first_block * BLOCK_SIZE,
+                    data,
+                });
                 let s = self.source.as_mut().expect("source");
                 s.batch.push((first_block, blocks));
                 s.batch_bytes += blocks * BLOCK_SIZE;
@@ -240,7 +301,9 @@ impl Replica {
     }
 
     fn send_rs_barrier(&mut self) {
-        let Some(s) = self.source.as_mut() else { return };
+        let Some(s) = self.source.as_mut() else {
+            return;
+        };
         if s.batch.is_empty() {
             return;
         }
@@ -249,7 +312,11 @@ impl Replica {
         let link = self.link.as_mut().expect("link");
         let seq = link.next_seq;
         link.next_seq += 1;
-        self.source.as_mut().expect("source").unacked.push_back((seq, batch, bytes));
+        self.source
+            .as_mut()
+            .expect("source")
+            .unacked
+            .push_back((seq, batch, bytes));
         self.send(Message::RsBarrier { seq });
     }
 
@@ -275,8 +342,14 @@ impl Replica {
     }
 
     fn maybe_finish_source(&mut self) {
-        let Some(s) = self.source.as_ref() else { return };
-        if s.reads_pending > 0 || !s.batch.is_empty() || !s.unacked.is_empty() || self.bitmap.next_set(s.cursor).is_some() {
+        let Some(s) = self.source.as_ref() else {
+            return;
+        };
+        if s.reads_pending > 0
+            || !s.batch.is_empty()
+            || !s.unacked.is_empty()
+            || self.bitmap.next_set(s.cursor).is_some()
+        {
             return;
         }
         if self.bitmap.count() > 0 {
@@ -291,11 +364,17 @@ impl Replica {
         self.crashed_primary = false;
         // Connected and identical: both hold the newest data.
         self.set_disk(DiskState::UpToDate);
-        self.send(Message::ResyncDone { uuids: self.uuids, disk: self.disk });
+        self.send(Message::ResyncDone {
+            uuids: self.uuids,
+            disk: self.disk,
+        });
         self.set_conn(ConnState::Connected);
         self.peer_disk = self.disk;
         self.stats.resyncs_completed += 1;
-        self.notice(Notice::ResyncFinished { direction: SyncDirection::Source, blocks: s.done_blocks });
+        self.notice(Notice::ResyncFinished {
+            direction: SyncDirection::Source,
+            blocks: s.done_blocks,
+        });
         self.maybe_clear_primary_flag();
     }
 
@@ -304,11 +383,18 @@ impl Replica {
             return self.protocol_error_pub(format!("ResyncDone while {}", self.conn));
         };
         self.set_uuids(ids);
-        self.set_disk(if disk == DiskState::UpToDate { DiskState::UpToDate } else { DiskState::Consistent });
+        self.set_disk(if disk == DiskState::UpToDate {
+            DiskState::UpToDate
+        } else {
+            DiskState::Consistent
+        });
         self.crashed_primary = false;
         self.set_conn(ConnState::Connected);
         self.peer_disk = disk;
-        self.notice(Notice::ResyncFinished { direction: SyncDirection::Target, blocks: t.done_blocks });
+        self.notice(Notice::ResyncFinished {
+            direction: SyncDirection::Target,
+            blocks: t.done_blocks,
+        });
         self.maybe_clear_primary_flag();
     }
 
@@ -320,20 +406,29 @@ impl Replica {
             return;
         }
         self.next_step = Some(self.now + STEP);
-        let ctl = self.controller.get_or_insert_with(|| RateController::new(self.cfg.rate));
+        let ctl = self
+            .controller
+            .get_or_insert_with(|| RateController::new(self.cfg.rate));
         if let Some(s) = self.source.as_mut() {
             let grant = ctl.step(std::mem::take(&mut s.sect_in), s.in_flight_bytes / 512, app);
             s.budget_sectors = s.budget_sectors.min(0) + i64::try_from(grant).unwrap_or(i64::MAX);
             self.pump_source();
         } else if let Some(v) = self.verify_source.as_mut() {
-            let grant = ctl.step(std::mem::take(&mut v.sect_in), v.in_flight_blocks * SECTORS_PER_BLOCK, app);
+            let grant = ctl.step(
+                std::mem::take(&mut v.sect_in),
+                v.in_flight_blocks * SECTORS_PER_BLOCK,
+                app,
+            );
             v.budget_sectors = v.budget_sectors.min(0) + i64::try_from(grant).unwrap_or(i64::MAX);
             self.pump_verify();
         }
     }
 
     pub(super) fn resync_progress(&self) -> Option<Progress> {
-        let rate = self.controller.as_ref().map_or(0, |c| c.recent_rate_kib_s());
+        let rate = self
+            .controller
+            .as_ref()
+            .map_or(0, |c| c.recent_rate_kib_s());
         if let Some(s) = &self.source {
             return Some(Progress {
                 total_blocks: s.total_blocks,
@@ -347,15 +442,22 @@ impl Replica {
             total_blocks: t.total_blocks,
             remaining_blocks: self.bitmap.count(),
             started: t.started,
-            rate_kib_s: (t.done_blocks * 4).checked_div(self.now.since(t.started).as_secs().max(1)).unwrap_or(0),
+            rate_kib_s: (t.done_blocks * 4)
+                .checked_div(self.now.since(t.started).as_secs().max(1))
+                .unwrap_or(0),
             want_kib_s: 0,
         })
     }
 
     pub(super) fn protocol_error_pub(&mut self, what: String) {
-        let Some(conn) = self.link.as_ref().map(|l| l.conn) else { return };
+        let Some(conn) = self.link.as_ref().map(|l| l.conn) else {
+            return;
+        };
         self.notice(Notice::ProtocolError(what.clone()));
-        self.emit(Output::CloseConnection { conn, reason: what.clone() });
+        self.emit(Output::CloseConnection {
+            conn,
+            reason: what.clone(),
+        });
         self.link_lost(what, ConnState::WFConnection);
     }
 }

@@ -19,11 +19,23 @@ fn cfg(node: u8, protocol: Protocol) -> ReplicaConfig {
 }
 
 fn ids(c: u64, b: u64) -> GenerationIds {
-    GenerationIds { current: Uuid(c), bitmap: Uuid(b), history: [Uuid::NONE; 2] }
+    GenerationIds {
+        current: Uuid(c),
+        bitmap: Uuid(b),
+        history: [Uuid::NONE; 2],
+    }
 }
 
 fn persisted(uuids: GenerationIds, consistent: bool) -> Persisted {
-    Persisted { uuids, flags: MdFlags { consistent, ..Default::default() }, bitmap: Bitmap::new(SIZE), al: vec![] }
+    Persisted {
+        uuids,
+        flags: MdFlags {
+            consistent,
+            ..Default::default()
+        },
+        bitmap: Bitmap::new(SIZE),
+        al: vec![],
+    }
 }
 
 fn drain(r: &mut Replica) -> Vec<Output> {
@@ -32,7 +44,15 @@ fn drain(r: &mut Replica) -> Vec<Output> {
 
 /// Only what goes to the peer.
 fn sent(out: &[Output]) -> Vec<Message> {
-    out.iter().filter_map(|o| if let Output::Send { msg, .. } = o { Some(msg.clone()) } else { None }).collect()
+    out.iter()
+        .filter_map(|o| {
+            if let Output::Send { msg, .. } = o {
+                Some(msg.clone())
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Delivers every message in `out` to `to` on connection `conn`.
@@ -46,16 +66,38 @@ fn deliver(to: &mut Replica, conn: ConnId, out: &[Output]) {
 fn connected_pair(protocol: Protocol) -> (Replica, Replica) {
     let mut a = Replica::new(cfg(0, protocol), persisted(ids(0xA0, 0), true), 1, T0);
     let mut b = Replica::new(cfg(1, protocol), persisted(ids(0xA0, 0), true), 2, T0);
-    a.admin(T0, AdminCommand::Connect { discard_my_data: false }).unwrap();
-    b.admin(T0, AdminCommand::Connect { discard_my_data: false }).unwrap();
+    a.admin(
+        T0,
+        AdminCommand::Connect {
+            discard_my_data: false,
+        },
+    )
+    .unwrap();
+    b.admin(
+        T0,
+        AdminCommand::Connect {
+            discard_my_data: false,
+        },
+    )
+    .unwrap();
     a.handle(T0, Event::PeerConnected { conn: ConnId(1) });
     b.handle(T0, Event::PeerConnected { conn: ConnId(1) });
     let oa = drain(&mut a);
     let ob = drain(&mut b);
     deliver(&mut b, ConnId(1), &oa);
     deliver(&mut a, ConnId(1), &ob);
-    assert_eq!((a.status().conn, a.status().disk, a.status().peer_disk), (ConnState::Connected, DiskState::UpToDate, DiskState::UpToDate));
-    assert_eq!((b.status().conn, b.status().disk), (ConnState::Connected, DiskState::UpToDate));
+    assert_eq!(
+        (a.status().conn, a.status().disk, a.status().peer_disk),
+        (
+            ConnState::Connected,
+            DiskState::UpToDate,
+            DiskState::UpToDate
+        )
+    );
+    assert_eq!(
+        (b.status().conn, b.status().disk),
+        (ConnState::Connected, DiskState::UpToDate)
+    );
     a.admin(T0, AdminCommand::Primary { force: false }).unwrap();
     let oa = drain(&mut a);
     deliver(&mut b, ConnId(1), &oa);
@@ -65,21 +107,34 @@ fn connected_pair(protocol: Protocol) -> (Replica, Replica) {
 }
 
 fn write(r: &mut Replica, id: u64, offset: u64, len: usize, fua: bool) -> Vec<Output> {
-    r.handle(T0, Event::ClientWrite { id: ClientId(id), offset, data: Bytes::from(vec![id as u8; len]), fua });
+    r.handle(
+        T0,
+        Event::ClientWrite {
+            id: ClientId(id),
+            offset,
+            data: Bytes::from(vec![id as u8; len]),
+            fua,
+        },
+    );
     drain(r)
 }
 
 fn io_of(out: &[Output]) -> IoId {
     out.iter()
         .find_map(|o| match o {
-            Output::DiskWrite { io, .. } | Output::DiskFlush { io } | Output::DiskRead { io, .. } => Some(*io),
+            Output::DiskWrite { io, .. }
+            | Output::DiskFlush { io }
+            | Output::DiskRead { io, .. } => Some(*io),
             _ => None,
         })
         .expect("an I/O output")
 }
 
 fn done(id: u64) -> Output {
-    Output::ClientDone { id: ClientId(id), result: Ok(()) }
+    Output::ClientDone {
+        id: ClientId(id),
+        result: Ok(()),
+    }
 }
 
 #[test]
@@ -90,17 +145,49 @@ fn protocol_c_acks_after_local_and_peer_disk() {
     assert_eq!(
         out,
         vec![
-            Output::AlUpdate { activate: vec![0], evict: vec![] },
-            Output::DiskWrite { io, offset: 4096, data: Bytes::from(vec![7u8; 4096]), fua: false },
-            Output::Send { conn: ConnId(1), msg: Message::Data { seq: 1, offset: 4096, data: Bytes::from(vec![7u8; 4096]), fua: false } },
+            Output::AlUpdate {
+                activate: vec![0],
+                evict: vec![]
+            },
+            Output::DiskWrite {
+                io,
+                offset: 4096,
+                data: Bytes::from(vec![7u8; 4096]),
+                fua: false
+            },
+            Output::Send {
+                conn: ConnId(1),
+                msg: Message::Data {
+                    seq: 1,
+                    offset: 4096,
+                    data: Bytes::from(vec![7u8; 4096]),
+                    fua: false
+                }
+            },
         ]
     );
     p.handle(T0, Event::DiskWriteDone { io, result: Ok(()) });
-    assert_eq!(drain(&mut p), vec![], "local completion alone does not ack under C");
+    assert_eq!(
+        drain(&mut p),
+        vec![],
+        "local completion alone does not ack under C"
+    );
     // RecvAck means nothing under C.
-    p.handle(T0, Event::PeerMessage { conn: ConnId(1), msg: Message::RecvAck { seq: 1 } });
+    p.handle(
+        T0,
+        Event::PeerMessage {
+            conn: ConnId(1),
+            msg: Message::RecvAck { seq: 1 },
+        },
+    );
     assert_eq!(drain(&mut p), vec![]);
-    p.handle(T0, Event::PeerMessage { conn: ConnId(1), msg: Message::WriteAck { seq: 1 } });
+    p.handle(
+        T0,
+        Event::PeerMessage {
+            conn: ConnId(1),
+            msg: Message::WriteAck { seq: 1 },
+        },
+    );
     assert_eq!(drain(&mut p), vec![done(7)]);
 }
 
@@ -108,9 +195,21 @@ fn protocol_c_acks_after_local_and_peer_disk() {
 fn protocol_c_peer_ack_before_local_completion() {
     let (mut p, _s) = connected_pair(Protocol::C);
     let out = write(&mut p, 1, 0, 4096, false);
-    p.handle(T0, Event::PeerMessage { conn: ConnId(1), msg: Message::WriteAck { seq: 1 } });
+    p.handle(
+        T0,
+        Event::PeerMessage {
+            conn: ConnId(1),
+            msg: Message::WriteAck { seq: 1 },
+        },
+    );
     assert_eq!(drain(&mut p), vec![]);
-    p.handle(T0, Event::DiskWriteDone { io: io_of(&out), result: Ok(()) });
+    p.handle(
+        T0,
+        Event::DiskWriteDone {
+            io: io_of(&out),
+            result: Ok(()),
+        },
+    );
     assert_eq!(drain(&mut p), vec![done(1)]);
 }
 
@@ -118,15 +217,49 @@ fn protocol_c_peer_ack_before_local_completion() {
 fn protocol_b_acks_on_receipt_but_fua_waits_for_the_peer_disk() {
     let (mut p, _s) = connected_pair(Protocol::B);
     let out = write(&mut p, 1, 0, 4096, false);
-    p.handle(T0, Event::DiskWriteDone { io: io_of(&out), result: Ok(()) });
+    p.handle(
+        T0,
+        Event::DiskWriteDone {
+            io: io_of(&out),
+            result: Ok(()),
+        },
+    );
     assert_eq!(drain(&mut p), vec![]);
-    p.handle(T0, Event::PeerMessage { conn: ConnId(1), msg: Message::RecvAck { seq: 1 } });
+    p.handle(
+        T0,
+        Event::PeerMessage {
+            conn: ConnId(1),
+            msg: Message::RecvAck { seq: 1 },
+        },
+    );
     assert_eq!(drain(&mut p), vec![done(1)]);
     let out = write(&mut p, 2, 8192, 4096, true);
-    p.handle(T0, Event::DiskWriteDone { io: io_of(&out), result: Ok(()) });
-    p.handle(T0, Event::PeerMessage { conn: ConnId(1), msg: Message::RecvAck { seq: 2 } });
-    assert_eq!(drain(&mut p), vec![], "FUA under B waits for the peer's disk");
-    p.handle(T0, Event::PeerMessage { conn: ConnId(1), msg: Message::WriteAck { seq: 2 } });
+    p.handle(
+        T0,
+        Event::DiskWriteDone {
+            io: io_of(&out),
+            result: Ok(()),
+        },
+    );
+    p.handle(
+        T0,
+        Event::PeerMessage {
+            conn: ConnId(1),
+            msg: Message::RecvAck { seq: 2 },
+        },
+    );
+    assert_eq!(
+        drain(&mut p),
+        vec![],
+        "FUA under B waits for the peer's disk"
+    );
+    p.handle(
+        T0,
+        Event::PeerMessage {
+            conn: ConnId(1),
+            msg: Message::WriteAck { seq: 2 },
+        },
+    );
     assert_eq!(drain(&mut p), vec![done(2)]);
 }
 
@@ -135,7 +268,13 @@ fn protocol_a_acks_on_local_completion() {
     let (mut p, _s) = connected_pair(Protocol::A);
     let out = write(&mut p, 1, 0, 4096, false);
     assert!(matches!(sent(&out)[..], [Message::Data { seq: 1, .. }]));
-    p.handle(T0, Event::DiskWriteDone { io: io_of(&out), result: Ok(()) });
+    p.handle(
+        T0,
+        Event::DiskWriteDone {
+            io: io_of(&out),
+            result: Ok(()),
+        },
+    );
     assert_eq!(drain(&mut p), vec![done(1)]);
 }
 
@@ -143,16 +282,52 @@ fn protocol_a_acks_on_local_completion() {
 fn secondary_acks_per_protocol() {
     for (protocol, fua, before, after) in [
         (Protocol::A, false, vec![], vec![]),
-        (Protocol::B, false, vec![Message::RecvAck { seq: 5 }], vec![]),
-        (Protocol::B, true, vec![Message::RecvAck { seq: 5 }], vec![Message::WriteAck { seq: 5 }]),
-        (Protocol::C, false, vec![], vec![Message::WriteAck { seq: 5 }]),
-        (Protocol::A, true, vec![], vec![Message::WriteAck { seq: 5 }]),
+        (
+            Protocol::B,
+            false,
+            vec![Message::RecvAck { seq: 5 }],
+            vec![],
+        ),
+        (
+            Protocol::B,
+            true,
+            vec![Message::RecvAck { seq: 5 }],
+            vec![Message::WriteAck { seq: 5 }],
+        ),
+        (
+            Protocol::C,
+            false,
+            vec![],
+            vec![Message::WriteAck { seq: 5 }],
+        ),
+        (
+            Protocol::A,
+            true,
+            vec![],
+            vec![Message::WriteAck { seq: 5 }],
+        ),
     ] {
         let (_p, mut s) = connected_pair(protocol);
-        s.handle(T0, Event::PeerMessage { conn: ConnId(1), msg: Message::Data { seq: 5, offset: 0, data: Bytes::from_static(&[1; 512]), fua } });
+        s.handle(
+            T0,
+            Event::PeerMessage {
+                conn: ConnId(1),
+                msg: Message::Data {
+                    seq: 5,
+                    offset: 0,
+                    data: Bytes::from_static(&[1; 512]),
+                    fua,
+                },
+            },
+        );
         let out = drain(&mut s);
         let io = io_of(&out);
-        assert!(out.contains(&Output::DiskWrite { io, offset: 0, data: Bytes::from_static(&[1; 512]), fua }));
+        assert!(out.contains(&Output::DiskWrite {
+            io,
+            offset: 0,
+            data: Bytes::from_static(&[1; 512]),
+            fua
+        }));
         assert_eq!(sent(&out), before, "{protocol} fua={fua}");
         s.handle(T0, Event::DiskWriteDone { io, result: Ok(()) });
         assert_eq!(sent(&drain(&mut s)), after, "{protocol} fua={fua}");
@@ -166,7 +341,16 @@ fn flush_keeps_its_promise_on_both_nodes_under_b_and_c() {
         p.handle(T0, Event::ClientFlush { id: ClientId(9) });
         let out = drain(&mut p);
         let io = io_of(&out);
-        assert_eq!(out, vec![Output::DiskFlush { io }, Output::Send { conn: ConnId(1), msg: Message::Barrier { seq: 1 } }]);
+        assert_eq!(
+            out,
+            vec![
+                Output::DiskFlush { io },
+                Output::Send {
+                    conn: ConnId(1),
+                    msg: Message::Barrier { seq: 1 }
+                }
+            ]
+        );
         p.handle(T0, Event::DiskFlushDone { io, result: Ok(()) });
         let after_local = drain(&mut p);
         if protocol == Protocol::A {
@@ -179,7 +363,13 @@ fn flush_keeps_its_promise_on_both_nodes_under_b_and_c() {
         let so = drain(&mut s);
         let sio = io_of(&so);
         assert_eq!(so, vec![Output::DiskFlush { io: sio }]);
-        s.handle(T0, Event::DiskFlushDone { io: sio, result: Ok(()) });
+        s.handle(
+            T0,
+            Event::DiskFlushDone {
+                io: sio,
+                result: Ok(()),
+            },
+        );
         let so = drain(&mut s);
         assert_eq!(sent(&so), vec![Message::BarrierAck { seq: 1 }]);
         deliver(&mut p, ConnId(1), &so);
@@ -190,9 +380,26 @@ fn flush_keeps_its_promise_on_both_nodes_under_b_and_c() {
 #[test]
 fn secondary_barrier_waits_for_earlier_writes() {
     let (_p, mut s) = connected_pair(Protocol::B);
-    s.handle(T0, Event::PeerMessage { conn: ConnId(1), msg: Message::Data { seq: 1, offset: 0, data: Bytes::from_static(&[1; 512]), fua: false } });
+    s.handle(
+        T0,
+        Event::PeerMessage {
+            conn: ConnId(1),
+            msg: Message::Data {
+                seq: 1,
+                offset: 0,
+                data: Bytes::from_static(&[1; 512]),
+                fua: false,
+            },
+        },
+    );
     let io = io_of(&drain(&mut s));
-    s.handle(T0, Event::PeerMessage { conn: ConnId(1), msg: Message::Barrier { seq: 2 } });
+    s.handle(
+        T0,
+        Event::PeerMessage {
+            conn: ConnId(1),
+            msg: Message::Barrier { seq: 2 },
+        },
+    );
     assert_eq!(drain(&mut s), vec![], "no flush before the write is done");
     s.handle(T0, Event::DiskWriteDone { io, result: Ok(()) });
     assert!(matches!(drain(&mut s)[..], [Output::DiskFlush { .. }]));
@@ -201,9 +408,28 @@ fn secondary_barrier_waits_for_earlier_writes() {
 #[test]
 fn secondary_refuses_client_io() {
     let (_p, mut s) = connected_pair(Protocol::C);
-    assert_eq!(write(&mut s, 1, 0, 512, false), vec![Output::ClientDone { id: ClientId(1), result: Err(ClientError::NotPrimary) }]);
-    s.handle(T0, Event::ClientRead { id: ClientId(2), offset: 0, len: 512 });
-    assert_eq!(drain(&mut s), vec![Output::ClientReadDone { id: ClientId(2), result: Err(ClientError::NotPrimary) }]);
+    assert_eq!(
+        write(&mut s, 1, 0, 512, false),
+        vec![Output::ClientDone {
+            id: ClientId(1),
+            result: Err(ClientError::NotPrimary)
+        }]
+    );
+    s.handle(
+        T0,
+        Event::ClientRead {
+            id: ClientId(2),
+            offset: 0,
+            len: 512,
+        },
+    );
+    assert_eq!(
+        drain(&mut s),
+        vec![Output::ClientReadDone {
+            id: ClientId(2),
+            result: Err(ClientError::NotPrimary)
+        }]
+    );
 }
 
 #[test]
@@ -211,7 +437,14 @@ fn requests_past_the_end_are_refused() {
     let (mut p, _s) = connected_pair(Protocol::C);
     assert_eq!(
         write(&mut p, 1, SIZE - 512, 1024, false),
-        vec![Output::ClientDone { id: ClientId(1), result: Err(ClientError::OutOfRange { offset: SIZE - 512, len: 1024, size: SIZE }) }]
+        vec![Output::ClientDone {
+            id: ClientId(1),
+            result: Err(ClientError::OutOfRange {
+                offset: SIZE - 512,
+                len: 1024,
+                size: SIZE
+            })
+        }]
     );
 }
 
@@ -219,13 +452,31 @@ fn requests_past_the_end_are_refused() {
 fn primary_losing_its_peer_starts_a_new_generation_and_marks_in_flight_writes() {
     let (mut p, mut s) = connected_pair(Protocol::C);
     let out = write(&mut p, 1, 8192, 4096, false);
-    p.handle(T0, Event::DiskWriteDone { io: io_of(&out), result: Ok(()) });
+    p.handle(
+        T0,
+        Event::DiskWriteDone {
+            io: io_of(&out),
+            result: Ok(()),
+        },
+    );
     drain(&mut p);
     let before = p.status().uuids;
-    p.handle(T0, Event::PeerDisconnected { conn: ConnId(1), reason: LinkLoss::Closed("reset".into()) });
+    p.handle(
+        T0,
+        Event::PeerDisconnected {
+            conn: ConnId(1),
+            reason: LinkLoss::Closed("reset".into()),
+        },
+    );
     let out = drain(&mut p);
-    assert!(out.contains(&Output::MarkOutOfSync { first_block: 2, blocks: 1 }));
-    assert!(out.contains(&done(1)), "the write completes, tracked by the bitmap");
+    assert!(out.contains(&Output::MarkOutOfSync {
+        first_block: 2,
+        blocks: 1
+    }));
+    assert!(
+        out.contains(&done(1)),
+        "the write completes, tracked by the bitmap"
+    );
     let after = p.status().uuids;
     assert_eq!(after.bitmap.value(), before.current.value());
     assert_ne!(after.current.value(), before.current.value());
@@ -233,15 +484,36 @@ fn primary_losing_its_peer_starts_a_new_generation_and_marks_in_flight_writes() 
     assert!(out.contains(&Output::PersistUuids(after)));
     assert_eq!(p.status().disk, DiskState::UpToDate);
     // The Secondary keeps its UUIDs but no longer knows it is the newest.
-    s.handle(T0, Event::PeerDisconnected { conn: ConnId(1), reason: LinkLoss::Closed("reset".into()) });
+    s.handle(
+        T0,
+        Event::PeerDisconnected {
+            conn: ConnId(1),
+            reason: LinkLoss::Closed("reset".into()),
+        },
+    );
     drain(&mut s);
-    assert_eq!((s.status().disk, s.status().uuids.current.value()), (DiskState::Consistent, 0xA0));
-    assert_eq!(s.admin(T0, AdminCommand::Primary { force: false }), Err(AdminError::NoUpToDateData(DiskState::Consistent)));
+    assert_eq!(
+        (s.status().disk, s.status().uuids.current.value()),
+        (DiskState::Consistent, 0xA0)
+    );
+    assert_eq!(
+        s.admin(T0, AdminCommand::Primary { force: false }),
+        Err(AdminError::NoUpToDateData(DiskState::Consistent))
+    );
     // A write while disconnected marks the bitmap and completes on the local disk alone.
     let out = write(&mut p, 2, 0, 4096, false);
-    assert!(out.contains(&Output::MarkOutOfSync { first_block: 0, blocks: 1 }));
+    assert!(out.contains(&Output::MarkOutOfSync {
+        first_block: 0,
+        blocks: 1
+    }));
     assert!(sent(&out).is_empty());
-    p.handle(T0, Event::DiskWriteDone { io: io_of(&out), result: Ok(()) });
+    p.handle(
+        T0,
+        Event::DiskWriteDone {
+            io: io_of(&out),
+            result: Ok(()),
+        },
+    );
     assert_eq!(drain(&mut p), vec![done(2)]);
 }
 
@@ -249,14 +521,28 @@ fn primary_losing_its_peer_starts_a_new_generation_and_marks_in_flight_writes() 
 fn forced_promotion_alone_starts_a_new_generation() {
     let mut r = Replica::new(cfg(0, Protocol::C), Persisted::fresh(SIZE), 3, T0);
     drain(&mut r);
-    assert_eq!(r.admin(T0, AdminCommand::Primary { force: false }), Err(AdminError::NoUpToDateData(DiskState::Inconsistent)));
+    assert_eq!(
+        r.admin(T0, AdminCommand::Primary { force: false }),
+        Err(AdminError::NoUpToDateData(DiskState::Inconsistent))
+    );
     r.admin(T0, AdminCommand::Primary { force: true }).unwrap();
     let st = r.status();
     assert_eq!((st.role, st.disk), (Role::Primary, DiskState::UpToDate));
     assert_eq!(st.uuids.bitmap, Uuid::JUST_CREATED);
     let out = drain(&mut r);
-    assert_eq!(out[0], Output::PersistFlags(MdFlags { consistent: false, outdated: false, primary: true }));
-    assert!(out.contains(&Output::PersistFlags(MdFlags { consistent: true, outdated: false, primary: true })));
+    assert_eq!(
+        out[0],
+        Output::PersistFlags(MdFlags {
+            consistent: false,
+            outdated: false,
+            primary: true
+        })
+    );
+    assert!(out.contains(&Output::PersistFlags(MdFlags {
+        consistent: true,
+        outdated: false,
+        primary: true
+    })));
     assert!(out.contains(&Output::PersistUuids(st.uuids)));
 }
 
@@ -264,13 +550,19 @@ fn forced_promotion_alone_starts_a_new_generation() {
 fn demote_needs_an_idle_device() {
     let (mut p, _s) = connected_pair(Protocol::C);
     write(&mut p, 1, 0, 512, false);
-    assert_eq!(p.admin(T0, AdminCommand::Secondary), Err(AdminError::Busy(1)));
+    assert_eq!(
+        p.admin(T0, AdminCommand::Secondary),
+        Err(AdminError::Busy(1))
+    );
 }
 
 #[test]
 fn two_primaries_refused_without_allow_two_primaries() {
     let (_p, mut s) = connected_pair(Protocol::C);
-    assert_eq!(s.admin(T0, AdminCommand::Primary { force: false }), Err(AdminError::PeerIsPrimary));
+    assert_eq!(
+        s.admin(T0, AdminCommand::Primary { force: false }),
+        Err(AdminError::PeerIsPrimary)
+    );
 }
 
 #[test]
@@ -278,11 +570,26 @@ fn checksum_failure_drops_the_link_and_marks_in_flight_writes() {
     let (mut p, _s) = connected_pair(Protocol::C);
     let out = write(&mut p, 1, 0, 4096, false);
     // The daemon found a bad frame and closed the connection.
-    p.handle(T0, Event::PeerDisconnected { conn: ConnId(1), reason: LinkLoss::BadFrame("frame payload checksum mismatch".into()) });
+    p.handle(
+        T0,
+        Event::PeerDisconnected {
+            conn: ConnId(1),
+            reason: LinkLoss::BadFrame("frame payload checksum mismatch".into()),
+        },
+    );
     let after = drain(&mut p);
-    assert!(after.contains(&Output::MarkOutOfSync { first_block: 0, blocks: 1 }));
+    assert!(after.contains(&Output::MarkOutOfSync {
+        first_block: 0,
+        blocks: 1
+    }));
     assert_eq!(p.status().conn, ConnState::WFConnection);
-    p.handle(T0, Event::DiskWriteDone { io: io_of(&out), result: Ok(()) });
+    p.handle(
+        T0,
+        Event::DiskWriteDone {
+            io: io_of(&out),
+            result: Ok(()),
+        },
+    );
     assert_eq!(drain(&mut p), vec![done(1)]);
 }
 
@@ -295,17 +602,35 @@ fn mismatched_size_is_refused_on_both_sides() {
     pb.bitmap = Bitmap::new(SIZE / 2);
     let mut b = Replica::new(cb, pb, 2, T0);
     for r in [&mut a, &mut b] {
-        r.admin(T0, AdminCommand::Connect { discard_my_data: false }).unwrap();
+        r.admin(
+            T0,
+            AdminCommand::Connect {
+                discard_my_data: false,
+            },
+        )
+        .unwrap();
         r.handle(T0, Event::PeerConnected { conn: ConnId(4) });
     }
     let oa = drain(&mut a);
     let ob = drain(&mut b);
     deliver(&mut b, ConnId(4), &oa);
     deliver(&mut a, ConnId(4), &ob);
-    let want_a = Refusal::Size { mine: SIZE, peer: SIZE / 2 };
-    assert_eq!((a.status().conn, a.status().refusal), (ConnState::StandAlone, Some(want_a)));
+    let want_a = Refusal::Size {
+        mine: SIZE,
+        peer: SIZE / 2,
+    };
+    assert_eq!(
+        (a.status().conn, a.status().refusal),
+        (ConnState::StandAlone, Some(want_a))
+    );
     assert_eq!(b.status().conn, ConnState::StandAlone);
-    assert_eq!(b.status().refusal, Some(Refusal::Size { mine: SIZE / 2, peer: SIZE }));
+    assert_eq!(
+        b.status().refusal,
+        Some(Refusal::Size {
+            mine: SIZE / 2,
+            peer: SIZE
+        })
+    );
 }
 
 /// A pair of replicas over in-memory disks with instant, in-order I/O and an in-order link.
@@ -319,13 +644,24 @@ struct Pair {
 
 impl Pair {
     fn new(r: [Replica; 2]) -> Pair {
-        Pair { r, disk: [vec![0; SIZE as usize], vec![0; SIZE as usize]], queue: [VecDeque::new(), VecDeque::new()], conn: ConnId(1), pending_client: 0 }
+        Pair {
+            r,
+            disk: [vec![0; SIZE as usize], vec![0; SIZE as usize]],
+            queue: [VecDeque::new(), VecDeque::new()],
+            conn: ConnId(1),
+            pending_client: 0,
+        }
     }
 
     fn connect(&mut self) {
         self.conn = ConnId(self.conn.0 + 1);
         for i in 0..2 {
-            let _ = self.r[i].admin(T0, AdminCommand::Connect { discard_my_data: false });
+            let _ = self.r[i].admin(
+                T0,
+                AdminCommand::Connect {
+                    discard_my_data: false,
+                },
+            );
             self.r[i].handle(T0, Event::PeerConnected { conn: self.conn });
         }
         self.run();
@@ -333,7 +669,13 @@ impl Pair {
 
     fn disconnect(&mut self) {
         for i in 0..2 {
-            self.r[i].handle(T0, Event::PeerDisconnected { conn: self.conn, reason: LinkLoss::Closed("cut".into()) });
+            self.r[i].handle(
+                T0,
+                Event::PeerDisconnected {
+                    conn: self.conn,
+                    reason: LinkLoss::Closed("cut".into()),
+                },
+            );
         }
         self.run();
     }
@@ -353,9 +695,18 @@ impl Pair {
                 }
             }
             if !progressed {
-                let next = [self.r[0].poll_timeout(), self.r[1].poll_timeout()].into_iter().flatten().min();
+                let next = [self.r[0].poll_timeout(), self.r[1].poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 match next {
-                    Some(t) if self.r.iter().any(|r| r.status().resync.is_some() || r.status().verify.is_some() || r.status().unsettled_writes > 0) => {
+                    Some(t)
+                        if self.r.iter().any(|r| {
+                            r.status().resync.is_some()
+                                || r.status().verify.is_some()
+                                || r.status().unsettled_writes > 0
+                        }) =>
+                    {
                         now = now.max(t);
                         for r in &mut self.r {
                             r.handle_timeout(now);
@@ -374,28 +725,50 @@ impl Pair {
             Output::Send { conn, msg } => {
                 if conn == self.conn {
                     // Through the real codec.
-                    let (msg, _) = crate::wire::decode(&crate::wire::encode(&msg)).unwrap().unwrap();
+                    let (msg, _) = crate::wire::decode(&crate::wire::encode(&msg))
+                        .unwrap()
+                        .unwrap();
                     self.r[1 - i].handle(now, Event::PeerMessage { conn, msg });
                 }
             }
-            Output::DiskWrite { io, offset, data, .. } => {
+            Output::DiskWrite {
+                io, offset, data, ..
+            } => {
                 self.disk[i][offset as usize..offset as usize + data.len()].copy_from_slice(&data);
                 r.handle(now, Event::DiskWriteDone { io, result: Ok(()) });
             }
             Output::DiskRead { io, offset, len } => {
-                let d = Bytes::copy_from_slice(&self.disk[i][offset as usize..(offset + len) as usize]);
+                let d =
+                    Bytes::copy_from_slice(&self.disk[i][offset as usize..(offset + len) as usize]);
                 r.handle(now, Event::DiskReadDone { io, result: Ok(d) });
             }
             Output::DiskFlush { io } => r.handle(now, Event::DiskFlushDone { io, result: Ok(()) }),
-            Output::ComputeDigests { io, first_block, blocks, alg } => {
+            Output::ComputeDigests {
+                io,
+                first_block,
+                blocks,
+                alg,
+            } => {
                 let d = (first_block..first_block + blocks)
-                    .map(|b| crate::protocol::verify::digest(alg, &self.disk[i][(b * BLOCK_SIZE) as usize..((b + 1) * BLOCK_SIZE) as usize]))
+                    .map(|b| {
+                        crate::protocol::verify::digest(
+                            alg,
+                            &self.disk[i]
+                                [(b * BLOCK_SIZE) as usize..((b + 1) * BLOCK_SIZE) as usize],
+                        )
+                    })
                     .collect();
                 r.handle(now, Event::DigestsDone { io, result: Ok(d) });
             }
             Output::CloseConnection { conn, .. } => {
                 if conn == self.conn {
-                    self.r[1 - i].handle(now, Event::PeerDisconnected { conn, reason: LinkLoss::Closed("closed by peer".into()) });
+                    self.r[1 - i].handle(
+                        now,
+                        Event::PeerDisconnected {
+                            conn,
+                            reason: LinkLoss::Closed("closed by peer".into()),
+                        },
+                    );
                 }
             }
             Output::ClientDone { .. } | Output::ClientReadDone { .. } => self.pending_client -= 1,
@@ -405,7 +778,15 @@ impl Pair {
 
     fn write(&mut self, i: usize, offset: u64, byte: u8, len: usize) {
         self.pending_client += 1;
-        self.r[i].handle(T0, Event::ClientWrite { id: ClientId(offset), offset, data: Bytes::from(vec![byte; len]), fua: false });
+        self.r[i].handle(
+            T0,
+            Event::ClientWrite {
+                id: ClientId(offset),
+                offset,
+                data: Bytes::from(vec![byte; len]),
+                fua: false,
+            },
+        );
         self.run();
     }
 }
@@ -426,15 +807,28 @@ fn reconnect_resyncs_only_dirty_blocks() {
     assert_eq!(pair.r[0].status().out_of_sync_blocks, 7);
     let sent_before = pair.r[0].stats().resync_bytes_sent;
     pair.connect();
-    assert_eq!(pair.r[0].stats().resync_bytes_sent - sent_before, 7 * BLOCK_SIZE, "only the dirty blocks");
+    assert_eq!(
+        pair.r[0].stats().resync_bytes_sent - sent_before,
+        7 * BLOCK_SIZE,
+        "only the dirty blocks"
+    );
     assert_eq!(pair.disk[0], pair.disk[1]);
     for r in &pair.r {
         let st = r.status();
-        assert_eq!((st.conn, st.disk, st.out_of_sync_blocks), (ConnState::Connected, DiskState::UpToDate, 0));
+        assert_eq!(
+            (st.conn, st.disk, st.out_of_sync_blocks),
+            (ConnState::Connected, DiskState::UpToDate, 0)
+        );
     }
-    assert_eq!(pair.r[0].status().uuids.current.value(), pair.r[1].status().uuids.current.value());
+    assert_eq!(
+        pair.r[0].status().uuids.current.value(),
+        pair.r[1].status().uuids.current.value()
+    );
     assert_eq!(pair.r[0].status().uuids.bitmap, Uuid::NONE);
-    assert_eq!(pair.r[1].status().uuids.history, pair.r[0].status().uuids.history);
+    assert_eq!(
+        pair.r[1].status().uuids.history,
+        pair.r[0].status().uuids.history
+    );
     assert_eq!(pair.pending_client, 0);
 }
 
@@ -447,13 +841,18 @@ fn initial_full_sync_after_primary_force() {
     assert_eq!(pair.r[0].status().conn, ConnState::Connected);
     assert_eq!(pair.r[0].status().disk, DiskState::Inconsistent);
     pair.disk[0][12345] = 9;
-    pair.r[0].admin(T0, AdminCommand::Primary { force: true }).unwrap();
+    pair.r[0]
+        .admin(T0, AdminCommand::Primary { force: true })
+        .unwrap();
     pair.run();
     // The forced primary renegotiated: the daemon reconnects.
     pair.connect();
     assert_eq!(pair.r[0].stats().resync_bytes_sent, SIZE);
     assert_eq!(pair.disk[0], pair.disk[1]);
-    assert_eq!((pair.r[1].status().disk, pair.r[1].status().conn), (DiskState::UpToDate, ConnState::Connected));
+    assert_eq!(
+        (pair.r[1].status().disk, pair.r[1].status().conn),
+        (DiskState::UpToDate, ConnState::Connected)
+    );
 }
 
 #[test]
@@ -463,19 +862,40 @@ fn split_brain_detected_and_recovered_by_bitmap() {
     pair.write(0, 0, 1, 4096);
     pair.disconnect();
     pair.write(0, 8 * BLOCK_SIZE, 2, 4096);
-    pair.r[1].admin(T0, AdminCommand::Primary { force: true }).unwrap();
+    pair.r[1]
+        .admin(T0, AdminCommand::Primary { force: true })
+        .unwrap();
     pair.write(1, 16 * BLOCK_SIZE, 3, 8192);
     pair.connect();
     for r in &pair.r {
         let st = r.status();
         assert_eq!(st.conn, ConnState::StandAlone);
-        assert_eq!(st.refusal, Some(Refusal::SplitBrain { common_ancestor: true }));
+        assert_eq!(
+            st.refusal,
+            Some(Refusal::SplitBrain {
+                common_ancestor: true
+            })
+        );
     }
     // Manual recovery: node 1 is the victim.
     pair.r[1].admin(T0, AdminCommand::Secondary).unwrap();
     pair.run();
-    pair.r[1].admin(T0, AdminCommand::Connect { discard_my_data: true }).unwrap();
-    pair.r[0].admin(T0, AdminCommand::Connect { discard_my_data: false }).unwrap();
+    pair.r[1]
+        .admin(
+            T0,
+            AdminCommand::Connect {
+                discard_my_data: true,
+            },
+        )
+        .unwrap();
+    pair.r[0]
+        .admin(
+            T0,
+            AdminCommand::Connect {
+                discard_my_data: false,
+            },
+        )
+        .unwrap();
     pair.conn = ConnId(pair.conn.0 + 1);
     for r in &mut pair.r {
         r.handle(T0, Event::PeerConnected { conn: pair.conn });
@@ -515,11 +935,30 @@ fn crashed_primary_resyncs_its_activity_log_only() {
     // Node 0 "crashes": restart it from what it persisted (AL extent 0 hot, primary flag).
     let al = pair.r[0].al_extents();
     assert_eq!(al, vec![0]);
-    let p = Persisted { uuids: pair.r[0].status().uuids, flags: MdFlags { consistent: true, outdated: false, primary: true }, bitmap: Bitmap::new(SIZE), al };
-    pair.r[1].handle(T0, Event::PeerDisconnected { conn: pair.conn, reason: LinkLoss::Closed("peer died".into()) });
+    let p = Persisted {
+        uuids: pair.r[0].status().uuids,
+        flags: MdFlags {
+            consistent: true,
+            outdated: false,
+            primary: true,
+        },
+        bitmap: Bitmap::new(SIZE),
+        al,
+    };
+    pair.r[1].handle(
+        T0,
+        Event::PeerDisconnected {
+            conn: pair.conn,
+            reason: LinkLoss::Closed("peer died".into()),
+        },
+    );
     pair.r[0] = Replica::new(cfg(0, Protocol::C), p, 9, T0);
     pair.run();
-    assert_eq!(pair.r[0].status().out_of_sync_blocks, 1024, "the whole 4 MiB extent");
+    assert_eq!(
+        pair.r[0].status().out_of_sync_blocks,
+        1024,
+        "the whole 4 MiB extent"
+    );
     pair.disk[0][100] = 0x55; // a write that never reached the peer
     pair.connect();
     assert_eq!(pair.disk[0], pair.disk[1]);
