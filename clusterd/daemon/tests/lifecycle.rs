@@ -232,3 +232,74 @@ fn bad_configuration_is_refused_with_exit_code_2() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("c.toml") && err.contains("bogus"), "{err}");
 }
+
+/// With `max_concurrent_ops = 1` no two agents ever run at once: every agent run appends
+/// `begin` and `end` lines to one log (through a wrapper in a private OCF root), and the log
+/// alternates strictly.
+#[test]
+fn concurrency_bound_holds_for_real_agents() {
+    let n = Node::start_with(None, |dir| {
+        let root = dir.join("ocf");
+        let log = dir.join("runs.log");
+        std::fs::create_dir_all(root.join("resource.d/test")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/ocf/lib", root.join("lib")).unwrap();
+        let wrapper = root.join("resource.d/test/Logged");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho \"begin $OCF_RESOURCE_INSTANCE $1\" >> {log}\nsleep 0.05\n\
+                 /usr/lib/ocf/resource.d/heartbeat/Dummy \"$@\"\nrc=$?\n\
+                 echo \"end $OCF_RESOURCE_INSTANCE $1\" >> {log}\nexit $rc\n",
+                log = log.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        format!(
+            "[executor]\nmax_concurrent_ops = 1\nocf_root = \"{}\"\n",
+            root.display()
+        )
+    });
+    let log = n.dir.path().join("runs.log");
+    let d = n.dir.path().to_path_buf();
+    n.edit(|cib| {
+        cib.properties
+            .insert("stonith-enabled".into(), "false".into());
+        for i in 0..4 {
+            let id = format!("r{i}");
+            let p = primitive(
+                &id,
+                "test",
+                "Logged",
+                &[(
+                    "state",
+                    d.join(format!("{id}.state")).to_string_lossy().into_owned(),
+                )],
+                vec![op("monitor", 300, None, None)],
+            );
+            cib.resources.push(Resource::Primitive(p));
+        }
+    });
+    n.wait_for("all four started", |s| {
+        (0..4).all(|i| history_state(s, &format!("r{i}"), "n1", false) == started())
+    });
+    n.settle();
+    let runs = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<&str> = runs.lines().collect();
+    // A monitor may be running right now: its `end` is not written yet.
+    if lines.len() % 2 == 1 && lines.last().is_some_and(|l| l.starts_with("begin ")) {
+        lines.pop();
+    }
+    assert!(
+        lines.len() >= 4 * 2 * 3,
+        "probes, starts and monitors of 4 resources:\n{runs}"
+    );
+    for pair in lines.chunks(2) {
+        let (b, e) = (pair[0], pair.get(1).copied().unwrap_or(""));
+        assert!(
+            b.starts_with("begin ") && e.starts_with("end ") && b[6..] == e[4..],
+            "two agents overlapped: {b:?} then {e:?} in\n{runs}"
+        );
+    }
+}

@@ -37,13 +37,20 @@ impl Node {
     /// Starts clusterd as node `n1`, inside the network namespace of `host` if given (its
     /// agents then configure that host's interfaces).
     pub fn start_in(host: Option<&Host>) -> Node {
+        Self::start_with(host, |_| String::new())
+    }
+
+    /// Starts clusterd after `prepare` ran on the (empty) test directory; what `prepare`
+    /// returns is appended to the config file.
+    pub fn start_with(host: Option<&Host>, prepare: impl FnOnce(&Path) -> String) -> Node {
         tandem_testkit::require_root();
         let dir = tempfile::tempdir().unwrap();
+        let extra = prepare(dir.path());
         let state = dir.path().join("state");
         let config = dir.path().join("clusterd.toml");
         std::fs::write(
             &config,
-            "cluster_name = \"test\"\n\n[[node]]\nname = \"n1\"\n",
+            format!("cluster_name = \"test\"\n\n[[node]]\nname = \"n1\"\n{extra}"),
         )
         .unwrap();
         let mut n = Node {
