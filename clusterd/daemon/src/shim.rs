@@ -360,7 +360,7 @@ fn parse_attribute(prog: &str, args: &[String], env: &ShimEnv) -> Result<ShimCom
             "-p" | "--promotion" if !is_master => a.promotion = Some(inline),
             "-r" | "--resource" if is_master => a.promotion = Some(Some(it.value(&flag, inline)?)),
             "-d" | "--default" => a.default = Some(it.value(&flag, inline)?),
-            "-i" | "--id" | "--attr-id" => {
+            "-i" | "--id" | "--attr-id" | "-s" | "--set-name" => {
                 let _ = it.value(&flag, inline)?;
             }
             "-V" | "--verbose" => {}
@@ -901,6 +901,56 @@ mod tests {
         let no_env = ShimEnv::default();
         let err = parse("crm_master", &["-v".into(), "1".into()], &no_env).unwrap_err();
         assert!(err.0.contains("OCF_RESOURCE_INSTANCE"), "{err}");
+    }
+
+    /// The forms Debian's other agents use (rabbitmq-server-ha, SAPInstance, redis).
+    #[test]
+    fn long_forms_of_debian_agents() {
+        assert_eq!(
+            p(
+                "crm_attribute",
+                &[
+                    "--lifetime=reboot",
+                    "--name=rabbit-master",
+                    "--node=n2",
+                    "--query"
+                ]
+            )
+            .unwrap(),
+            ShimCommand::Request(
+                AttrRequest::Query {
+                    node: Some("n2".into()),
+                    name: "rabbit-master".into(),
+                    lifetime: Lifetime::Reboot
+                },
+                Output::Value {
+                    quiet: false,
+                    default: None,
+                    scope: "status",
+                    name: "rabbit-master".into()
+                }
+            )
+        );
+        assert_eq!(
+            p(
+                "crm_attribute",
+                &["-N", "n1", "-l", "reboot", "--name", "x", "--delete"]
+            )
+            .unwrap(),
+            ShimCommand::Request(
+                AttrRequest::Delete {
+                    node: Some("n1".into()),
+                    name: "x".into(),
+                    lifetime: Lifetime::Reboot
+                },
+                Output::Silent
+            )
+        );
+        assert_eq!(
+            p("crm_master", &["-v", "50", "-l", "reboot"]).unwrap(),
+            set("master-db", "50", Lifetime::Reboot)
+        );
+        assert!(p("crm_attribute", &["-n", "x", "-s", "set1", "-v", "1"]).is_ok());
     }
 
     #[test]
