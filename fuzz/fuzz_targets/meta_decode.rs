@@ -13,10 +13,18 @@ fuzz_target!(|data: &[u8]| {
     block[..n].copy_from_slice(&data[..n]);
     let md_uuid = u64::from_le_bytes(block[8..16].try_into().expect("8 bytes"));
     if let Ok(sb) = Superblock::decode(&block) {
-        assert_eq!(sb.encode(), block, "superblock decode accepted a non-canonical block");
+        assert_eq!(
+            sb.encode(),
+            block,
+            "superblock decode accepted a non-canonical block"
+        );
     }
     if let Ok(t) = AlTransaction::decode(&block, md_uuid) {
-        assert_eq!(t.encode(), block, "AL decode accepted a non-canonical block");
+        assert_eq!(
+            t.encode(),
+            block,
+            "AL decode accepted a non-canonical block"
+        );
     }
     let index = u32::from_le_bytes(block[4068..4072].try_into().expect("4 bytes"));
     let page_uuid = u64::from_le_bytes(block[4072..4080].try_into().expect("8 bytes"));

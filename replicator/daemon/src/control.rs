@@ -119,7 +119,10 @@ pub enum FrameError {
     /// The length prefix exceeds [`MAX_FRAME_BYTES`].
     #[error("frame of {0} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
     TooLarge(usize),
-    /// I/O failure (including a connection closed mid-frame).
+    /// The connection closed in the middle of a frame of this length.
+    #[error("connection closed in the middle of a {0}-byte frame")]
+    Truncated(usize),
+    /// I/O failure.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -137,7 +140,13 @@ pub async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, F
         return Err(FrameError::TooLarge(len));
     }
     let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
+    r.read_exact(&mut buf).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FrameError::Truncated(len)
+        } else {
+            FrameError::Io(e)
+        }
+    })?;
     Ok(buf)
 }
 
