@@ -57,6 +57,13 @@ pub const REPEAT_LIMIT: u32 = 3;
 /// Delay between identical transitions past [`REPEAT_LIMIT`].
 pub const REPEAT_BACKOFF_MS: u64 = 5_000;
 
+/// Transient attributes one node may hold (promotion scores, agents' own); a request past the
+/// bound is refused with an error naming it, nothing is evicted.
+pub const MAX_NODE_ATTRIBUTES: usize = 4096;
+
+/// Longest transient attribute name or value.
+pub const MAX_ATTRIBUTE_BYTES: usize = 4096;
+
 /// Without failures to expire, the scheduler is still consulted this often (Pacemaker's
 /// `cluster-recheck-interval`, 15 minutes).
 pub const RECHECK_INTERVAL_MS: u64 = 15 * 60 * 1000;
@@ -324,6 +331,30 @@ impl Daemon {
                         message: format!("no node named {node}"),
                     };
                 };
+                if value.is_some()
+                    && !st.attributes.contains_key(&name)
+                    && st.attributes.len() >= MAX_NODE_ATTRIBUTES
+                {
+                    return Response::Error {
+                        kind: ErrorKind::Invalid,
+                        message: format!(
+                            "node {node} already has {MAX_NODE_ATTRIBUTES} transient attributes; delete some first"
+                        ),
+                    };
+                }
+                if name.is_empty()
+                    || name.len() > MAX_ATTRIBUTE_BYTES
+                    || value
+                        .as_ref()
+                        .is_some_and(|v| v.len() > MAX_ATTRIBUTE_BYTES)
+                {
+                    return Response::Error {
+                        kind: ErrorKind::Invalid,
+                        message: format!(
+                            "attribute names and values must be 1 to {MAX_ATTRIBUTE_BYTES} bytes"
+                        ),
+                    };
+                }
                 let changed = match &value {
                     Some(v) => st.attributes.insert(name.clone(), v.clone()).as_ref() != Some(v),
                     None => st.attributes.remove(&name).is_some(),

@@ -72,6 +72,7 @@ async fn run(cfg: DaemonConfig, args: Args) -> anyhow::Result<()> {
     use anyhow::Context;
     let dir = StateDir::open(&args.state_dir)
         .with_context(|| format!("state dir {}", args.state_dir.display()))?;
+    let _lock = dir.lock()?;
     let exe = std::env::current_exe().context("locating the clusterd binary")?;
     dir.install_shims(&exe)
         .with_context(|| format!("shim links in {}", dir.shim_dir().display()))?;

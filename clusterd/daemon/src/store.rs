@@ -42,6 +42,28 @@ impl StateDir {
         })
     }
 
+    /// Takes the state dir's lock (`STATE_DIR/lock`, `flock`), held as long as the returned
+    /// file lives: two clusterd on one state dir would fight over the socket and the CIB.
+    pub fn lock(&self) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.root.join("lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(lock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(anyhow::anyhow!(
+                "another clusterd is running with state dir {} (it holds {})",
+                self.root.display(),
+                path.display()
+            )),
+            Err((_, e)) => Err(anyhow::anyhow!("locking {}: {e}", path.display())),
+        }
+    }
+
     /// `cib.json`.
     pub fn cib_path(&self) -> PathBuf {
         self.root.join("cib.json")
@@ -135,6 +157,17 @@ mod tests {
         std::fs::write(sd.cib_path(), text).unwrap();
         let err = sd.load_cib().unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn one_daemon_per_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(dir.path()).unwrap();
+        let held = sd.lock().unwrap();
+        let err = sd.lock().unwrap_err().to_string();
+        assert!(err.contains("another clusterd is running"), "{err}");
+        drop(held);
+        assert!(sd.lock().is_ok());
     }
 
     #[test]

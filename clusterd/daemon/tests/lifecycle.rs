@@ -303,3 +303,25 @@ fn concurrency_bound_holds_for_real_agents() {
         );
     }
 }
+
+/// A second clusterd on the same state dir refuses to start and leaves the first alone.
+#[test]
+fn second_daemon_on_one_state_dir_is_refused() {
+    let n = Node::start();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_clusterd"))
+        .arg("--config")
+        .arg(n.dir.path().join("clusterd.toml"))
+        .args(["--node", "n1", "--state-dir"])
+        .arg(&n.state)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("another clusterd is running"),
+        "{o:?}"
+    );
+    assert!(
+        matches!(n.req(&Request::Ping), Response::Pong { .. }),
+        "the first one still answers"
+    );
+}
