@@ -728,6 +728,13 @@ impl Daemon {
         }
         if self.shutdown.is_none() {
             for m in self.monitors.take_due(now) {
+                if self.in_maintenance(&m.primitive) {
+                    // Maintenance: nothing is monitored (Pacemaker cancels these monitors);
+                    // they run again when it ends.
+                    self.monitors
+                        .reschedule(&m.req.resource, m.req.interval_ms, now);
+                    continue;
+                }
                 if self
                     .queue
                     .has(&m.req.resource, Action::Monitor, m.req.interval_ms)
@@ -739,6 +746,26 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Cluster `maintenance-mode`, the resource's `maintenance` meta attribute (inherited) or
+    /// this node's `maintenance` attribute: the cluster keeps its hands off, monitors included.
+    fn in_maintenance(&self, primitive: &str) -> bool {
+        let on = |v: Option<&String>| v.is_some_and(|v| clusterd_core::cib::is_true(v));
+        self.cib.maintenance_mode()
+            || self
+                .cib
+                .meta(primitive, "maintenance")
+                .is_some_and(|v| clusterd_core::cib::is_true(&v))
+            || on(self
+                .cib
+                .node(&self.node)
+                .and_then(|n| n.attributes.get("maintenance")))
+            || on(self
+                .status
+                .nodes
+                .get(&self.node)
+                .and_then(|n| n.attributes.get("maintenance")))
     }
 
     // ---------------------------------------------------------------- transitions

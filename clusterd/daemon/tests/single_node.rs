@@ -398,3 +398,40 @@ fn failed_start_aborts_the_transition_and_bans() {
         n.log()
     );
 }
+
+/// `maintenance-mode=true`: the cluster keeps its hands off — a resource that dies is not
+/// noticed (no monitor runs); when maintenance ends, monitoring resumes, notices, recovers.
+#[test]
+fn maintenance_mode_pauses_monitors() {
+    let n = Node::start();
+    let d = n.dir.path().to_path_buf();
+    n.edit(|cib| {
+        base(cib);
+        cib.resources
+            .push(Resource::Primitive(dummy("m1", &d, 300)));
+    });
+    n.wait_for("m1 started", |s| {
+        history_state(s, "m1", "n1", false) == started()
+    });
+    n.ctl(&["property", "set", "maintenance-mode=true"]);
+    // Let a monitor that was already queued finish, then pull the rug.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    std::fs::remove_file(d.join("m1.state")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let s = n.status();
+    assert_eq!(
+        fail_count(&s, "m1"),
+        0,
+        "no monitor ran in maintenance:\n{}",
+        n.log()
+    );
+    assert!(
+        !d.join("m1.state").exists(),
+        "nothing was recovered in maintenance"
+    );
+    n.ctl(&["property", "set", "maintenance-mode=false"]);
+    n.wait_for("m1 noticed and recovered after maintenance", |s| {
+        fail_count(s, "m1") == 1 && history_state(s, "m1", "n1", false) == started()
+    });
+    assert!(d.join("m1.state").exists());
+}
