@@ -435,3 +435,34 @@ fn maintenance_mode_pauses_monitors() {
     });
     assert!(d.join("m1.state").exists());
 }
+
+/// `failure-timeout`: a resource banned by `migration-threshold=1` comes back by itself once
+/// its failure expires — clusterd re-plans at the expiry, nothing else happens meanwhile.
+#[test]
+fn failure_timeout_expiry_lifts_the_ban() {
+    let n = Node::start();
+    let d = n.dir.path().to_path_buf();
+    let mut r = dummy("ft", &d, 300);
+    r.meta.insert("migration-threshold".into(), "1".into());
+    r.meta.insert("failure-timeout".into(), "3s".into());
+    n.edit(|cib| {
+        base(cib);
+        cib.resources.push(Resource::Primitive(r));
+    });
+    n.wait_for("ft started", |s| {
+        history_state(s, "ft", "n1", false) == started()
+    });
+    n.settle();
+    std::fs::remove_file(d.join("ft.state")).unwrap();
+    let s = n.wait_for("ft banned after one failure", |s| {
+        fail_count(s, "ft") == 1 && history_state(s, "ft", "n1", false) == RunState::Stopped
+    });
+    let stopped_at = call_of(&s, "ft", "stop");
+    n.wait_for("ft started again once its failure expired", |s| {
+        history_state(s, "ft", "n1", false) == started()
+            && ops(s, "ft", "n1")
+                .iter()
+                .any(|o| o.op == "start" && o.call_id > stopped_at && !o.failed())
+    });
+    assert!(d.join("ft.state").exists());
+}
