@@ -385,6 +385,10 @@ impl Daemon {
             Disk::Attached { resource, result } => {
                 if let Some(r) = self.resources.get_mut(&resource) {
                     r.attached(ctx, result);
+                    if self.shutting_down {
+                        // It was attaching when the shutdown began: take it down now.
+                        r.down(ctx, None);
+                    }
                 }
             }
             Disk::DataDone {
