@@ -131,7 +131,7 @@ impl Agent for MailAgent {
         let cfg = load(&layout, &cfg_path)?;
         crate::setup::prepare(&cfg, &layout, &cfg_path).map_err(setup_err)?;
         let exe = std::env::current_exe().map_err(|e| OcfError::generic(e.to_string()))?;
-        spawn_supervisor(&exe, &layout, &cfg_path)?;
+        let mut child = spawn_supervisor(&exe, &layout, &cfg_path)?;
         let deadline = ctx.deadline() - TIMEOUT_MARGIN;
         let mut last = String::new();
         loop {
@@ -147,9 +147,9 @@ impl Agent for MailAgent {
                 }
                 last = supervisor::not_ready(&st).into_iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join("; ");
             }
-            if supervisor::running_pid(&layout).is_none() && Instant::now() > ctx.started + Duration::from_secs(5) {
+            if let Ok(Some(status)) = child.try_wait() {
                 let _ = cleanup(&layout, Duration::from_secs(10));
-                return Err(OcfError::generic(format!("the supervisor exited (see {})", layout.log("supervisor").display())));
+                return Err(OcfError::generic(format!("the supervisor exited ({status}; see {})", layout.log("supervisor").display())));
             }
             if Instant::now() >= deadline {
                 let _ = self.stop(ctx);
@@ -196,7 +196,9 @@ fn pid_i32(pid: u32) -> i32 {
     i32::try_from(pid).unwrap_or(i32::MAX)
 }
 
-fn spawn_supervisor(exe: &Path, layout: &Layout, cfg_path: &Path) -> Result<(), OcfError> {
+/// Starts the supervisor in its own session. The agent exits soon after; dropping the handle
+/// neither waits for nor kills the supervisor (init, or the manager's subreaper, reaps it).
+fn spawn_supervisor(exe: &Path, layout: &Layout, cfg_path: &Path) -> Result<std::process::Child, OcfError> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -222,10 +224,7 @@ fn spawn_supervisor(exe: &Path, layout: &Layout, cfg_path: &Path) -> Result<(), 
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| OcfError::generic(format!("cannot start the supervisor: {e}")))?;
-    // The agent exits soon; init (or the manager's subreaper) reaps the supervisor later.
-    std::mem::forget(child);
-    Ok(())
+    cmd.spawn().map_err(|e| OcfError::generic(format!("cannot start the supervisor: {e}")))
 }
 
 /// Kills whatever is left: the supervisor, the daemons' groups, and holders of the directory.
