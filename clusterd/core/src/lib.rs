@@ -19,6 +19,7 @@ pub mod sched;
 pub mod score;
 pub mod simulate;
 pub mod status;
+pub mod synth;
 pub mod transition;
 pub mod xml;
 

@@ -151,6 +151,10 @@ pub enum NoQuorumPolicy {
 impl Cib {
     /// Finds any resource (primitive, group or clone) by id.
     pub fn find(&self, id: &str) -> Option<ResourceRef<'_>> {
+        self.find_uncached(id)
+    }
+
+    fn find_uncached(&self, id: &str) -> Option<ResourceRef<'_>> {
         for r in &self.resources {
             match r {
                 Resource::Primitive(p) => {
@@ -211,6 +215,68 @@ impl Cib {
             }
         }
         None
+    }
+
+    /// Every resource by id, for callers that look up many ids (one pass instead of one scan
+    /// per look-up).
+    pub fn index(&self) -> std::collections::HashMap<&str, ResourceRef<'_>> {
+        let mut out = std::collections::HashMap::new();
+        for r in &self.resources {
+            match r {
+                Resource::Primitive(p) => {
+                    out.entry(p.id.as_str())
+                        .or_insert(ResourceRef::Primitive(PrimitiveRef {
+                            primitive: p,
+                            group: None,
+                            clone: None,
+                        }));
+                }
+                Resource::Group(g) => {
+                    out.entry(g.id.as_str()).or_insert(ResourceRef::Group {
+                        group: g,
+                        clone: None,
+                    });
+                    for p in &g.members {
+                        out.entry(p.id.as_str())
+                            .or_insert(ResourceRef::Primitive(PrimitiveRef {
+                                primitive: p,
+                                group: Some(g),
+                                clone: None,
+                            }));
+                    }
+                }
+                Resource::Clone(c) => {
+                    out.entry(c.id.as_str()).or_insert(ResourceRef::Clone(c));
+                    match &c.child {
+                        CloneChild::Primitive(p) => {
+                            out.entry(p.id.as_str()).or_insert(ResourceRef::Primitive(
+                                PrimitiveRef {
+                                    primitive: p,
+                                    group: None,
+                                    clone: Some(c),
+                                },
+                            ));
+                        }
+                        CloneChild::Group(g) => {
+                            out.entry(g.id.as_str()).or_insert(ResourceRef::Group {
+                                group: g,
+                                clone: Some(c),
+                            });
+                            for p in &g.members {
+                                out.entry(p.id.as_str()).or_insert(ResourceRef::Primitive(
+                                    PrimitiveRef {
+                                        primitive: p,
+                                        group: Some(g),
+                                        clone: Some(c),
+                                    },
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     pub fn contains(&self, id: &str) -> bool {

@@ -40,6 +40,8 @@ pub struct Final {
 
 struct Builder {
     actions: Vec<Action>,
+    /// Actions of each primitive (by working index).
+    by_rsc: HashMap<usize, Vec<usize>>,
     index: HashMap<(usize, ActionKind, usize), usize>,
     rsc_of: Vec<usize>,
     edges: BTreeSet<(usize, usize)>,
@@ -328,6 +330,7 @@ impl Sched<'_> {
             meta: self.action_meta(i, kind, node, timeout_ms),
         });
         b.rsc_of.push(i);
+        b.by_rsc.entry(i).or_default().push(id);
         b.index.insert((i, kind, node), id);
         id
     }
@@ -359,6 +362,7 @@ impl Sched<'_> {
         let fin = self.finals();
         let mut b = Builder {
             actions: Vec::new(),
+            by_rsc: HashMap::new(),
             index: HashMap::new(),
             rsc_of: Vec::new(),
             edges: BTreeSet::new(),
@@ -371,16 +375,13 @@ impl Sched<'_> {
                 continue;
             }
             let base = self.rscs[i].base.clone();
-            let hist = self.status.history.get(&base);
             for n in 0..self.nodes.len() {
                 let node = &self.nodes[n];
                 if !node.online || node.maintenance || !self.rscs[i].managed || self.stonith_blocks
                 {
                     continue;
                 }
-                let seen = hist
-                    .and_then(|h| h.get(&node.name))
-                    .is_some_and(|ops| !ops.is_empty());
+                let seen = self.rscs[i].seen_on.contains(&n);
                 if seen || !probed.insert((base.clone(), n)) {
                     continue;
                 }
@@ -507,19 +508,20 @@ impl Sched<'_> {
     }
 
     fn actions_of(&self, b: &Builder, r: usize, what: OrderAction) -> Vec<usize> {
-        let prims: BTreeSet<usize> = self.primitives_under(r).into_iter().collect();
         let kind = match what {
             OrderAction::Start => ActionKind::Start,
             OrderAction::Stop => ActionKind::Stop,
             OrderAction::Promote => ActionKind::Promote,
             OrderAction::Demote => ActionKind::Demote,
         };
-        b.actions
-            .iter()
-            .enumerate()
-            .filter(|(a, x)| x.kind == kind && prims.contains(&b.rsc_of[*a]))
-            .map(|(a, _)| a)
-            .collect()
+        let mut out: Vec<usize> = self
+            .primitives_under(r)
+            .into_iter()
+            .flat_map(|p| b.by_rsc.get(&p).into_iter().flatten().copied())
+            .filter(|&a| b.actions[a].kind == kind)
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     fn clone_internal_edges(&self, b: &mut Builder) {

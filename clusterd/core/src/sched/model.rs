@@ -82,6 +82,8 @@ pub struct Rsc {
     pub stickiness: i32,
     /// An instance beyond clone-max found active: it is stopped.
     pub orphan: bool,
+    /// Nodes where the primitive has any history (it was probed there).
+    pub seen_on: Vec<usize>,
     /// Why the resource cannot run on a node (for `why`): node → reasons.
     pub bans: BTreeMap<usize, Vec<String>>,
 }
@@ -160,6 +162,8 @@ pub struct Sched<'a> {
     pub quorum_stop: bool,
     pub quorum_freeze: bool,
     pub stonith_blocks: bool,
+    /// Configuration look-up by id (built once).
+    pub index: std::collections::HashMap<&'a str, cib::ResourceRef<'a>>,
 }
 
 impl<'a> Sched<'a> {
@@ -217,6 +221,7 @@ impl<'a> Sched<'a> {
                 ),
             quorum_freeze: !quorum && policy == cib::NoQuorumPolicy::Freeze,
             stonith_blocks: false,
+            index: cib.index(),
         };
         for r in &cib.resources {
             let idx = s.add_resource(r);
@@ -308,6 +313,7 @@ impl<'a> Sched<'a> {
             target_role: Role::Started,
             stickiness: 0,
             orphan: false,
+            seen_on: Vec::new(),
             bans: BTreeMap::new(),
         }
     }
@@ -448,7 +454,7 @@ impl<'a> Sched<'a> {
                 continue;
             }
             let base = self.rscs[i].base.clone();
-            let Some(rref) = cib.find(&base) else {
+            let Some(rref) = self.index.get(base.as_str()).copied() else {
                 continue;
             };
             let promotable = rref.is_promotable();
@@ -459,6 +465,9 @@ impl<'a> Sched<'a> {
                     let Some(ni) = self.node_index(node) else {
                         continue;
                     };
+                    if !ops.is_empty() {
+                        self.rscs[i].seen_on.push(ni);
+                    }
                     let d = derive_state(ops, promotable, self.now_s, ft);
                     found.push((ni, d));
                 }
@@ -507,13 +516,13 @@ impl<'a> Sched<'a> {
         }
         for i in 0..self.rscs.len() {
             if let Some(p) = self.rscs[i].prim.clone() {
-                let Some(rref) = cib.find(&p.id) else {
+                let Some(rref) = self.index.get(p.id.as_str()).copied() else {
                     continue;
                 };
                 self.rscs[i].managed = cib.is_managed(&rref);
                 self.rscs[i].target_role = cib.target_role(&rref);
                 self.rscs[i].stickiness = cib.stickiness(&rref).value();
-            } else if let Some(rref) = cib.find(&self.rscs[i].base) {
+            } else if let Some(rref) = self.index.get(self.rscs[i].base.as_str()).copied() {
                 self.rscs[i].target_role = cib.target_role(&rref);
                 self.rscs[i].managed = cib.is_managed(&rref);
             }
@@ -737,7 +746,7 @@ impl<'a> Sched<'a> {
             }
             // migration-threshold: ban where the fail count reached it.
             let base = self.rscs[i].base.clone();
-            let Some(rref) = cib.find(&base) else {
+            let Some(rref) = self.index.get(base.as_str()).copied() else {
                 continue;
             };
             let threshold = cib.migration_threshold(&rref);
