@@ -150,8 +150,9 @@ pub struct NodeState {
     pub fail_counts: Vec<FailCount>,
 }
 
-/// Everything the scheduler knows besides the configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything the scheduler knows besides the configuration. The default is an empty cluster
+/// that has quorum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     pub nodes: BTreeMap<String, NodeState>,
     /// Whether this partition has quorum (`no-quorum-policy` applies when it does not).
@@ -167,6 +168,17 @@ pub struct ClusterStatus {
 
 fn yes() -> bool {
     true
+}
+
+impl Default for ClusterStatus {
+    fn default() -> Self {
+        ClusterStatus {
+            nodes: BTreeMap::new(),
+            has_quorum: true,
+            history: BTreeMap::new(),
+            dc: None,
+        }
+    }
 }
 
 /// The state of a resource on one node, derived from its history.

@@ -191,11 +191,31 @@ impl Ctx<'_> {
     }
 
     /// The configuration (and status, when online) the command reads.
-    fn source(&self) -> anyhow::Result<(Cib, ClusterStatus, Option<clusterd_core::Transition>)> {
+    fn source(
+        &mut self,
+    ) -> anyhow::Result<(Cib, ClusterStatus, Option<clusterd_core::Transition>)> {
         match &self.g.file {
             Some(f) => {
                 let file = load_file(f)?;
-                Ok((file.cib, ClusterStatus::default(), None))
+                // A Pacemaker CIB brings its status section; otherwise (or when it has none)
+                // assume every configured node online with nothing running yet — the question
+                // "what would this configuration do on a fresh cluster".
+                let mut status = match file.format {
+                    CibFormat::PacemakerXml => {
+                        let text = std::fs::read_to_string(f).unwrap_or_default();
+                        xml::import(&text).map(|i| i.status).unwrap_or_default()
+                    }
+                    CibFormat::Native => ClusterStatus::default(),
+                };
+                if status.nodes.is_empty() {
+                    let names: Vec<&str> = file.cib.nodes.iter().map(|n| n.name.as_str()).collect();
+                    status = ClusterStatus::all_online(&names);
+                    let _ = writeln!(
+                        self.err,
+                        "(offline file: assuming every configured node online, nothing running yet)"
+                    );
+                }
+                Ok((file.cib, status, None))
             }
             None => self.online_status(),
         }
