@@ -210,6 +210,13 @@ pub enum Output {
         /// Count.
         blocks: u64,
     },
+    /// The outcome of an admin command that returned [`AdminDone::Pending`].
+    AdminResult {
+        /// The command.
+        cmd: AdminCommand,
+        /// Its outcome.
+        result: Result<(), AdminError>,
+    },
     /// Run a DRBD-style handler script (`handlers { split-brain ...; }`).
     CallHandler(Handler),
     /// Something an operator wants in the log and the status (state changes and events).
@@ -388,6 +395,15 @@ pub enum AdminCommand {
     Invalidate,
     /// `verify`: online verify against the peer.
     Verify,
+}
+
+/// An admin command's immediate outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminDone {
+    /// Done.
+    Done,
+    /// Waiting for the peer; an [`Output::AdminResult`] follows.
+    Pending,
 }
 
 /// Why an admin command was refused (nothing changed).

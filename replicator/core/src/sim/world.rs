@@ -159,6 +159,8 @@ struct Node {
     era: usize,
     stop_clients: bool,
     down: bool,
+    /// A promotion waits for the peer (`forced` as the oracle sees it).
+    pending_promotion: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +250,7 @@ fn fresh_node() -> Node {
         era: 0,
         stop_clients: false,
         down: false,
+        pending_promotion: None,
     }
 }
 
@@ -652,6 +655,7 @@ impl World {
         let n = &mut self.nodes[i];
         n.replica = None;
         n.down = true;
+        n.pending_promotion = None;
         n.inc += 1;
         n.disk.crash();
         n.mem_bitmap = n.meta.bitmap.clone();
@@ -688,15 +692,17 @@ impl World {
             .expect("alive")
             .admin(now, cmd);
         self.log(format!("n{i} admin {cmd:?} -> {r:?}"));
-        if r.is_ok() {
-            if let AdminCommand::Primary { force } = cmd {
-                if before.role != Role::Primary {
-                    self.promoted(i, force || before.disk != DiskState::UpToDate);
+        if let (Ok(done), AdminCommand::Primary { force }) = (&r, cmd) {
+            if before.role != Role::Primary {
+                let forced = force || before.disk != DiskState::UpToDate;
+                match done {
+                    AdminDone::Done => self.promoted(i, forced),
+                    AdminDone::Pending => self.nodes[i].pending_promotion = Some(forced),
                 }
             }
         }
         self.drive(i);
-        r
+        r.map(|_| ())
     }
 
     /// The oracle's view of a promotion.
@@ -910,6 +916,13 @@ impl World {
                 self.lazy_bitmap(i);
             }
             Output::CallHandler(h) => self.log(format!("n{i} handler {h:?}")),
+            Output::AdminResult { cmd, result } => {
+                self.log(format!("n{i} admin {cmd:?} finished: {result:?}"));
+                let pending = self.nodes[i].pending_promotion.take();
+                if let (Ok(()), Some(forced)) = (result, pending) {
+                    self.promoted(i, forced);
+                }
+            }
             Output::Notice(n) => self.notice(i, n),
         }
     }
@@ -1349,6 +1362,7 @@ impl World {
                 Some(Refusal::SplitBrain { .. }) => self.recover_split_brain(),
                 Some(Refusal::PrimaryWouldBeSyncTarget)
                 | Some(Refusal::ByPeer(_))
+                | Some(Refusal::InconsistentSource)
                 | Some(Refusal::TwoPrimaries) => {
                     // The data of this node lost: demote it if Primary, then reconnect.
                     if st.role == Role::Primary {
@@ -1445,9 +1459,19 @@ impl World {
         loop {
             assert!(
                 self.now < deadline,
-                "did not converge within 900 s of simulated time after the faults stopped: {:?} / {:?}",
+                "did not converge within 900 s of simulated time after the faults stopped: {:?} / {:?}\n n0: {}\n n1: {}",
                 self.st(0),
-                self.st(1)
+                self.st(1),
+                self.nodes[0]
+                    .replica
+                    .as_ref()
+                    .map(|r| r.debug_in_flight())
+                    .unwrap_or_default(),
+                self.nodes[1]
+                    .replica
+                    .as_ref()
+                    .map(|r| r.debug_in_flight())
+                    .unwrap_or_default(),
             );
             for i in 0..2 {
                 if !self.alive(i)
@@ -1463,10 +1487,22 @@ impl World {
                 && self.st(1).is_some_and(|s| s.role == Role::Secondary)
             {
                 // Someone has to serve: the node with UpToDate data, or force the better one.
-                let up =
-                    (0..2).find(|i| self.st(*i).is_some_and(|s| s.disk == DiskState::UpToDate));
-                if let Some(i) = up {
-                    let _ = self.admin(i, AdminCommand::Primary { force: false });
+                let rank = |d: DiskState| crate::protocol::handshake::disk_rank(d);
+                let best = (0..2)
+                    .max_by_key(|i| self.st(*i).map_or(0, |s| rank(s.disk)))
+                    .expect("two nodes");
+                let st = self.st(best).expect("alive");
+                let force = st.disk != DiskState::UpToDate;
+                if !force
+                    || !matches!(
+                        st.conn,
+                        ConnState::SyncTarget
+                            | ConnState::WFBitMapT
+                            | ConnState::WFReportParams
+                            | ConnState::WFBitMapS
+                    )
+                {
+                    let _ = self.admin(best, AdminCommand::Primary { force });
                 }
             }
             let converged = (0..2).all(|i| {

@@ -136,6 +136,13 @@ pub enum Message {
     },
     /// Online verify ended (either side; the other returns to Connected).
     VerifyDone,
+    /// The sender wants to become Primary (a cluster-wide state change); answer `PromoteReply`.
+    PromoteRequest,
+    /// Whether the receiver of `PromoteRequest` agrees (it is not, and will not become, Primary).
+    PromoteReply {
+        /// Agreed.
+        ok: bool,
+    },
     /// Keep-alive request.
     Ping,
     /// Keep-alive answer.
@@ -212,6 +219,8 @@ impl Message {
             Message::VerifyRequest { .. } => "VerifyRequest",
             Message::VerifyReply { .. } => "VerifyReply",
             Message::VerifyDone => "VerifyDone",
+            Message::PromoteRequest => "PromoteRequest",
+            Message::PromoteReply { .. } => "PromoteReply",
             Message::Ping => "Ping",
             Message::PingAck => "PingAck",
         }

@@ -133,6 +133,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (any::<u64>(), proptest::collection::vec(any::<u64>(), 0..8))
             .prop_map(|(seq, mismatched)| Message::VerifyReply { seq, mismatched }),
         Just(Message::VerifyDone),
+        Just(Message::PromoteRequest),
+        any::<bool>().prop_map(|ok| Message::PromoteReply { ok }),
         Just(Message::VerifyAsk {
             alg: VerifyAlg::Crc32c
         }),

@@ -25,11 +25,29 @@ impl Replica {
         }
     }
 
-    pub(super) fn cmd_primary(&mut self, force: bool) -> Result<(), AdminError> {
-        use ConnState::*;
+    /// `primary [--force]`. While connected this is a cluster-wide state change, as in DRBD: the
+    /// peer must agree (it is not Primary itself and promises not to become Primary while this
+    /// node is). If the link fails before it answers, the promotion fails: a node that cannot
+    /// reach its peer is not known to hold the newest data.
+    pub(super) fn cmd_primary(&mut self, force: bool) -> Result<AdminDone, AdminError> {
         if self.role == Role::Primary {
-            return Ok(());
+            return Ok(AdminDone::Done);
         }
+        if self.promoting.is_some() {
+            return Err(self.wrong("a promotion is already waiting for the peer's answer"));
+        }
+        self.check_promotion(force)?;
+        if self.link.as_ref().is_some_and(|l| l.peer_hello.is_some()) {
+            self.promoting = Some(force);
+            self.send(crate::wire::Message::PromoteRequest);
+            return Ok(AdminDone::Pending);
+        }
+        self.promote_now(force);
+        Ok(AdminDone::Done)
+    }
+
+    pub(super) fn check_promotion(&self, force: bool) -> Result<(), AdminError> {
+        use ConnState::*;
         if self.peer_role == Role::Primary {
             if !self.cfg.allow_two_primaries {
                 return Err(AdminError::PeerIsPrimary);
@@ -55,6 +73,17 @@ impl Replica {
                 return Err(AdminError::PeerUpToDate);
             }
         }
+        Ok(())
+    }
+
+    /// Promotes now (checks passed, the peer agreed or is not connected).
+    pub(super) fn promote_now(&mut self, force: bool) {
+        use ConnState::*;
+        let forced = self.disk != DiskState::UpToDate;
+        assert!(
+            !forced || force,
+            "promotion without UpToDate data and without --force"
+        );
         // The indicator is durable before the activity log is ever used.
         if !self.flags.primary {
             self.flags.primary = true;
@@ -76,7 +105,76 @@ impl Replica {
         if forced && self.link.is_some() {
             self.renegotiate("primary --force: renegotiating the resync");
         }
-        Ok(())
+    }
+
+    /// The peer asks to become Primary.
+    pub(super) fn on_promote_request(&mut self) {
+        let mut ok = self.role != Role::Primary || self.cfg.allow_two_primaries;
+        if ok && let Some(force) = self.promoting {
+            // Both ask at once: the node with the lower node id wins.
+            if self.cfg.node_id < self.cfg.peer_node_id {
+                ok = false;
+            } else {
+                self.promoting = None;
+                self.emit(Output::AdminResult {
+                    cmd: AdminCommand::Primary { force },
+                    result: Err(AdminError::PeerIsPrimary),
+                });
+            }
+        }
+        if ok {
+            // From now on this node refuses to become Primary itself.
+            self.peer_role = Role::Primary;
+            self.notice(Notice::Peer {
+                role: Role::Primary,
+                disk: self.peer_disk,
+            });
+        }
+        self.send(crate::wire::Message::PromoteReply { ok });
+    }
+
+    /// The peer answered our promotion request.
+    pub(super) fn on_promote_reply(&mut self, ok: bool) {
+        let Some(force) = self.promoting.take() else {
+            return self.protocol_error_pub("PromoteReply without a request".into());
+        };
+        let cmd = AdminCommand::Primary { force };
+        let result = if !ok {
+            Err(AdminError::PeerIsPrimary)
+        } else {
+            self.check_promotion(force)
+        };
+        match result {
+            Ok(()) => {
+                self.promote_now(force);
+                self.emit(Output::AdminResult {
+                    cmd,
+                    result: Ok(()),
+                });
+            }
+            Err(e) => {
+                // The peer may have noted us as Primary: tell it we are not.
+                self.send_state();
+                self.emit(Output::AdminResult {
+                    cmd,
+                    result: Err(e),
+                });
+            }
+        }
+    }
+
+    /// The link went down with a promotion pending: it fails.
+    pub(super) fn promotion_lost(&mut self) {
+        if let Some(force) = self.promoting.take() {
+            self.emit(Output::AdminResult {
+                cmd: AdminCommand::Primary { force },
+                result: Err(AdminError::WrongState {
+                    conn: self.conn,
+                    disk: self.disk,
+                    why: "the connection was lost before the peer agreed to the promotion",
+                }),
+            });
+        }
     }
 
     pub(super) fn cmd_secondary(&mut self) -> Result<(), AdminError> {

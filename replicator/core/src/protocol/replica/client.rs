@@ -178,9 +178,8 @@ impl Replica {
             fua,
         });
         if self.replicating() {
-            let link = self.link.as_mut().expect("replicating without a link");
-            let seq = link.next_seq;
-            link.next_seq += 1;
+            let seq = self.next_seq;
+            self.next_seq += 1;
             self.stats.data_bytes_sent += len;
             self.send(Message::Data {
                 seq,
@@ -363,8 +362,8 @@ impl Replica {
         let mut peer_seq = None;
         if self.replicating() {
             let link = self.link.as_mut().expect("link");
-            let seq = link.next_seq;
-            link.next_seq += 1;
+            let seq = self.next_seq;
+            self.next_seq += 1;
             link.barriers_out.insert(seq);
             self.send(Message::Barrier { seq });
             if self.cfg.protocol != Protocol::A {

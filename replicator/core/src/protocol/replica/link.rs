@@ -40,7 +40,6 @@ impl Replica {
         self.link = Some(Link {
             conn,
             epoch: self.link_epoch,
-            next_seq: 1,
             peer_hello: None,
             last_rx: self.now,
             ping_sent: None,
@@ -92,6 +91,7 @@ impl Replica {
         }
         self.barriers_in.clear();
         self.rs_landed.clear();
+        self.promotion_lost();
         let unsettled_before = self
             .writes
             .values()
@@ -197,6 +197,8 @@ impl Replica {
             } => self.on_verify_request(seq, start_block, digests),
             Message::VerifyReply { seq, mismatched } => self.on_verify_reply(seq, mismatched),
             Message::VerifyDone => self.on_verify_done(),
+            Message::PromoteRequest => self.on_promote_request(),
+            Message::PromoteReply { ok } => self.on_promote_reply(ok),
         }
     }
 
@@ -449,7 +451,9 @@ impl Replica {
             return;
         }
         match ranges {
-            Some(ranges) => {
+            // Bits are cleared only for the resync they belong to: after the link changed, this
+            // node's bitmap may mean something else (it may even be the source now).
+            Some(ranges) if same_link => {
                 let mut blocks = 0;
                 for (first, n) in ranges {
                     self.mark_in_sync(first, n);
@@ -458,10 +462,9 @@ impl Replica {
                 if let Some(t) = self.target.as_mut() {
                     t.done_blocks += blocks;
                 }
-                if same_link {
-                    self.send(Message::RsBarrierAck { seq });
-                }
+                self.send(Message::RsBarrierAck { seq });
             }
+            Some(_) => {}
             None => {
                 if same_link {
                     self.send(Message::BarrierAck { seq });

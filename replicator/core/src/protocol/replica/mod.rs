@@ -87,8 +87,6 @@ struct PendingIo {
 struct Link {
     conn: ConnId,
     epoch: u64,
-    /// Next sequence number for Data/Barrier/RsData/RsBarrier.
-    next_seq: u64,
     /// Peer's Hello, once received.
     peer_hello: Option<super::handshake::Hello>,
     /// Last time anything arrived.
@@ -121,9 +119,14 @@ pub struct Replica {
     refusal: Option<Refusal>,
     discard_my_data: bool,
     crashed_primary: bool,
+    /// A promotion waits for the peer's answer (`--force` given).
+    promoting: Option<bool>,
     link: Option<Link>,
     link_epoch: u64,
     gate: Gate<IoId>,
+    /// Next sequence number for Data/Barrier/RsData/RsBarrier: never reused, across links too,
+    /// so that an acknowledgement can only ever name the message it answers.
+    next_seq: u64,
     ios: HashMap<IoId, PendingIo>,
     next_io: u64,
     // Client writes (client.rs).
@@ -213,9 +216,11 @@ impl Replica {
             refusal: None,
             discard_my_data: false,
             crashed_primary: persisted.flags.primary,
+            promoting: None,
             link: None,
             link_epoch: 0,
             gate: Gate::default(),
+            next_seq: 1,
             ios: HashMap::new(),
             next_io: 0,
             writes: BTreeMap::new(),
@@ -286,16 +291,19 @@ impl Replica {
         self.check_invariants();
     }
 
-    /// Runs an admin command at time `now`. On error nothing changed.
-    pub fn admin(&mut self, now: Time, cmd: AdminCommand) -> Result<(), AdminError> {
+    /// Runs an admin command at time `now`. On error nothing changed. [`AdminDone::Pending`]:
+    /// the command waits for the peer (a promotion while connected); its outcome comes as
+    /// [`Output::AdminResult`].
+    pub fn admin(&mut self, now: Time, cmd: AdminCommand) -> Result<AdminDone, AdminError> {
         self.now = self.now.max(now);
+        let done = |r: Result<(), AdminError>| r.map(|()| AdminDone::Done);
         let r = match cmd {
             AdminCommand::Primary { force } => self.cmd_primary(force),
-            AdminCommand::Secondary => self.cmd_secondary(),
-            AdminCommand::Connect { discard_my_data } => self.cmd_connect(discard_my_data),
-            AdminCommand::Disconnect => self.cmd_disconnect(),
-            AdminCommand::Invalidate => self.cmd_invalidate(),
-            AdminCommand::Verify => self.cmd_verify(),
+            AdminCommand::Secondary => done(self.cmd_secondary()),
+            AdminCommand::Connect { discard_my_data } => done(self.cmd_connect(discard_my_data)),
+            AdminCommand::Disconnect => done(self.cmd_disconnect()),
+            AdminCommand::Invalidate => done(self.cmd_invalidate()),
+            AdminCommand::Verify => done(self.cmd_verify()),
         };
         self.check_invariants();
         r
@@ -411,6 +419,36 @@ impl Replica {
             && self.target.is_none()
             && self.verify_source.is_none()
             && self.verify_target.is_none()
+    }
+
+    /// A one-line summary of what is in flight, for logs when something seems stuck.
+    pub fn debug_in_flight(&self) -> String {
+        let writes: Vec<String> = self
+            .writes
+            .iter()
+            .map(|(k, w)| {
+                format!(
+                    "w{k}@{}+{} {:?}/{:?} seq {:?} done {} settled {}",
+                    w.offset, w.len, w.local, w.net, w.seq, w.client_done, w.peer_settled
+                )
+            })
+            .collect();
+        let ios: Vec<String> = self
+            .ios
+            .iter()
+            .map(|(k, p)| format!("{k:?}:{:?} gate {}", p.kind, p.ticket.is_some()))
+            .collect();
+        format!(
+            "writes [{}] al_wait {:?} gate {} ios [{}] flushes {:?} covered {}/{} al {:?}",
+            writes.join(", "),
+            self.al_wait,
+            self.gate.len(),
+            ios.join(", "),
+            self.client_flushes.keys().collect::<Vec<_>>(),
+            self.flushes_covered,
+            self.flushes_issued,
+            self.al.hot().collect::<Vec<_>>()
+        )
     }
 
     /// Checks the invariants that must hold between events; panics (a bug) if one does not.

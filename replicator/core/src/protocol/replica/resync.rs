@@ -265,9 +265,8 @@ impl Replica {
                     blocks * BLOCK_SIZE,
                     "resync read returned the wrong length"
                 );
-                let link = self.link.as_mut().expect("link");
-                let seq = link.next_seq;
-                link.next_seq += 1;
+                let seq = self.next_seq;
+                self.next_seq += 1;
                 self.stats.resync_bytes_sent += data.len() as u64;
                 // Send before releasing the gate: a write waiting on this block goes after it.
                 self.send(Message::RsData {
@@ -309,9 +308,8 @@ impl Replica {
         }
         let batch = std::mem::take(&mut s.batch);
         let bytes = std::mem::take(&mut s.batch_bytes);
-        let link = self.link.as_mut().expect("link");
-        let seq = link.next_seq;
-        link.next_seq += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.source
             .as_mut()
             .expect("source")
@@ -321,8 +319,10 @@ impl Replica {
     }
 
     pub(super) fn on_rs_barrier_ack(&mut self, seq: u64) {
+        // The target flushes barriers concurrently: an acknowledgement may come after a later
+        // one already covered it (and maybe finished the resync). Such an ack says nothing new.
         if self.source.is_none() {
-            return self.protocol_error_pub(format!("RsBarrierAck while {}", self.conn));
+            return;
         }
         loop {
             let s = self.source.as_mut().expect("source");

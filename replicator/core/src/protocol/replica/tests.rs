@@ -98,10 +98,30 @@ fn connected_pair(protocol: Protocol) -> (Replica, Replica) {
         (b.status().conn, b.status().disk),
         (ConnState::Connected, DiskState::UpToDate)
     );
-    a.admin(T0, AdminCommand::Primary { force: false }).unwrap();
     let oa = drain(&mut a);
     deliver(&mut b, ConnId(1), &oa);
+    let ob = drain(&mut b);
+    deliver(&mut a, ConnId(1), &ob);
+    drain(&mut a);
+    // While connected, promotion is a cluster-wide state change: the peer must agree.
+    assert_eq!(
+        a.admin(T0, AdminCommand::Primary { force: false }),
+        Ok(AdminDone::Pending)
+    );
+    let oa = drain(&mut a);
+    assert_eq!(sent(&oa), vec![Message::PromoteRequest]);
+    deliver(&mut b, ConnId(1), &oa);
+    let ob = drain(&mut b);
+    assert_eq!(sent(&ob), vec![Message::PromoteReply { ok: true }]);
     assert_eq!(b.status().peer_role, Role::Primary);
+    deliver(&mut a, ConnId(1), &ob);
+    let oa = drain(&mut a);
+    assert!(oa.contains(&Output::AdminResult {
+        cmd: AdminCommand::Primary { force: false },
+        result: Ok(())
+    }));
+    assert_eq!(a.status().role, Role::Primary);
+    deliver(&mut b, ConnId(1), &oa);
     drain(&mut b);
     (a, b)
 }
@@ -544,6 +564,73 @@ fn forced_promotion_alone_starts_a_new_generation() {
         primary: true
     })));
     assert!(out.contains(&Output::PersistUuids(st.uuids)));
+}
+
+#[test]
+fn promotion_fails_if_the_link_drops_before_the_peer_agrees() {
+    let (mut p, mut s) = connected_pair(Protocol::C);
+    p.admin(T0, AdminCommand::Secondary).unwrap();
+    deliver(&mut s, ConnId(1), &drain(&mut p));
+    assert_eq!(
+        s.admin(T0, AdminCommand::Primary { force: false }),
+        Ok(AdminDone::Pending)
+    );
+    drain(&mut s);
+    // The request never arrives; the link is declared dead.
+    s.handle(
+        T0,
+        Event::PeerDisconnected {
+            conn: ConnId(1),
+            reason: LinkLoss::Closed("ping timeout".into()),
+        },
+    );
+    let out = drain(&mut s);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::AdminResult {
+            result: Err(AdminError::WrongState { .. }),
+            ..
+        }
+    )));
+    assert_eq!(
+        (s.status().role, s.status().disk),
+        (Role::Secondary, DiskState::Consistent)
+    );
+}
+
+#[test]
+fn concurrent_promotions_the_lower_node_id_wins() {
+    let (mut p, mut s) = connected_pair(Protocol::C);
+    p.admin(T0, AdminCommand::Secondary).unwrap();
+    deliver(&mut s, ConnId(1), &drain(&mut p));
+    assert_eq!(
+        p.admin(T0, AdminCommand::Primary { force: false }),
+        Ok(AdminDone::Pending)
+    );
+    assert_eq!(
+        s.admin(T0, AdminCommand::Primary { force: false }),
+        Ok(AdminDone::Pending)
+    );
+    let op = drain(&mut p);
+    let os = drain(&mut s);
+    deliver(&mut s, ConnId(1), &op);
+    deliver(&mut p, ConnId(1), &os);
+    let os2 = drain(&mut s);
+    let op2 = drain(&mut p);
+    assert!(os2.contains(&Output::AdminResult {
+        cmd: AdminCommand::Primary { force: false },
+        result: Err(AdminError::PeerIsPrimary)
+    }));
+    assert_eq!(sent(&os2), vec![Message::PromoteReply { ok: true }]);
+    assert_eq!(sent(&op2), vec![Message::PromoteReply { ok: false }]);
+    deliver(&mut p, ConnId(1), &os2);
+    deliver(&mut s, ConnId(1), &op2);
+    drain(&mut p);
+    drain(&mut s);
+    assert_eq!(
+        (p.status().role, s.status().role),
+        (Role::Primary, Role::Secondary)
+    );
 }
 
 #[test]
