@@ -16,6 +16,7 @@
 //! data write runs on the file, and its completion releases the extents and answers the client.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
@@ -120,6 +121,8 @@ pub struct Up {
     export: Option<Arc<Export>>,
     next_id: u64,
     running: BTreeMap<u64, Running>,
+    /// Operations that finished inline, to complete before the handler returns.
+    completed: Vec<(u64, io::Result<()>)>,
     waiting: Vec<Pending>,
     parked: VecDeque<Pending>,
     step: Option<Step>,
@@ -308,6 +311,7 @@ impl Res {
             export: None,
             next_id: 1,
             running: BTreeMap::new(),
+            completed: Vec::new(),
             waiting: Vec::new(),
             parked: VecDeque::new(),
             step: None,
@@ -551,6 +555,7 @@ impl Res {
             wait_seq: 0,
         };
         up.admit(&name, ctx, p, standalone);
+        self.settle(ctx);
     }
 
     /// A FLUSH from the export.
@@ -573,8 +578,27 @@ impl Res {
         });
     }
 
-    /// A data operation finished on the file.
+    /// A data operation finished on the file (in its own task).
     pub fn data_done(&mut self, ctx: &Ctx, id: u64, result: io::Result<()>) {
+        self.complete(ctx, id, result);
+        self.settle(ctx);
+    }
+
+    /// Completes the data operations that finished inline, until none is left (completing one
+    /// may start parked ones, which may finish inline too).
+    fn settle(&mut self, ctx: &Ctx) {
+        loop {
+            let Some(up) = self.up_mut() else { return };
+            let Some((id, result)) = up.completed.pop() else {
+                break;
+            };
+            self.complete(ctx, id, result);
+        }
+        self.advance_demote(ctx);
+    }
+
+    /// A data operation finished: release its extents, answer the client, admit parked writes.
+    fn complete(&mut self, ctx: &Ctx, id: u64, result: io::Result<()>) {
         let name = self.name.clone();
         let standalone = self.cfg.is_standalone();
         let on_io_error_cmd = self.cfg.handlers.local_io_error.clone();
@@ -608,7 +632,6 @@ impl Res {
                 break;
             }
         }
-        self.advance_demote(ctx);
     }
 
     /// A meta-data job finished; returns whether the resource went down with it.
@@ -647,6 +670,7 @@ impl Res {
             up.start(&name, ctx, p, standalone);
         }
         up.meta.kick(&name, ctx.events);
+        self.settle(ctx);
         self.finish_steps(ctx)
     }
 
@@ -918,26 +942,35 @@ impl Up {
                 reply: p.reply,
             },
         );
-        let (data, events, resource, offset) = (
-            self.data.clone(),
-            ctx.events.clone(),
-            name.clone(),
-            p.offset,
-        );
-        tokio::spawn(async move {
-            let result = match p.op {
+        let (data, offset) = (self.data.clone(), p.offset);
+        let mut io = Box::pin(async move {
+            match p.op {
                 DataOp::Write { data: bytes, fua } => data.write_at(offset, bytes, fua).await,
                 DataOp::Trim { len, fua } => data.trim(offset, len, fua).await,
                 DataOp::Zero { len, flags } => data.write_zeroes(offset, len, flags).await,
-            };
-            let _ = events
-                .send(Event::Disk(Disk::DataDone {
-                    resource,
-                    id,
-                    result,
-                }))
-                .await;
+            }
         });
+        // Fast path: a buffered write the page cache takes at once (the file backend's
+        // non-blocking RWF_NOWAIT attempt) completes on this first poll, without a task or an
+        // event; anything that would block (FUA, trim, a write needing the blocking pool) is
+        // still pending here and finishes in its own task, reporting back as an event.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match io.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(result) => self.completed.push((id, result)),
+            std::task::Poll::Pending => {
+                let (events, resource) = (ctx.events.clone(), name.clone());
+                tokio::spawn(async move {
+                    let result = io.await;
+                    let _ = events
+                        .send(Event::Disk(Disk::DataDone {
+                            resource,
+                            id,
+                            result,
+                        }))
+                        .await;
+                });
+            }
+        }
     }
 
     /// A superblock of sequence `seq` was written (or failed).
