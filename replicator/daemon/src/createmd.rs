@@ -149,6 +149,8 @@ pub fn create_md(res: &Resource, host: &Host, force: bool) -> Result<Created, Fa
         } else {
             None
         },
+        al_offset: layout.al_offset,
+        bm_offset: layout.bm_offset,
     };
     debug_assert!(sb.peer_node_id.is_none_or(|p| p.0 != NO_PEER));
     md::write_superblock(f, &layout, &sb, true).map_err(|e| io("writing the superblock of", e))?;

@@ -84,6 +84,12 @@ pub fn attach(res: &Resource, host: &Host) -> Result<Attached, Failure> {
         host.disk_options.size_bytes,
     )
     .map_err(|e| Failure::new(Exit::MetaData, format!("{meta_path}: {e}")))?;
+    if layout.al_offset != sb.al_offset || layout.bm_offset != sb.bm_offset {
+        return Err(mismatch(format!(
+            "meta-data places the activity log at {} and the bitmap at {}, but for this file they belong at {} and {} — did the file's size change?",
+            sb.al_offset, sb.bm_offset, layout.al_offset, layout.bm_offset
+        )));
+    }
     if layout.data_bytes != sb.data_bytes || layout.bm_pages != sb.bm_pages {
         return Err(mismatch(format!(
             "meta-data describes {} bytes of data ({} bitmap pages) but the backing file now gives {} ({} pages) — did the file or the 'size' option change?",

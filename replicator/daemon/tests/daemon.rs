@@ -562,3 +562,46 @@ fn a_crash_while_primary_marks_the_activity_log_out_of_sync() {
     let _ = run_debian;
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn up_refuses_missing_or_foreign_meta_data_and_broken_configuration() {
+    require_root();
+    let mut n = Node::new("n1", STANDALONE);
+    n.file("data.img", 16 * MIB);
+    n.start();
+    n.ctl(&["up", "r0"]).fails(
+        11,
+        "no meta-data found: create it with 'replicatorctl create-md'",
+    );
+    n.ctl(&["create-md", "r0"]).ok();
+    // The configuration now gives this node another id than the meta-data has.
+    let good = std::fs::read_to_string(&n.config).unwrap();
+    std::fs::write(&n.config, good.replace("on n1 { }", "on n1 { node-id 5; }")).unwrap();
+    n.ctl(&["up", "r0"]).fails(
+        11,
+        "meta-data belongs to node id 0, the configuration gives this node id 5",
+    );
+    // A configuration that no longer parses: `up` says where, the daemon carries on.
+    std::fs::write(
+        &n.config,
+        good.replace("meta-disk internal;", "meta-disk internal"),
+    )
+    .unwrap();
+    n.ctl(&["up", "r0"]).fails(
+        20,
+        "r.res:5:3: missing ';' before 'on' (after 'meta-disk' ...)",
+    );
+    std::fs::write(&n.config, &good).unwrap();
+    n.ctl(&["up", "r0"]).ok();
+    assert_eq!(n.status("r0")["disk_state"], "Inconsistent");
+    // The backing file grew: internal meta-data is no longer at its end.
+    n.ctl(&["down", "r0"]).ok();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(n.path("data.img"))
+        .unwrap()
+        .set_len(20 * MIB)
+        .unwrap();
+    n.ctl(&["up", "r0"]).fails(11, "no meta-data found");
+    assert!(n.daemon.as_mut().unwrap().is_running());
+}

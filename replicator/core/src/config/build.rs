@@ -934,13 +934,31 @@ fn need_block<'a>(st: &'a Stmt, what: &str) -> Result<&'a Block, ConfigError> {
 }
 
 fn no_block(st: &Stmt) -> Result<(), ConfigError> {
-    match &st.block {
-        Some(b) => Err(ConfigError::new(
-            &b.open,
-            format!("'{}' takes values, not a {{ }} section", st.keyword()),
-        )),
-        None => Ok(()),
+    let Some(b) = &st.block else { return Ok(()) };
+    // `meta-disk internal  on n1 { ... }`: a forgotten ';' glued the next section on. Point
+    // at the word that starts it.
+    let starts_section = |w: &str| {
+        RESOURCE_KEYWORDS.contains(&w)
+            || HOST_KEYWORDS.contains(&w)
+            || CONNECTION_KEYWORDS.contains(&w)
+            || TOP_KEYWORDS.contains(&w)
+    };
+    if let Some(t) = st.args().iter().find(|t| {
+        matches!(t.kind, super::lexer::TokenKind::Word(_)) && t.text().is_some_and(starts_section)
+    }) {
+        return Err(ConfigError::new(
+            &t.pos,
+            format!(
+                "missing ';' before {} (after '{}' ...)",
+                t.describe(),
+                st.keyword()
+            ),
+        ));
     }
+    Err(ConfigError::new(
+        &b.open,
+        format!("'{}' takes values, not a {{ }} section", st.keyword()),
+    ))
 }
 
 fn no_args(st: &Stmt, n: usize) -> Result<(), ConfigError> {

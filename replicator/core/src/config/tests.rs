@@ -525,6 +525,14 @@ fn structural_errors() {
         "t.res:1:14: 'include' is only allowed at top level, outside sections"
     );
     assert!(err("resource r { stacked-on-top-of x { } }").contains("not supported by replicatord"));
+    assert_eq!(
+        err("resource r { device minor 1; disk /d; meta-disk internal\n  on a { } }"),
+        "t.res:2:3: missing ';' before 'on' (after 'meta-disk' ...)"
+    );
+    assert_eq!(
+        err("resource r { device minor 1 { } }"),
+        "t.res:1:29: 'device' takes values, not a { } section"
+    );
     assert!(
         err(&TWO.replace("10.0.0.2", "10.0.0.1"))
             .contains("have the same address ipv4 10.0.0.1:7000")

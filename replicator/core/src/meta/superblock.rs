@@ -20,7 +20,10 @@
 //!  92     4  al_extents (the table size last used)
 //!  96     4  bm_pages
 //! 100     1  peer_node_id of the bitmap (0xFF: none yet)
-//! 101  3991  reserved (0)
+//! 101     3  reserved (0)
+//! 104     8  al_offset: first activity-log slot (byte offset in the meta-data file)
+//! 112     8  bm_offset: first bitmap page (byte offset in the meta-data file)
+//! 120  3972  reserved (0)
 //! 4092    4  crc32 of bytes 0..4092
 //! ```
 
@@ -38,7 +41,7 @@ pub const VERSION: u32 = 1;
 pub const NO_PEER: u8 = 0xFF;
 
 const WHAT: &str = "superblock";
-const FIELDS_END: usize = 101;
+const FIELDS_END: usize = 120;
 
 /// Meta-data flags (DRBD's `MDF_*`, same meanings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
@@ -101,6 +104,10 @@ pub struct Superblock {
     pub bm_pages: u32,
     /// Node id of the peer the bitmap tracks, if any yet.
     pub peer_node_id: Option<NodeId>,
+    /// Byte offset of the first activity-log slot in the meta-data file.
+    pub al_offset: u64,
+    /// Byte offset of the first bitmap page in the meta-data file.
+    pub bm_offset: u64,
 }
 
 impl Superblock {
@@ -130,7 +137,10 @@ impl Superblock {
             p.u64(h.0);
         }
         p.u32(self.al_slots).u32(self.al_extents).u32(self.bm_pages);
-        p.u8(self.peer_node_id.map_or(NO_PEER, |n| n.0));
+        p.u8(self.peer_node_id.map_or(NO_PEER, |n| n.0))
+            .u8(0)
+            .u16(0);
+        p.u64(self.al_offset).u64(self.bm_offset);
         debug_assert_eq!(p.pos(), FIELDS_END);
         seal(&mut b);
         b
@@ -178,6 +188,9 @@ impl Superblock {
         let al_extents = g.u32();
         let bm_pages = g.u32();
         let peer = g.u8();
+        let (r1, r2) = (g.u8(), g.u16());
+        let al_offset = g.u64();
+        let bm_offset = g.u64();
         if flags & !Flags::ALL != 0 {
             return Err(invalid(format!("unknown flag bits {flags:#x}")));
         }
@@ -194,8 +207,17 @@ impl Superblock {
             (2, i) => Placement::External { index: Some(i) },
             _ => return Err(invalid(format!("placement {kind} with index {index}"))),
         };
-        if reserved != 0 || block[FIELDS_END..BLOCK_LEN - 4].iter().any(|b| *b != 0) {
+        if reserved != 0
+            || r1 != 0
+            || r2 != 0
+            || block[FIELDS_END..BLOCK_LEN - 4].iter().any(|b| *b != 0)
+        {
             return Err(invalid("reserved bytes are not zero".into()));
+        }
+        if !al_offset.is_multiple_of(META_BLOCK) || !bm_offset.is_multiple_of(META_BLOCK) {
+            return Err(invalid(format!(
+                "AL offset {al_offset} / bitmap offset {bm_offset} not 4 KiB aligned"
+            )));
         }
         if data_bytes == 0 || !data_bytes.is_multiple_of(META_BLOCK) || data_bytes > max_data_bytes
         {
@@ -235,6 +257,8 @@ impl Superblock {
             al_extents,
             bm_pages,
             peer_node_id: (peer != NO_PEER).then_some(NodeId(peer)),
+            al_offset,
+            bm_offset,
         })
     }
 

@@ -177,6 +177,8 @@ fn sb_strategy() -> impl Strategy<Value = Superblock> {
                     al_extents: 1 + ext % layout::max_al_extents(al_slots),
                     bm_pages: layout::bm_pages_for(max_data_bytes),
                     peer_node_id: peer.map(NodeId),
+                    al_offset: u64::from(al_slots) * 4096,
+                    bm_offset: (u64::from(al_slots) + 2) * 4096,
                 }
             },
         )
@@ -302,6 +304,8 @@ fn sample_sb(seq: u64) -> Superblock {
         al_extents: 1237,
         bm_pages: 1,
         peer_node_id: None,
+        al_offset: 8192,
+        bm_offset: 40960,
     }
 }
 
