@@ -28,7 +28,7 @@ fn run_many(protocol: Protocol, salt: u64) {
         faults: true,
     };
     let mut total = replicator_core::sim::SimReport::default();
-    for seed in seeds(salt, 40) {
+    for seed in seeds(salt, 8) {
         let r = run(seed, &opts);
         total.writes_acked += r.writes_acked;
         total.reads_checked += r.reads_checked;
@@ -74,7 +74,7 @@ fn protocol_c() {
 /// Without faults the same workload must never need a forced promotion or see a refusal.
 #[test]
 fn fault_free_runs_stay_in_sync() {
-    for seed in seeds(0, 5) {
+    for seed in seeds(0, 3) {
         let r = run(
             seed,
             &SimOptions {
