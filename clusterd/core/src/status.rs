@@ -233,7 +233,9 @@ pub fn derive_state(
         Role::Started
     };
     let mut sorted: Vec<&OpRecord> = ops.iter().collect();
-    sorted.sort_by_key(|o| o.call_id);
+    if !ops.is_sorted_by_key(|o| o.call_id) {
+        sorted.sort_by_key(|o| o.call_id);
+    }
     let mut state = RunState::Stopped;
     let mut out = DerivedState {
         state,

@@ -73,7 +73,8 @@ impl Sched<'_> {
                     Some(p) if p == b => Ordering::Greater,
                     _ => Ordering::Equal,
                 })
-                .then(self.nodes[a].name.cmp(&self.nodes[b].name))
+                // Nodes are indexed in name order: the index comparison is the name comparison.
+                .then(a.cmp(&b))
         });
         v
     }
