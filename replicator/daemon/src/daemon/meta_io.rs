@@ -30,7 +30,8 @@ pub enum Done {
 /// Pages are written and flushed before any record: a transaction that drops an extent from
 /// the log, or a superblock that says the node is no longer Primary, must never be durable
 /// while the bitmap bits they stop covering are not. Records are written in order and flushed
-/// at the end.
+/// at the end. Jobs run one at a time, so a page written by an earlier job (the tick's
+/// write-back) is durable before any later job's record.
 #[derive(Debug, Default)]
 pub struct Job {
     /// Bitmap pages (offset, 4 KiB record).
@@ -98,16 +99,17 @@ impl MetaQueue {
                 for (off, b) in &pages {
                     md::write_block(&file, *off, b)?;
                 }
-                if !records.is_empty() {
-                    if !pages.is_empty() && flush {
-                        file.sync_data()?;
-                    }
-                    for (off, b) in &records {
-                        md::write_block(&file, *off, b)?;
-                    }
-                    if flush {
-                        file.sync_data()?;
-                    }
+                // Pages are durable when the job completes, even without records: a page leaves
+                // the loop's dirty set when its job is queued, and a later transaction that
+                // drops its extent from the log relies on it being on disk by then.
+                if !pages.is_empty() && flush {
+                    file.sync_data()?;
+                }
+                for (off, b) in &records {
+                    md::write_block(&file, *off, b)?;
+                }
+                if !records.is_empty() && flush {
+                    file.sync_data()?;
                 }
                 Ok(())
             })
