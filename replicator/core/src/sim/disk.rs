@@ -7,6 +7,9 @@
 //! durable image. A flush makes durable every sector that was cached when it was issued (with
 //! whatever newer value the cache holds by then: a real disk writes back what it has).
 
+// The simulated device is 16 MiB: sector and block numbers always fit in usize.
+#![allow(clippy::cast_possible_truncation)]
+
 use bytes::Bytes;
 use std::collections::BTreeMap;
 

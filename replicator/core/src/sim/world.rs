@@ -1,5 +1,8 @@
 //! The simulated world: two nodes, a link, an operator, clients and the oracle.
 
+// The simulated device is 16 MiB: sector and block numbers always fit in usize.
+#![allow(clippy::cast_possible_truncation)]
+
 use super::disk::{self, Disk, SECTOR};
 use super::rng::Rng;
 use crate::bitmap::{BLOCK_SIZE, Bitmap};
@@ -692,13 +695,13 @@ impl World {
             .expect("alive")
             .admin(now, cmd);
         self.log(format!("n{i} admin {cmd:?} -> {r:?}"));
-        if let (Ok(done), AdminCommand::Primary { force }) = (&r, cmd) {
-            if before.role != Role::Primary {
-                let forced = force || before.disk != DiskState::UpToDate;
-                match done {
-                    AdminDone::Done => self.promoted(i, forced),
-                    AdminDone::Pending => self.nodes[i].pending_promotion = Some(forced),
-                }
+        if let (Ok(done), AdminCommand::Primary { force }) = (&r, cmd)
+            && before.role != Role::Primary
+        {
+            let forced = force || before.disk != DiskState::UpToDate;
+            match done {
+                AdminDone::Done => self.promoted(i, forced),
+                AdminDone::Pending => self.nodes[i].pending_promotion = Some(forced),
             }
         }
         self.drive(i);
@@ -806,11 +809,11 @@ impl World {
                     tags: disk::decode(offset / SECTOR, &data),
                     fua,
                 };
-                if let (Some(w), DiskOp::Write { first, tags, .. }) = (self.watch, &op) {
-                    if (*first..*first + tags.len() as u64).contains(&w) {
-                        let t = tags[(w - first) as usize];
-                        self.log(format!("n{i} WATCH disk write {t} issued {io:?} fua {fua}"));
-                    }
+                if let (Some(w), DiskOp::Write { first, tags, .. }) = (self.watch, &op)
+                    && (*first..*first + tags.len() as u64).contains(&w)
+                {
+                    let t = tags[(w - first) as usize];
+                    self.log(format!("n{i} WATCH disk write {t} issued {io:?} fua {fua}"));
                 }
                 let at = self.now + self.disk_latency();
                 self.schedule(
@@ -1110,10 +1113,10 @@ impl World {
             ) => {
                 self.report.flushes_acked += 1;
                 self.nodes[i].make_durable(mark_self);
-                if let Some((mark, generation, inc)) = mark_peer {
-                    if self.still_in_sync(i, Some((generation, inc))) {
-                        self.nodes[1 - i].make_durable(mark);
-                    }
+                if let Some((mark, generation, inc)) = mark_peer
+                    && self.still_in_sync(i, Some((generation, inc)))
+                {
+                    self.nodes[1 - i].make_durable(mark);
                 }
                 if let Some(w) = self.watch {
                     let msg = format!(
@@ -1545,13 +1548,11 @@ impl World {
                 img[0][s], img[1][s]
             );
         }
-        for i in 0..2 {
-            for s in 0..SECTORS as usize {
+        for (i, image) in img.iter().enumerate() {
+            for (s, (held, must)) in image.iter().zip(&self.nodes[i].must).enumerate() {
                 assert!(
-                    img[i][s] >= self.nodes[i].must[s],
-                    "n{i} lost write {} in sector {s} (holds {})",
-                    self.nodes[i].must[s],
-                    img[i][s]
+                    held >= must,
+                    "n{i} lost write {must} in sector {s} (holds {held})"
                 );
             }
             let st = self.st(i).expect("alive");

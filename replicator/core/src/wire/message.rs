@@ -13,6 +13,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Most bytes of data one `Data` or `RsData` message carries.
+// 8 MiB fits every usize this code targets (the gate's limit is a small constant).
+#[allow(clippy::cast_possible_truncation)]
 pub const MAX_DATA_BYTES: usize = crate::protocol::gate::MAX_OP_BYTES as usize;
 /// Most digests in one `VerifyRequest`.
 pub const MAX_DIGESTS: usize = 256;
@@ -182,15 +184,13 @@ impl Message {
                     return Err("too many bitmap words");
                 }
             }
-            Message::VerifyRequest { digests, .. } => {
-                if digests.is_empty() || digests.len() > MAX_DIGESTS {
-                    return Err("digest count out of range");
-                }
+            Message::VerifyRequest { digests, .. }
+                if (digests.is_empty() || digests.len() > MAX_DIGESTS) =>
+            {
+                return Err("digest count out of range");
             }
-            Message::VerifyReply { mismatched, .. } => {
-                if mismatched.len() > MAX_MISMATCHES {
-                    return Err("too many mismatches");
-                }
+            Message::VerifyReply { mismatched, .. } if mismatched.len() > MAX_MISMATCHES => {
+                return Err("too many mismatches");
             }
             _ => {}
         }

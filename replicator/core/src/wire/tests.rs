@@ -1,3 +1,5 @@
+#![allow(clippy::cast_possible_truncation)] // test sizes are small constants
+
 use super::*;
 use crate::protocol::bitmap_xfer::BitmapRun;
 use crate::protocol::handshake::{Hello, Refusal};

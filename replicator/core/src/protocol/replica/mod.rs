@@ -148,7 +148,8 @@ pub struct Replica {
     // Peer side (link.rs).
     next_rx: u64,
     rx_pending: BTreeSet<u64>,
-    barriers_in: VecDeque<(u64, u64, Option<Vec<(u64, u64)>>)>,
+    /// Barriers received and waiting for earlier peer writes: (receive mark, seq, resync runs).
+    barriers_in: VecDeque<(u64, u64, Option<resync::BlockRuns>)>,
     rs_landed: Vec<(u64, u64)>,
     // Resync and verify.
     source: Option<SourceSync>,

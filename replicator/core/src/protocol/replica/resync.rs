@@ -21,6 +21,9 @@ use crate::wire::Message;
 
 const SECTORS_PER_BLOCK: u64 = BLOCK_SIZE / 512;
 
+/// Runs of blocks: (first block, count).
+pub(super) type BlockRuns = Vec<(u64, u64)>;
+
 /// The SyncSource's progress.
 #[derive(Debug, Clone)]
 pub struct SourceSync {
@@ -35,7 +38,8 @@ pub struct SourceSync {
     cursor: u64,
     batch: Vec<(u64, u64)>,
     batch_bytes: u64,
-    unacked: VecDeque<(u64, Vec<(u64, u64)>, u64)>,
+    /// Batches sent and not yet acknowledged: (barrier seq, block runs, bytes).
+    unacked: VecDeque<(u64, BlockRuns, u64)>,
     in_flight_bytes: u64,
     reads_pending: usize,
     budget_sectors: i64,
@@ -194,7 +198,7 @@ impl Replica {
             return self.protocol_error_pub(format!("RsData while {}", self.conn));
         }
         let len = data.len() as u64;
-        if offset % BLOCK_SIZE != 0 || len % BLOCK_SIZE != 0 {
+        if !offset.is_multiple_of(BLOCK_SIZE) || !len.is_multiple_of(BLOCK_SIZE) {
             return self.protocol_error_pub(format!("RsData {offset}+{len} not block-aligned"));
         }
         if offset

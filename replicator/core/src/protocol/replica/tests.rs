@@ -1,5 +1,6 @@
 //! Exact-output tests of the state machine: the ack rule of each protocol, flushes, UUID
 //! updates, refusals, and a small in-memory pair for handshakes that resync.
+#![allow(clippy::cast_possible_truncation)] // test sizes are small constants
 
 use super::*;
 use crate::bitmap::BLOCK_SIZE;
@@ -809,14 +810,12 @@ impl Pair {
     fn exec(&mut self, i: usize, o: Output, now: Time) {
         let r = &mut self.r[i];
         match o {
-            Output::Send { conn, msg } => {
-                if conn == self.conn {
-                    // Through the real codec.
-                    let (msg, _) = crate::wire::decode(&crate::wire::encode(&msg))
-                        .unwrap()
-                        .unwrap();
-                    self.r[1 - i].handle(now, Event::PeerMessage { conn, msg });
-                }
+            Output::Send { conn, msg } if conn == self.conn => {
+                // Through the real codec.
+                let (msg, _) = crate::wire::decode(&crate::wire::encode(&msg))
+                    .unwrap()
+                    .unwrap();
+                self.r[1 - i].handle(now, Event::PeerMessage { conn, msg });
             }
             Output::DiskWrite {
                 io, offset, data, ..
@@ -847,16 +846,14 @@ impl Pair {
                     .collect();
                 r.handle(now, Event::DigestsDone { io, result: Ok(d) });
             }
-            Output::CloseConnection { conn, .. } => {
-                if conn == self.conn {
-                    self.r[1 - i].handle(
-                        now,
-                        Event::PeerDisconnected {
-                            conn,
-                            reason: LinkLoss::Closed("closed by peer".into()),
-                        },
-                    );
-                }
+            Output::CloseConnection { conn, .. } if conn == self.conn => {
+                self.r[1 - i].handle(
+                    now,
+                    Event::PeerDisconnected {
+                        conn,
+                        reason: LinkLoss::Closed("closed by peer".into()),
+                    },
+                );
             }
             Output::ClientDone { .. } | Output::ClientReadDone { .. } => self.pending_client -= 1,
             _ => {}

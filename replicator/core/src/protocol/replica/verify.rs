@@ -192,7 +192,10 @@ impl Replica {
                 // A local read error: every block of the request counts as different.
                 let mine = result.unwrap_or_default();
                 let mismatched: Vec<u64> = (0..blocks)
-                    .filter(|i| mine.get(*i as usize) != theirs.get(*i as usize))
+                    .filter(|i| {
+                        let i = usize::try_from(*i).expect("at most MAX_DIGESTS blocks");
+                        mine.get(i) != theirs.get(i)
+                    })
                     .map(|i| first_block + i)
                     .collect();
                 for b in &mismatched {
