@@ -99,6 +99,7 @@ pub fn load(layout: &Layout, config_path: &Path) -> Result<MailConfig, OcfError>
     config::check_directory(&layout.root).map_err(|e| OcfError::bad_param("directory", &layout.root.to_string_lossy(), e))?;
     let cfg = config::load(config_path).map_err(config_err)?;
     crate::setup::check_installed().map_err(setup_err)?;
+    crate::setup::check_directory_use(&cfg, layout).map_err(setup_err)?;
     Ok(cfg)
 }
 
@@ -142,7 +143,7 @@ impl Agent for MailAgent {
                 }
                 if let Some(f) = st.daemons.iter().find(|d| d.state == State::Failed) {
                     let why = format!("{} failed: {}", f.name, f.message);
-                    let _ = self.stop(ctx);
+                    let _ = stop_within(&layout, STOP_AFTER_FAILED_START);
                     return Err(OcfError::generic(format!("{why} (see {})", layout.log(&f.name).display())));
                 }
                 last = supervisor::not_ready(&st).into_iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join("; ");
@@ -152,7 +153,7 @@ impl Agent for MailAgent {
                 return Err(OcfError::generic(format!("the supervisor exited ({status}; see {})", layout.log("supervisor").display())));
             }
             if Instant::now() >= deadline {
-                let _ = self.stop(ctx);
+                let _ = stop_within(&layout, STOP_AFTER_FAILED_START);
                 return Err(OcfError::generic(format!("not every daemon answered in time: {last}")));
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -161,20 +162,7 @@ impl Agent for MailAgent {
 
     fn stop(&self, ctx: &Context) -> OcfResult {
         let (layout, _) = paths(ctx);
-        let budget = ctx.remaining().saturating_sub(TIMEOUT_MARGIN);
-        if let Some(pid) = supervisor::running_pid(&layout) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid_i32(pid)), nix::sys::signal::Signal::SIGTERM);
-            let wait = budget.saturating_sub(Duration::from_secs(10));
-            let deadline = Instant::now() + wait;
-            while supervisor::is_supervisor(pid, &layout) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if supervisor::is_supervisor(pid, &layout) {
-                ocf::warn!("the supervisor did not stop within {wait:?}; killing what is left");
-            }
-        }
-        cleanup(&layout, Duration::from_secs(8))?;
-        Ok(Status::Success)
+        stop_within(&layout, ctx.remaining().saturating_sub(TIMEOUT_MARGIN))
     }
 
     fn monitor(&self, ctx: &Context) -> OcfResult {
@@ -190,6 +178,28 @@ impl Agent for MailAgent {
         }
         Ok(Status::Success)
     }
+}
+
+/// How long a failed start gives the daemons it started to stop (the start's own budget is
+/// spent by then; the manager's stop that follows has its own).
+pub const STOP_AFTER_FAILED_START: Duration = Duration::from_secs(20);
+
+/// Stops the supervisor gracefully within `budget` (less the final clean-up's time), then kills
+/// whatever is left.
+pub fn stop_within(layout: &Layout, budget: Duration) -> OcfResult {
+    if let Some(pid) = supervisor::running_pid(layout) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid_i32(pid)), nix::sys::signal::Signal::SIGTERM);
+        let wait = budget.saturating_sub(Duration::from_secs(10));
+        let deadline = Instant::now() + wait;
+        while supervisor::is_supervisor(pid, layout) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if supervisor::is_supervisor(pid, layout) {
+            ocf::warn!("the supervisor did not stop within {wait:?}; killing what is left");
+        }
+    }
+    cleanup(layout, Duration::from_secs(8))?;
+    Ok(Status::Success)
 }
 
 fn pid_i32(pid: u32) -> i32 {

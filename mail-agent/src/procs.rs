@@ -2,9 +2,11 @@
 //! stop leaves nothing running even when the supervisor itself was killed or crashed and its
 //! daemons were orphaned.
 //!
-//! A process belongs to the directory when its command line names the directory, or when it
-//! is one of the suite's programs and its working directory, root or an open file is under
-//! the directory.
+//! A process belongs to the directory when it is one of the suite's programs (or one of our
+//! own long-running subcommands) and its command line names the directory, or its working
+//! directory, root or an open file is under it. Other programs are never touched: an
+//! administrator's shell or editor in the directory, or the cluster manager that runs the
+//! agent with the directory among its arguments, are not ours to kill.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,6 +33,9 @@ fn under(p: &str, dir: &str) -> bool {
     p == dir || (p.starts_with(dir) && p.as_bytes().get(dir.len()) == Some(&b'/'))
 }
 
+/// Our own subcommands that run for long and hold the directory.
+pub const OUR_DAEMON_SUBCOMMANDS: &[&str] = &["supervise", "policy-server", "train", "import"];
+
 /// Pids (other than ours and `exclude`) that belong to `dir`.
 pub fn holders(dir: &Path, exclude: &[u32]) -> Vec<u32> {
     let dir = dir.to_string_lossy().trim_end_matches('/').to_owned();
@@ -47,16 +52,16 @@ pub fn holders(dir: &Path, exclude: &[u32]) -> Vec<u32> {
         if cmdline.is_empty() {
             continue; // kernel thread or zombie
         }
-        let names_dir = cmdline
-            .split(|&b| b == 0)
-            .map(String::from_utf8_lossy)
-            .any(|a| a.contains(&dir) && (a.ends_with(&dir) || a.contains(&format!("{dir}/"))));
-        if names_dir {
-            out.push(pid);
+        let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let exe = std::fs::read_link(format!("{base}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let ours = exe.rsplit('/').next().is_some_and(|n| n == "tandem-mail" || n == "tandem-mail (deleted)")
+            && args.iter().any(|a| OUR_DAEMON_SUBCOMMANDS.contains(&a.as_str()));
+        if !ours && !KNOWN_PROGRAMS.iter().any(|k| exe.starts_with(k)) {
             continue;
         }
-        let exe = std::fs::read_link(format!("{base}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        if !KNOWN_PROGRAMS.iter().any(|k| exe.starts_with(k)) {
+        let names_dir = args.iter().any(|a| a.contains(&dir) && (a.ends_with(&dir) || a.contains(&format!("{dir}/"))));
+        if names_dir {
+            out.push(pid);
             continue;
         }
         let link_under = |l: &str| std::fs::read_link(format!("{base}/{l}")).is_ok_and(|p| under(&p.to_string_lossy(), &dir));
@@ -106,16 +111,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("mnt");
         std::fs::create_dir(&d).unwrap();
-        // A shell whose argv names a path under the directory.
-        let mut child = std::process::Command::new("sh")
+        // A Perl (one of the suite's programs: spamd, sa-learn) naming a path under the
+        // directory; a shell doing the same is not ours.
+        let mut shell = std::process::Command::new("sh")
             .arg("-c")
             .arg("read x; : \"$0\"")
             .arg(d.join("x"))
             .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let mut child = std::process::Command::new("/usr/bin/perl")
+            .arg("-e")
+            .arg("<STDIN>")
+            .arg(d.join("x"))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         assert!(holders(&d, &[]).contains(&pid));
+        assert!(!holders(&d, &[]).contains(&shell.id()));
+        let _ = shell.kill();
+        let _ = shell.wait();
         assert!(!holders(&d, &[pid]).contains(&pid));
         assert!(kill_holders(&d, &[], Duration::from_secs(5)).is_empty());
         let _ = child.wait();

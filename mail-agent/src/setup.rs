@@ -189,11 +189,7 @@ pub fn dkim_keys(cfg: &MailConfig, layout: &Layout, owners: &Owners) -> Result<V
     if let Some(a) = unsafe_ancestor(&layout.root) {
         return Err(ConfigError::Field {
             field: "directory".into(),
-            message: format!(
-                "{} lies under {}, which other users can write to: OpenDKIM refuses keys there (and would send mail unsigned)",
-                layout.root.display(),
-                a.display()
-            ),
+            message: format!("{} lies under {}, which other users can write to: OpenDKIM refuses keys there", layout.root.display(), a.display()),
         }
         .into());
     }
@@ -245,24 +241,48 @@ pub fn clamav_db(cfg: &MailConfig, layout: &Layout, owners: &Owners) -> Result<P
     if !field_configured {
         mkdir(&dir, 0o755, owners.uid("clamav"), owners.gid("clamav"))?;
     }
-    let has_db = std::fs::read_dir(&dir)
+    if !has_clamav_db(&dir) {
+        return Err(no_clamav_db(&dir).into());
+    }
+    Ok(dir)
+}
+
+/// Read-only checks `validate-all` can make before anything is created: the directory is not
+/// below a directory others can write to (OpenDKIM would refuse its keys), and the ClamAV
+/// databases are there.
+pub fn check_directory_use(cfg: &MailConfig, layout: &Layout) -> Result<(), SetupError> {
+    if let Some(a) = unsafe_ancestor(&layout.root) {
+        return Err(ConfigError::Field {
+            field: "directory".into(),
+            message: format!("{} lies under {}, which other users can write to: OpenDKIM refuses keys there", layout.root.display(), a.display()),
+        }
+        .into());
+    }
+    let dir = cfg.clamav_database_directory.clone().unwrap_or_else(|| layout.clamav_db_default());
+    if !has_clamav_db(&dir) {
+        return Err(no_clamav_db(&dir).into());
+    }
+    Ok(())
+}
+
+fn has_clamav_db(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok).any(|e| {
                 e.path().extension().and_then(|x| x.to_str()).is_some_and(|x| DB_EXTENSIONS.contains(&x))
             })
         })
-        .unwrap_or(false);
-    if !has_db {
-        return Err(ConfigError::Field {
-            field: "antivirus.database_directory".into(),
-            message: format!(
-                "{} holds no ClamAV signature database: run freshclam with DatabaseDirectory there, or copy /var/lib/clamav/*.cvd into it",
-                dir.display()
-            ),
-        }
-        .into());
+        .unwrap_or(false)
+}
+
+fn no_clamav_db(dir: &Path) -> ConfigError {
+    ConfigError::Field {
+        field: "antivirus.database_directory".into(),
+        message: format!(
+            "{} holds no ClamAV signature database: run freshclam with DatabaseDirectory there, or copy /var/lib/clamav/*.cvd into it",
+            dir.display()
+        ),
     }
-    Ok(dir)
 }
 
 /// Re-owns `state/` from the ids of the last start to this node's.
@@ -313,11 +333,25 @@ pub fn prepare_run(layout: &Layout, o: &Owners) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// The probe password's hash, kept beside it (hashing is deliberately slow; the probe password
+/// only changes when its file is removed).
+fn probe_hash(layout: &Layout, password: &str) -> Result<String, SetupError> {
+    let p = layout.secrets_dir().join("probe.hash");
+    if let Ok(h) = std::fs::read_to_string(&p)
+        && accounts::verify_password(password, h.trim())
+    {
+        return Ok(h.trim().to_owned());
+    }
+    let h = accounts::hash_password(password);
+    store::write_atomic(&p, format!("{h}\n").as_bytes(), 0o600).map_err(|e| other(s(&p), e))?;
+    Ok(h)
+}
+
 /// Writes Dovecot's account files (with the probe mailbox) and creates every mailbox's home.
 pub fn write_accounts(cfg: &MailConfig, layout: &Layout, o: &Owners, secrets: &Secrets) -> Result<(), SetupError> {
     let _lock = accounts::lock(layout).map_err(|e| other("accounts", e))?;
     let recs = accounts::read_accounts(layout).map_err(|e| other("accounts", e))?;
-    let probe_hash = accounts::hash_password(&secrets.probe_password);
+    let probe_hash = probe_hash(layout, &secrets.probe_password)?;
     accounts::write_dovecot_files(layout, cfg, &recs, Some(&probe_hash), Some(o.gid("dovecot")))
         .map_err(|e| other("accounts", e))?;
     for m in accounts::mailboxes(cfg) {
