@@ -126,19 +126,34 @@ pub fn lint(cib: &Cib) -> Vec<Warning> {
                     if matches!(action, OrderAction::Promote | OrderAction::Demote)
                         && is_promotable(cib, rsc) == Some(false)
                     {
+                        let first_side = rsc == &o.first;
+                        let consequence = if first_side
+                            && action == OrderAction::Promote
+                            && o.kind == OrderKind::Mandatory
+                        {
+                            format!(
+                                "so '{} {}' waits for something that never happens: '{}' will never {}",
+                                o.then_action, o.then, o.then, o.then_action
+                            )
+                        } else {
+                            "so this order never applies".to_string()
+                        };
                         out.push(Warning {
                             code: "order-action-never-happens",
-                            subject: format!("order '{}' ({} {} then {} {})", o.id, o.first_action, o.first, o.then_action, o.then),
+                            subject: format!(
+                                "order '{}' ({} {} then {} {})",
+                                o.id, o.first_action, o.first, o.then_action, o.then
+                            ),
                             message: format!(
-                                "'{rsc}' is a {} and is never {}d, so this order never applies",
+                                "'{rsc}' is a {} and is never {}d, {consequence}",
                                 kind_of(cib, rsc),
                                 action
                             ),
                             fix: format!(
                                 "order on start instead: clusterctl constraint order {} {} then {} {}",
-                                if rsc == &o.first { OrderAction::Start } else { o.first_action },
+                                if first_side { OrderAction::Start } else { o.first_action },
                                 o.first,
-                                if rsc == &o.then { OrderAction::Start } else { o.then_action },
+                                if first_side { o.then_action } else { OrderAction::Start },
                                 o.then
                             ),
                         });

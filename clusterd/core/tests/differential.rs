@@ -11,12 +11,6 @@
 #![allow(clippy::cast_possible_truncation)]
 
 mod common;
-use clusterd_core::cib::{Cib, Role};
-use clusterd_core::sched::schedule;
-use clusterd_core::status::{ClusterStatus, RunState, derive_state};
-use clusterd_core::xml;
-use std::collections::BTreeMap;
-use std::process::Command;
 
 struct Rng(u64);
 impl Rng {
@@ -38,15 +32,8 @@ impl Rng {
     }
 }
 
-struct Case {
-    nodes: Vec<String>,
-    commands: Vec<String>,
-    /// (primitive or clone instance id, node, role) currently running.
-    running: Vec<(String, String, Role)>,
-    master_scores: Vec<(String, String, i32)>,
-    /// (primitive, node, failures): a failed monitor and a fail count of that many.
-    failures: Vec<(String, String, u32)>,
-}
+use clusterd_core::cib::Role;
+use common::oracle::Case;
 
 fn generate(seed: u64) -> Case {
     let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -264,150 +251,8 @@ fn generate(seed: u64) -> Case {
     }
 }
 
-fn crm_simulate(args: &[&str]) -> String {
-    let out = Command::new("crm_simulate")
-        .args(args)
-        .output()
-        .expect("crm_simulate is installed (Debian pacemaker-cli-utils)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "crm_simulate {args:?} failed:\n{text}"
-    );
-    text
-}
-
-/// Per primitive: sorted list of "node:role".
-fn ours(cib: &Cib, status: &ClusterStatus, now: u64) -> BTreeMap<String, Vec<String>> {
-    let t = schedule(cib, status, now);
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for p in t.placements {
-        if let Some(n) = p.node {
-            out.entry(p.primitive)
-                .or_default()
-                .push(format!("{n}:{}", p.role));
-        }
-    }
-    for v in out.values_mut() {
-        v.sort();
-    }
-    out
-}
-
-fn theirs(cib: &Cib, status: &ClusterStatus) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (rsc, per_node) in &status.history {
-        let promotable = cib.find(rsc).is_some_and(|r| r.is_promotable());
-        for (node, ops) in per_node {
-            if let RunState::Active { role, .. } = derive_state(ops, promotable, 0, 0).state {
-                out.entry(rsc.clone())
-                    .or_default()
-                    .push(format!("{node}:{role}"));
-            }
-        }
-    }
-    for v in out.values_mut() {
-        v.sort();
-    }
-    out
-}
-
 fn run_case(seed: u64, dir: &std::path::Path) -> Result<(), String> {
-    let case = generate(seed);
-    let cib = common::cib(
-        &case.nodes.iter().map(String::as_str).collect::<Vec<_>>(),
-        &case.commands.join("\n"),
-    );
-    let mut status = ClusterStatus::all_online(&case.nodes);
-    for (rsc, node, score) in &case.master_scores {
-        status
-            .nodes
-            .get_mut(node)
-            .expect("node")
-            .attributes
-            .insert(format!("master-{rsc}"), score.to_string());
-    }
-    let base = dir.join(format!("case-{seed}.xml"));
-    let injected = dir.join(format!("case-{seed}-injected.xml"));
-    let result = dir.join(format!("case-{seed}-result.xml"));
-    // Node states come from our export (with transient attributes); history from injection.
-    std::fs::write(&base, xml::export(&cib, Some(&status))).expect("write");
-    let mut args: Vec<String> = vec![
-        "-x".into(),
-        base.display().to_string(),
-        "-O".into(),
-        injected.display().to_string(),
-    ];
-    let base_id = |i: &str| i.split(':').next().unwrap_or(i).to_string();
-    for p in cib.primitives() {
-        let id = &p.primitive.id;
-        for n in &case.nodes {
-            let here: Vec<&(String, String, Role)> = case
-                .running
-                .iter()
-                .filter(|(r, node, _)| &base_id(r) == id && node == n)
-                .collect();
-            match here.first() {
-                None => {
-                    let inst = if p.clone.is_some() {
-                        format!("{id}:0")
-                    } else {
-                        id.clone()
-                    };
-                    args.extend(["-i".into(), format!("{inst}_monitor_0@{n}=7")]);
-                }
-                Some((inst, _, role)) => {
-                    args.extend(["-i".into(), format!("{inst}_start_0@{n}=0")]);
-                    if *role == Role::Promoted {
-                        args.extend(["-i".into(), format!("{inst}_promote_0@{n}=0")]);
-                    }
-                    // Each injected failure raises the fail count by one (crm_simulate does it).
-                    if let Some((_, _, count)) = case
-                        .failures
-                        .iter()
-                        .find(|(r, node, _)| r == id && node == n)
-                    {
-                        for _ in 0..*count {
-                            args.extend(["-i".into(), format!("{inst}_monitor_10000@{n}=1")]);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    crm_simulate(&argv);
-    let injected_text = std::fs::read_to_string(&injected).expect("injected CIB");
-    let imported = xml::import(&injected_text)
-        .map_err(|e| format!("seed {seed}: our import of crm_simulate's CIB failed: {e}"))?;
-    let summary = crm_simulate(&[
-        "-x",
-        &injected.display().to_string(),
-        "-S",
-        "-O",
-        &result.display().to_string(),
-    ]);
-    let after = xml::import(&std::fs::read_to_string(&result).expect("result CIB"))
-        .map_err(|e| format!("seed {seed}: import result: {e}"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let a = ours(&imported.cib, &imported.status, now);
-    let b = theirs(&after.cib, &after.status);
-    if a != b {
-        let t = schedule(&imported.cib, &imported.status, now);
-        return Err(format!(
-            "seed {seed}: placements differ\n  commands:\n    {}\n  running: {:?}\n  master scores: {:?}\n  failures: {:?}\n  ours:   {a:?}\n  theirs: {b:?}\n  our summary: {:#?}\n  crm_simulate:\n{summary}",
-            case.commands.join("\n    "),
-            case.running,
-            case.master_scores,
-            case.failures,
-            t.summary()
-        ));
-    }
-    Ok(())
+    common::oracle::check(&generate(seed), seed, dir)
 }
 
 #[test]

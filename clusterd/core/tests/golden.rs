@@ -432,3 +432,38 @@ fn role_location_drives_promotion() {
     let p = placement(&schedule(&c, &st, T));
     assert!(p.iter().any(|x| x.ends_with("=n1:Promoted")), "{p:?}");
 }
+
+#[test]
+fn more_than_one_instance_per_node_is_refused() {
+    let mut c = cib(&["n1"], "resource create D ocf:heartbeat:Dummy clone");
+    let args: Vec<String> = "resource meta D-clone clone-node-max=2"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let clusterd_core::pcs::Command::Edit(e) = clusterd_core::pcs::parse(&args).unwrap() else {
+        panic!()
+    };
+    let err = clusterd_core::pcs::apply(&mut c, &e, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("clone-node-max"), "{err}");
+}
+
+/// The thesis's verbatim `order promote ZimbraFS then start ZimbraService`: ZimbraFS is never
+/// promoted, so (as in Pacemaker 2.1) ZimbraService never starts — which the linter says.
+#[test]
+fn order_on_a_promotion_that_never_happens_blocks_then() {
+    let c = cib(
+        &["n1"],
+        "resource create FS ocf:heartbeat:Dummy\nresource create SVC ocf:heartbeat:Dummy\nconstraint order promote FS then start SVC",
+    );
+    let mut st = online(&["n1"]);
+    probed(&mut st, &c);
+    assert_eq!(placement(&schedule(&c, &st, T)), ["FS=n1:Started", "SVC=-"]);
+    let w = clusterd_core::lint::lint(&c);
+    assert!(
+        w.iter().any(|w| w.code == "order-action-never-happens"
+            && w.message.contains("'SVC' will never start")),
+        "{w:?}"
+    );
+}

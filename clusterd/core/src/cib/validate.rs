@@ -113,6 +113,14 @@ impl Cib {
                             });
                         }
                     }
+                    if c.clone_node_max() > 1 {
+                        return Err(ValidationError::BadMeta {
+                            rsc: c.id.clone(),
+                            name: "clone-node-max".into(),
+                            value: c.clone_node_max().to_string(),
+                            reason: "clusterd runs at most one instance of a clone per node (clone-node-max=1)".into(),
+                        });
+                    }
                     if c.globally_unique() {
                         return Err(ValidationError::BadMeta {
                             rsc: c.id.clone(),

@@ -140,8 +140,11 @@ impl Sched<'_> {
                     })
                 }
                 OrderAction::Promote => {
+                    // A resource that is not promotable is never promoted: in Pacemaker 2.1.5
+                    // a mandatory order on its promotion blocks `then` for good (the linter
+                    // warns about it).
                     if !self.is_promotable_member(prims[0]) {
-                        return None;
+                        return Some(false);
                     }
                     Some(
                         prims

@@ -2,6 +2,8 @@
 //! "what runs where".
 #![allow(dead_code)]
 
+pub mod oracle;
+
 use clusterd_core::cib::{Cib, Role};
 use clusterd_core::pcs;
 use clusterd_core::status::{ClusterStatus, OpRecord, OpStatus};
