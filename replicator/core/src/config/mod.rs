@@ -7,9 +7,11 @@
 //! The pipeline:
 //! 1. [`lexer`] splits text into words, quoted strings and `{ } ;`, with line:column.
 //! 2. [`syntax`] builds the statement tree of every file and expands top-level `include`s.
-//! 3. [`build`] gives statements their meaning, resolves inheritance (`common` → resource →
-//!    volume/`on`/`connection`), assigns node ids and connections as drbdadm does, and checks
-//!    everything a typo could break; [`options`] holds the option table.
+//! 3. [`build`] (top level, option sections) and [`sections`] (resources, hosts, volumes,
+//!    connections) give statements their meaning, with [`values`] for devices, addresses and
+//!    meta-disks and [`options`] for the option table; [`resolve`] then applies inheritance
+//!    (`common` → resource → volume/`on`/`connection`), assigns node ids and connections as
+//!    drbdadm does and checks what spans resources; [`typed`] gives options their types.
 //! 4. [`dump`] writes the normalised result back as `.res` text.
 //!
 //! Errors ([`ConfigError`]) carry file:line:column and name the offending token; options DRBD
@@ -22,6 +24,7 @@ pub mod lexer;
 pub mod model;
 pub mod options;
 pub mod resolve;
+pub mod sections;
 pub mod syntax;
 pub mod typed;
 pub mod values;

@@ -14,8 +14,10 @@
 
 pub mod backend;
 pub mod event;
+pub mod io_path;
 pub mod meta_io;
 pub mod resource;
+pub mod status_of;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -11,38 +11,32 @@
 //!    └──────────────────────────────────────────┘         flush data, bitmap, superblock)
 //! ```
 //!
-//! The write path of a Primary: the activity log makes the touched 4 MiB extents hot (writing
-//! a transaction first when one was not), the bitmap marks the blocks the peer will miss, the
-//! data write runs on the file, and its completion releases the extents and answers the client.
+//! The write path of a Primary is in [`super::io_path`]; the status report in
+//! [`super::status_of`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
 use replicator_core::bitmap::Bitmap;
 use replicator_core::config::{Export as ExportAddr, Fencing, Host, Resource};
-use replicator_core::meta::activity::extents_of;
 use replicator_core::meta::superblock::Flags;
-use replicator_core::meta::{
-    AL_EXTENT_BYTES, ActivityLog, Begin, Layout, META_BLOCK, Superblock, bmpage,
-};
+use replicator_core::meta::{ActivityLog, Layout, Superblock};
 use replicator_core::protocol::uuids;
 use replicator_core::types::{ConnState, DiskState, Role};
-use tandem_nbd::{Backend, Export, FileBackend, FileOptions, Refusal};
+use tandem_nbd::{Export, FileBackend, FileOptions, Refusal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::backend::ReplicatedBackend;
 use super::event::{DataOp, Disk, Event};
+use super::io_path::take_dirty_pages;
 use super::meta_io::{Done, Job, MetaQueue};
 use crate::control::Response;
 use crate::exit::{Exit, Failure};
 use crate::md;
-use crate::status::{
-    AlStatus, ExportStatus, GenerationStatus, IoStatus, PeerStatus, ResourceStatus,
-};
-use crate::volume::{Attached, pages_of};
+use crate::status::IoStatus;
+use crate::volume::Attached;
 
 /// Bitmap pages written back per tick when idle (a bound on one write-back job).
 pub const WRITEBACK_PAGES_PER_TICK: usize = 64;
@@ -56,29 +50,29 @@ pub struct Ctx<'a> {
 }
 
 type Reply = oneshot::Sender<Response>;
-type IoReply = oneshot::Sender<io::Result<()>>;
+pub(super) type IoReply = oneshot::Sender<io::Result<()>>;
 
 /// A data operation waiting to start.
 #[derive(Debug)]
 pub struct Pending {
-    offset: u64,
-    op: DataOp,
-    reply: IoReply,
-    extents: Option<(u32, u32)>,
-    wait_seq: u64,
+    pub(super) offset: u64,
+    pub(super) op: DataOp,
+    pub(super) reply: IoReply,
+    pub(super) extents: Option<(u32, u32)>,
+    pub(super) wait_seq: u64,
 }
 
 /// A data operation running on the file.
 #[derive(Debug)]
-struct Running {
-    extents: Option<(u32, u32)>,
-    len: u64,
-    reply: IoReply,
+pub(super) struct Running {
+    pub(super) extents: Option<(u32, u32)>,
+    pub(super) len: u64,
+    pub(super) reply: IoReply,
 }
 
 /// A control transition in progress (one at a time per resource).
 #[derive(Debug)]
-enum Step {
+pub(super) enum Step {
     /// Waiting for the superblock that records the promotion.
     Promoting {
         reply: Reply,
@@ -99,7 +93,7 @@ enum Step {
 }
 
 #[derive(Debug)]
-enum Demote {
+pub(super) enum Demote {
     Draining,
     Syncing,
     Writing(Superblock),
@@ -107,26 +101,26 @@ enum Demote {
 
 /// An attached volume and its state.
 pub struct Up {
-    data: FileBackend,
-    layout: Layout,
-    sb: Superblock,
-    bitmap: Bitmap,
-    dirty: BTreeSet<u32>,
-    al: ActivityLog,
-    al_enabled: bool,
-    meta: MetaQueue,
-    role: Role,
-    disk: DiskState,
-    conn: ConnState,
-    export: Option<Arc<Export>>,
-    next_id: u64,
-    running: BTreeMap<u64, Running>,
+    pub(super) data: FileBackend,
+    pub(super) layout: Layout,
+    pub(super) sb: Superblock,
+    pub(super) bitmap: Bitmap,
+    pub(super) dirty: BTreeSet<u32>,
+    pub(super) al: ActivityLog,
+    pub(super) al_enabled: bool,
+    pub(super) meta: MetaQueue,
+    pub(super) role: Role,
+    pub(super) disk: DiskState,
+    pub(super) conn: ConnState,
+    pub(super) export: Option<Arc<Export>>,
+    pub(super) next_id: u64,
+    pub(super) running: BTreeMap<u64, Running>,
     /// Operations that finished inline, to complete before the handler returns.
-    completed: Vec<(u64, io::Result<()>)>,
-    waiting: Vec<Pending>,
-    parked: VecDeque<Pending>,
-    step: Option<Step>,
-    io: IoStatus,
+    pub(super) completed: Vec<(u64, io::Result<()>)>,
+    pub(super) waiting: Vec<Pending>,
+    pub(super) parked: VecDeque<Pending>,
+    pub(super) step: Option<Step>,
+    pub(super) io: IoStatus,
 }
 
 /// The resource's state.
@@ -155,7 +149,7 @@ pub struct Res {
     pub state: State,
 }
 
-fn err(e: i32) -> io::Error {
+pub(super) fn err(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
 
@@ -189,7 +183,7 @@ impl Res {
         }
     }
 
-    fn up_mut(&mut self) -> Option<&mut Up> {
+    pub(super) fn up_mut(&mut self) -> Option<&mut Up> {
         match &mut self.state {
             State::Up(u) => Some(u),
             _ => None,
@@ -449,7 +443,7 @@ impl Res {
         self.advance_demote(ctx);
     }
 
-    fn advance_demote(&mut self, ctx: &Ctx) {
+    pub(super) fn advance_demote(&mut self, ctx: &Ctx) {
         let name = self.name.clone();
         let up = self.up_mut().expect("up");
         let Some(Step::Demoting {
@@ -516,180 +510,6 @@ impl Res {
         up.step = Some(Step::Detaching { reply, sb });
     }
 
-    /// A WRITE, TRIM or WRITE_ZEROES from the export.
-    pub fn data(&mut self, ctx: &Ctx, offset: u64, op: DataOp, reply: IoReply) {
-        let name = self.name.clone();
-        let standalone = self.cfg.is_standalone();
-        let Some(up) = self.up_mut() else {
-            let _ = reply.send(Err(err(libc::ESHUTDOWN)));
-            return;
-        };
-        let accepting = up.role == Role::Primary
-            && matches!(
-                up.step,
-                None | Some(Step::Demoting {
-                    stage: Demote::Draining,
-                    ..
-                })
-            );
-        if !accepting {
-            let _ = reply.send(Err(err(libc::EROFS)));
-            return;
-        }
-        if up.disk == DiskState::Failed {
-            let _ = reply.send(Err(io::Error::other(format!(
-                "resource {name}: the disk failed"
-            ))));
-            return;
-        }
-        let extents = if up.al_enabled {
-            extents_of(offset, op.len())
-        } else {
-            None
-        };
-        let p = Pending {
-            offset,
-            op,
-            reply,
-            extents,
-            wait_seq: 0,
-        };
-        up.admit(&name, ctx, p, standalone);
-        self.settle(ctx);
-    }
-
-    /// A FLUSH from the export.
-    pub fn flush(&mut self, ctx: &Ctx, reply: IoReply) {
-        let disk_flushes = self.host.disk_options.disk_flushes;
-        let Some(up) = self.up_mut() else {
-            let _ = reply.send(Err(err(libc::ESHUTDOWN)));
-            return;
-        };
-        up.io.flushes += 1;
-        let data = up.data.clone();
-        let _ = ctx;
-        tokio::spawn(async move {
-            let r = if disk_flushes {
-                data.sync().await
-            } else {
-                Ok(())
-            };
-            let _ = reply.send(r);
-        });
-    }
-
-    /// A data operation finished on the file (in its own task).
-    pub fn data_done(&mut self, ctx: &Ctx, id: u64, result: io::Result<()>) {
-        self.complete(ctx, id, result);
-        self.settle(ctx);
-    }
-
-    /// Completes the data operations that finished inline, until none is left (completing one
-    /// may start parked ones, which may finish inline too).
-    fn settle(&mut self, ctx: &Ctx) {
-        loop {
-            let Some(up) = self.up_mut() else { return };
-            let Some((id, result)) = up.completed.pop() else {
-                break;
-            };
-            self.complete(ctx, id, result);
-        }
-        self.advance_demote(ctx);
-    }
-
-    /// A data operation finished: release its extents, answer the client, admit parked writes.
-    fn complete(&mut self, ctx: &Ctx, id: u64, result: io::Result<()>) {
-        let name = self.name.clone();
-        let standalone = self.cfg.is_standalone();
-        let on_io_error_cmd = self.cfg.handlers.local_io_error.clone();
-        let Some(up) = self.up_mut() else { return };
-        let r = up
-            .running
-            .remove(&id)
-            .expect("completion of a known data operation");
-        if let Some((f, l)) = r.extents {
-            up.al.end(f, l);
-        }
-        match &result {
-            Ok(()) => {
-                up.io.writes += 1;
-                up.io.written_bytes += r.len;
-            }
-            Err(e) => {
-                error!(resource = %name, node = %ctx.node, error = %e, "write to the backing file failed; detaching the disk (on-io-error)");
-                up.disk = DiskState::Failed;
-                if let Some(cmd) = on_io_error_cmd {
-                    run_handler(&name, "local-io-error", cmd);
-                }
-            }
-        }
-        let _ = r.reply.send(result);
-        // Writes that waited for a free activity-log slot.
-        while let Some(p) = up.parked.pop_front() {
-            let before = up.parked.len();
-            up.admit(&name, ctx, p, standalone);
-            if up.parked.len() > before {
-                break;
-            }
-        }
-    }
-
-    /// A meta-data job finished; returns whether the resource went down with it.
-    pub fn meta_done(&mut self, ctx: &Ctx, done: Vec<Done>, result: io::Result<()>) -> bool {
-        let name = self.name.clone();
-        let standalone = self.cfg.is_standalone();
-        let Some(up) = self.up_mut() else {
-            return false;
-        };
-        up.meta.completed();
-        if let Err(e) = &result {
-            error!(resource = %name, node = %ctx.node, error = %e, "meta-data write failed; the disk is Failed");
-            up.disk = DiskState::Failed;
-            for p in up.waiting.drain(..).chain(up.parked.drain(..)) {
-                let _ = p
-                    .reply
-                    .send(Err(io::Error::other("meta-data write failed")));
-            }
-        }
-        for d in done {
-            match d {
-                Done::Al(seq) if result.is_ok() => {
-                    up.al.committed(seq);
-                    up.io.al_transactions += 1;
-                }
-                Done::Al(_) | Done::Pages => {}
-                Done::Superblock(seq) => up.superblock_written(&name, ctx, seq, &result),
-            }
-        }
-        // Writes whose activity-log transactions are now durable.
-        let durable = up.al.durable_seq();
-        let (ready, still): (Vec<Pending>, Vec<Pending>) =
-            up.waiting.drain(..).partition(|p| p.wait_seq <= durable);
-        up.waiting = still;
-        for p in ready {
-            up.start(&name, ctx, p, standalone);
-        }
-        up.meta.kick(&name, ctx.events);
-        self.settle(ctx);
-        self.finish_steps(ctx)
-    }
-
-    /// The periodic tick: write back some dirty bitmap pages when idle.
-    pub fn tick(&mut self, ctx: &Ctx) {
-        let name = self.name.clone();
-        let Some(up) = self.up_mut() else { return };
-        if up.step.is_some() || !up.meta.idle() || up.dirty.is_empty() {
-            return;
-        }
-        let pages = take_dirty_pages(up, WRITEBACK_PAGES_PER_TICK);
-        up.meta.push(Job {
-            pages,
-            records: Vec::new(),
-            done: vec![Done::Pages],
-        });
-        up.meta.kick(&name, ctx.events);
-    }
-
     /// Whether a client asking for this export is served, or why not.
     pub fn lookup(&self, node: &str) -> Result<Arc<Export>, Refusal> {
         let name = &self.name;
@@ -722,88 +542,6 @@ impl Res {
         }
     }
 
-    /// The resource's status.
-    pub fn status(&self, node: &str) -> ResourceStatus {
-        let host_name = self.host.name();
-        let peers_cfg: Vec<_> = self
-            .cfg
-            .connections_of(host_name)
-            .filter_map(|c| c.ends(host_name).map(|(_, p)| (p.clone(), c.net.protocol)))
-            .collect();
-        let conn = match &self.state {
-            State::Up(up) => up.conn,
-            _ => ConnState::StandAlone,
-        };
-        let peers = peers_cfg
-            .iter()
-            .map(|(p, proto)| PeerStatus {
-                node: p.host.clone(),
-                node_id: p.node_id.0,
-                address: p.address.to_string(),
-                connection_state: conn.to_string(),
-                role: Role::Unknown.to_string(),
-                disk_state: DiskState::DUnknown.to_string(),
-                protocol: proto.to_string(),
-            })
-            .collect();
-        let refusal = self.lookup(node).err().map(|r| r.message);
-        let export = ExportStatus {
-            uri: self.export.uri(),
-            open: refusal.is_none(),
-            refusal,
-        };
-        let protocol = self
-            .cfg
-            .connections_of(host_name)
-            .next()
-            .map_or(self.cfg.net.protocol, |c| c.net.protocol)
-            .to_string();
-        let base = ResourceStatus {
-            name: self.name.to_string(),
-            node: node.to_owned(),
-            node_id: self.host.node_id.0,
-            up: false,
-            role: Role::Secondary.to_string(),
-            disk_state: DiskState::Diskless.to_string(),
-            connection_state: conn.to_string(),
-            export,
-            size_bytes: 0,
-            protocol,
-            generation: None,
-            out_of_sync_bytes: 0,
-            activity_log: None,
-            io: IoStatus::default(),
-            peers,
-        };
-        match &self.state {
-            State::Up(up) => ResourceStatus {
-                up: true,
-                role: up.role.to_string(),
-                disk_state: up.disk.to_string(),
-                size_bytes: up.layout.data_bytes,
-                generation: Some(GenerationStatus {
-                    current: up.sb.gi.current.to_string(),
-                    bitmap: up.sb.gi.bitmap.to_string(),
-                    history: up.sb.gi.history.iter().map(ToString::to_string).collect(),
-                    flags: up.sb.flags.0,
-                }),
-                out_of_sync_bytes: up.bitmap.count() * META_BLOCK,
-                activity_log: Some(AlStatus {
-                    active_extents: u32::try_from(up.al.active().len()).expect("fits"),
-                    al_extents: up.al.table_size(),
-                    enabled: up.al_enabled,
-                }),
-                io: IoStatus {
-                    in_flight: u64::try_from(up.running.len() + up.waiting.len() + up.parked.len())
-                        .expect("fits"),
-                    ..up.io.clone()
-                },
-                ..base
-            },
-            _ => base,
-        }
-    }
-
     /// Makes the export for a promoted resource.
     fn make_export(
         &self,
@@ -817,7 +555,7 @@ impl Res {
     }
 
     /// Completes a step whose superblock is now durable; returns whether the resource went down.
-    fn finish_steps(&mut self, ctx: &Ctx) -> bool {
+    pub(super) fn finish_steps(&mut self, ctx: &Ctx) -> bool {
         let name = self.name.clone();
         let Some(up) = self.up_mut() else {
             return false;
@@ -869,112 +607,22 @@ impl Res {
     }
 }
 
+fn sb_record(layout: &Layout, sb: &Superblock) -> (u64, Vec<u8>) {
+    (
+        layout.sb_offsets[Superblock::slot_for_seq(sb.seq)],
+        sb.encode().to_vec(),
+    )
+}
+
 impl Up {
-    /// Admits a data operation: makes its extents hot (or parks it when the log is full of
-    /// busy extents), then starts it once its transaction is durable.
-    fn admit(&mut self, name: &Arc<str>, ctx: &Ctx, mut p: Pending, standalone: bool) {
-        let Some((first, last)) = p.extents else {
-            self.start(name, ctx, p, standalone);
-            return;
-        };
-        let Some(b) = self.al.begin(first, last) else {
-            self.parked.push_back(p);
-            return;
-        };
-        let Begin {
-            transaction,
-            evicted,
-            wait_for_seq,
-        } = b;
-        if let Some(t) = transaction {
-            // The bits of extents leaving the log must be on disk before the transaction.
-            let mut pages = Vec::new();
-            for e in evicted {
-                let start = u64::from(e) * AL_EXTENT_BYTES;
-                let len = AL_EXTENT_BYTES.min(self.layout.data_bytes.saturating_sub(start));
-                if len == 0 {
-                    continue;
-                }
-                for pg in pages_of(start, len) {
-                    if self.dirty.remove(&pg) {
-                        pages.push((
-                            self.layout.bm_page_offset(pg),
-                            bmpage::encode(&self.bitmap, pg, self.sb.md_uuid).to_vec(),
-                        ));
-                    }
-                }
-            }
-            let rec = (
-                self.layout
-                    .al_slot_offset(t.ring_slot(self.layout.al_slots)),
-                t.encode().to_vec(),
-            );
-            self.meta.push(Job {
-                pages,
-                records: vec![rec],
-                done: vec![Done::Al(t.seq)],
-            });
-            self.meta.kick(name, ctx.events);
-        }
-        if wait_for_seq == 0 {
-            self.start(name, ctx, p, standalone);
-        } else {
-            p.wait_seq = wait_for_seq;
-            self.waiting.push(p);
-        }
-    }
-
-    /// Starts a data operation on the file.
-    fn start(&mut self, name: &Arc<str>, ctx: &Ctx, p: Pending, standalone: bool) {
-        let len = p.op.len();
-        // The peer misses this write until replication sends it: mark it out of sync.
-        if !standalone && self.conn != ConnState::Connected && len > 0 {
-            self.bitmap.set_range(p.offset, len);
-            self.dirty.extend(pages_of(p.offset, len));
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.running.insert(
-            id,
-            Running {
-                extents: p.extents,
-                len,
-                reply: p.reply,
-            },
-        );
-        let (data, offset) = (self.data.clone(), p.offset);
-        let mut io = Box::pin(async move {
-            match p.op {
-                DataOp::Write { data: bytes, fua } => data.write_at(offset, bytes, fua).await,
-                DataOp::Trim { len, fua } => data.trim(offset, len, fua).await,
-                DataOp::Zero { len, flags } => data.write_zeroes(offset, len, flags).await,
-            }
-        });
-        // Fast path: a buffered write the page cache takes at once (the file backend's
-        // non-blocking RWF_NOWAIT attempt) completes on this first poll, without a task or an
-        // event; anything that would block (FUA, trim, a write needing the blocking pool) is
-        // still pending here and finishes in its own task, reporting back as an event.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match io.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(result) => self.completed.push((id, result)),
-            std::task::Poll::Pending => {
-                let (events, resource) = (ctx.events.clone(), name.clone());
-                tokio::spawn(async move {
-                    let result = io.await;
-                    let _ = events
-                        .send(Event::Disk(Disk::DataDone {
-                            resource,
-                            id,
-                            result,
-                        }))
-                        .await;
-                });
-            }
-        }
-    }
-
     /// A superblock of sequence `seq` was written (or failed).
-    fn superblock_written(&mut self, name: &str, ctx: &Ctx, seq: u64, result: &io::Result<()>) {
+    pub(super) fn superblock_written(
+        &mut self,
+        name: &str,
+        ctx: &Ctx,
+        seq: u64,
+        result: &io::Result<()>,
+    ) {
         let pending = match &self.step {
             Some(Step::Promoting { sb, .. })
             | Some(Step::Demoting {
@@ -1008,31 +656,9 @@ impl Up {
     }
 }
 
-fn sb_record(layout: &Layout, sb: &Superblock) -> (u64, Vec<u8>) {
-    (
-        layout.sb_offsets[Superblock::slot_for_seq(sb.seq)],
-        sb.encode().to_vec(),
-    )
-}
-
-/// Up to `max` dirty bitmap pages, encoded, removed from the dirty set.
-fn take_dirty_pages(up: &mut Up, max: usize) -> Vec<(u64, Vec<u8>)> {
-    let pages: Vec<u32> = up.dirty.iter().copied().take(max).collect();
-    pages
-        .into_iter()
-        .map(|p| {
-            up.dirty.remove(&p);
-            (
-                up.layout.bm_page_offset(p),
-                bmpage::encode(&up.bitmap, p, up.sb.md_uuid).to_vec(),
-            )
-        })
-        .collect()
-}
-
 /// Runs a handler command line as DRBD does: `/bin/sh -c CMD`, with the resource in
 /// `DRBD_RESOURCE`; logs how it ended.
-fn run_handler(resource: &str, which: &'static str, cmd: String) {
+pub(super) fn run_handler(resource: &str, which: &'static str, cmd: String) {
     let resource = resource.to_owned();
     tokio::spawn(async move {
         let status = tokio::process::Command::new("/bin/sh")
