@@ -34,6 +34,17 @@ fn promotion_rules_export_and_status() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600, "control socket mode");
+    let mode = std::fs::metadata(n.state.join("r0.nbd.sock"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "NBD socket mode: whoever connects can write the device"
+    );
+    let mode = std::fs::metadata(&n.state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "state directory mode");
     // Down: status says so and the export refuses with the reason.
     let s = n.status("r0");
     assert_eq!(
@@ -472,6 +483,30 @@ fn several_daemons_on_one_machine_and_one_per_state_dir() {
         &[],
     );
     o.fails(10, "another replicatord holds");
+    // A state directory others may write into is refused, and left as it is.
+    let open_dir = a.path("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run(
+        common::REPLICATORD,
+        &[
+            "--config",
+            a.config.to_str().unwrap(),
+            "--node",
+            "n1",
+            "--state-dir",
+            open_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    o.fails(
+        10,
+        "is writable by group or others (mode 777): use a private directory",
+    );
+    assert_eq!(
+        std::fs::metadata(&open_dir).unwrap().permissions().mode() & 0o777,
+        0o777
+    );
     assert_eq!(a.status("r0")["role"], "Primary");
     // The bitmap survives a clean restart.
     assert_eq!(a.stop(), 0);

@@ -76,20 +76,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         .to_string_lossy()
         .trim_end_matches('/')
         .to_owned();
-    std::fs::create_dir_all(&args.state_dir).map_err(|e| {
-        Failure::new(
-            Exit::Failed,
-            format!("cannot create state directory {state_dir}: {e}"),
-        )
-    })?;
-    std::fs::set_permissions(&args.state_dir, std::fs::Permissions::from_mode(0o700)).map_err(
-        |e| {
-            Failure::new(
-                Exit::Failed,
-                format!("cannot set the mode of {state_dir}: {e}"),
-            )
-        },
-    )?;
+    prepare_state_dir(&args.state_dir)?;
     let _lock = lock_state_dir(&args.state_dir)?;
     let loaded = crate::source::load(&args.config.to_string_lossy())
         .map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
@@ -431,9 +418,13 @@ impl Daemon {
                 if let Some(dir) = p.parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
-                Listener::bind_unix(p).map_err(|e| {
+                let l = Listener::bind_unix(p).map_err(|e| {
                     Failure::new(Exit::Failed, format!("cannot listen on {socket}: {e}"))
-                })?
+                })?;
+                // Whoever connects can write the device: root only.
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| Failure::new(Exit::Failed, format!("chmod {socket}: {e}")))?;
+                l
             }
             replicator_core::config::Export::Tcp { host, port, .. } => {
                 let l = std::net::TcpListener::bind((host.as_str(), *port)).map_err(|e| {
@@ -469,6 +460,43 @@ impl Daemon {
         });
         self.listeners.insert(key, stop_tx);
         Ok(())
+    }
+}
+
+/// Creates the state directory (mode 0700) or checks an existing one: it holds the sockets
+/// that control the daemon and serve the devices, so nobody else may write in it. An existing
+/// directory is never chmod-ed (`--state-dir /tmp` must not change /tmp); one writable by
+/// group or others is refused.
+fn prepare_state_dir(dir: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                Failure::new(
+                    Exit::Failed,
+                    format!("cannot create state directory {shown}: {e}"),
+                )
+            }),
+        Err(e) => Err(Failure::new(
+            Exit::Failed,
+            format!("state directory {shown}: {e}"),
+        )),
+        Ok(m) if !m.is_dir() => Err(Failure::new(
+            Exit::Failed,
+            format!("state directory {shown} is not a directory"),
+        )),
+        Ok(m) if m.mode() & 0o022 != 0 => Err(Failure::new(
+            Exit::Refused,
+            format!(
+                "state directory {shown} is writable by group or others (mode {:o}): use a private directory",
+                m.mode() & 0o7777
+            ),
+        )),
+        Ok(_) => Ok(()),
     }
 }
 
