@@ -95,11 +95,10 @@ impl Replica {
         let replicating_in_sync = self.link.is_some()
             && matches!(self.conn, Connected | SyncSource | VerifyS | VerifyT)
             && !forced;
-        self.role = Role::Primary;
         if !replicating_in_sync {
             self.new_current_uuid_if_needed();
         }
-        self.role = Role::Secondary;
+        // Sets the Primary flag on the current UUID and persists it.
         self.set_role(Role::Primary);
         self.crashed_primary = false;
         if forced && self.link.is_some() {
