@@ -22,7 +22,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::model::*;
-use crate::cib::{OrderAction, OrderKind, Role, format_duration_ms};
+use crate::cib::{OrderAction, OrderKind, Role};
 use crate::status::RunState;
 use crate::transition::{Action, ActionId, ActionKind, NotifyPhase, Placement, Transition};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -59,10 +59,9 @@ impl Sched<'_> {
     /// Is `i` (a primitive) left alone by the scheduler?
     pub fn untouchable(&self, i: usize) -> bool {
         let r = &self.rscs[i];
-        !r.managed
-            || self.stonith_blocks
-            || (r.blocked() && !self.cib.stonith_enabled())
-            || r.blocked()
+        // A blocked resource (failed stop) stays as it is until cleanup: without fencing there
+        // is no safe way to move it.
+        !r.managed || self.stonith_blocks || r.blocked()
     }
 
     /// The role a primitive will end in when assigned.
@@ -440,8 +439,8 @@ impl Sched<'_> {
             }
             let Some(target) = f.node else { continue };
             let mut last = None;
-            let (start, now_role, mut live_monitors) = match &kept {
-                Some((n, role, mons)) if *n == target => (None, *role, mons.clone()),
+            let (now_role, mut live_monitors) = match &kept {
+                Some((n, role, mons)) if *n == target => (*role, mons.clone()),
                 _ => {
                     let s = self.add_action(&mut b, i, ActionKind::Start, target);
                     for &st in &stops {
@@ -456,10 +455,9 @@ impl Sched<'_> {
                     } else {
                         Role::Started
                     };
-                    (Some(s), base_role, Vec::new())
+                    (base_role, Vec::new())
                 }
             };
-            let _ = start;
             if f.role == Role::Promoted && now_role != Role::Promoted {
                 let mut cancels = Vec::new();
                 for iv in live_monitors.clone() {
@@ -498,7 +496,7 @@ impl Sched<'_> {
         }
         self.clone_internal_edges(&mut b);
         self.order_edges(&mut b);
-        self.notifications(&mut b, &fin);
+        self.notifications(&mut b);
         let actions = topo_sort(b);
         let placements = self.placements(&fin);
         (
@@ -579,7 +577,7 @@ impl Sched<'_> {
         }
     }
 
-    fn notifications(&self, b: &mut Builder, fin: &[Option<Final>]) {
+    fn notifications(&self, b: &mut Builder) {
         for ci in 0..self.rscs.len() {
             let Kind::Clone(info) = &self.rscs[ci].kind else {
                 continue;
@@ -695,7 +693,6 @@ impl Sched<'_> {
                         _ => {}
                     }
                 }
-                let _ = fin;
                 let post_targets: Vec<(usize, usize)> = up.iter().copied().collect();
                 let mut pres = Vec::new();
                 for (p, n) in pre_targets {
@@ -866,6 +863,5 @@ fn topo_sort(b: Builder) -> Vec<Action> {
         a.after = d;
         out.push(a);
     }
-    let _ = format_duration_ms;
     out
 }

@@ -202,8 +202,7 @@ impl Sched<'_> {
             None => self.rscs[rsc].allowed.clone(),
             Some(n) => {
                 let mut w = n.to_vec();
-                let src = self.merge_source(rsc);
-                self.add_matching(&mut w, src, factor, positive);
+                self.add_matching(&mut w, rsc, factor, positive);
                 w
             }
         };
@@ -249,10 +248,6 @@ impl Sched<'_> {
             Kind::Group { children } => children[0],
             _ => r,
         }
-    }
-
-    fn merge_source(&self, r: usize) -> usize {
-        r
     }
 
     /// Assigns a resource (and what it depends on) to a node; returns the node.
@@ -611,8 +606,6 @@ impl Sched<'_> {
                 true,
             );
         }
-        let all_coloc = self.all_coloc(ci);
-        let _ = all_coloc;
         let available_nodes = (0..self.nodes.len())
             .filter(|&n| self.available(n) && self.rscs[ci].allowed[n] != ABSENT)
             .count();
@@ -957,15 +950,6 @@ impl Sched<'_> {
             .collect();
         keyed.sort_by_key(|k| std::cmp::Reverse(k.0));
         keyed.into_iter().map(|(_, t)| t).collect()
-    }
-
-    #[allow(dead_code)]
-    fn top_current(&self, t: usize) -> Option<usize> {
-        match &self.rscs[t].kind {
-            Kind::Primitive => self.rscs[t].current_node(),
-            Kind::Group { children } => children.iter().find_map(|&c| self.rscs[c].current_node()),
-            Kind::Clone(info) => info.children.iter().find_map(|&k| self.instance_current(k)),
-        }
     }
 
     /// Assigns everything.

@@ -2,7 +2,7 @@
 
 use super::dom::esc;
 use crate::cib::*;
-use crate::status::{ClusterStatus, OpStatus, RunState};
+use crate::status::{ClusterStatus, OpStatus};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -467,12 +467,9 @@ fn export_status(out: &mut String, cib: &Cib, s: &ClusterStatus, id_of: &dyn Fn(
                 esc(&agent.class),
                 esc(&agent.kind)
             );
-            let promotable = cib.find(rsc).is_some_and(|r| r.is_promotable());
             for (k, op) in ops.iter().enumerate() {
                 let key = format!("{rsc}_{}_{}", op.op, op.interval_ms);
                 let target = if op.failed() { 0 } else { op.rc };
-                let _ = promotable;
-                let _ = RunState::Stopped;
                 let _ = writeln!(
                     out,
                     "            <lrm_rsc_op id=\"{}\" operation_key=\"{}\" operation=\"{}\" crm-debug-origin=\"tandem\" crm_feature_set=\"3.16.1\" transition-key=\"{}:1:{target}:00000000-0000-4000-8000-000000000000\" transition-magic=\"{}:{};{}:1:{target}:00000000-0000-4000-8000-000000000000\" call-id=\"{}\" rc-code=\"{}\" op-status=\"{}\" interval=\"{}\" last-rc-change=\"{}\" exec-time=\"{}\" queue-time=\"0\" on_node=\"{}\"{}/>",
