@@ -85,9 +85,15 @@ pub fn hash_password(password: &str) -> String {
 
 /// Whether `password` matches `hash` (as Dovecot would decide).
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    let Some(phc) = hash.strip_prefix(SCHEME) else { return false };
-    let Ok(parsed) = PasswordHash::new(phc) else { return false };
-    argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    let Some(phc) = hash.strip_prefix(SCHEME) else {
+        return false;
+    };
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
 }
 
 /// Reads both state files under the lock the caller holds.
@@ -97,7 +103,13 @@ pub fn read_accounts(layout: &Layout) -> Result<Accounts, StoreError> {
 
 /// Writes the accounts file.
 pub fn write_accounts(layout: &Layout, a: &Accounts) -> Result<(), StoreError> {
-    store::write(&layout.accounts_file(), ACCOUNTS_MAGIC, STATE_VERSION, a, 0o600)
+    store::write(
+        &layout.accounts_file(),
+        ACCOUNTS_MAGIC,
+        STATE_VERSION,
+        a,
+        0o600,
+    )
 }
 
 /// Reads the lockout book.
@@ -107,7 +119,13 @@ pub fn read_lockouts(layout: &Layout) -> Result<lockout::Book, StoreError> {
 
 /// Writes the lockout book.
 pub fn write_lockouts(layout: &Layout, b: &lockout::Book) -> Result<(), StoreError> {
-    store::write(&layout.lockout_file(), LOCKOUT_MAGIC, STATE_VERSION, b, 0o600)
+    store::write(
+        &layout.lockout_file(),
+        LOCKOUT_MAGIC,
+        STATE_VERSION,
+        b,
+        0o600,
+    )
 }
 
 /// Takes the accounts lock (creating the directory).
@@ -141,20 +159,36 @@ pub fn write_dovecot_files(
     let mut passdb = String::new();
     for a in &cfg.accounts {
         if let Some(r) = accounts.accounts.get(&a.address) {
-            passdb.push_str(&format!("{}:{}::::::tandem_authenticated=yes\n", a.address, r.hash));
+            passdb.push_str(&format!(
+                "{}:{}::::::tandem_authenticated=yes\n",
+                a.address, r.hash
+            ));
         }
     }
     if let Some(h) = probe_hash {
-        passdb.push_str(&format!("{}:{h}::::::tandem_authenticated=yes\n", probe_address(cfg)));
+        passdb.push_str(&format!(
+            "{}:{h}::::::tandem_authenticated=yes\n",
+            probe_address(cfg)
+        ));
     }
     let mut userdb = String::new();
     for m in mailboxes(cfg) {
-        userdb.push_str(&format!("{m}::{MAIL_UID}:{MAIL_GID}::{}::\n", s(&layout.home(&m))));
+        userdb.push_str(&format!(
+            "{m}::{MAIL_UID}:{MAIL_GID}::{}::\n",
+            s(&layout.home(&m))
+        ));
     }
-    for (path, text) in [(layout.passdb_file(), passdb), (layout.userdb_file(), userdb)] {
+    for (path, text) in [
+        (layout.passdb_file(), passdb),
+        (layout.userdb_file(), userdb),
+    ] {
         store::write_atomic(&path, text.as_bytes(), 0o640)?;
         if let Some(gid) = dovecot_gid {
-            let _ = nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), Some(nix::unistd::Gid::from_raw(gid)));
+            let _ = nix::unistd::chown(
+                &path,
+                Some(nix::unistd::Uid::from_raw(0)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            );
         }
     }
     Ok(())
@@ -191,7 +225,12 @@ pub fn expired(changed: u64, max_age_s: u64, now: u64) -> bool {
 }
 
 /// The status of every declared account.
-pub fn list(cfg: &MailConfig, accounts: &Accounts, book: &lockout::Book, now: u64) -> Vec<AccountStatus> {
+pub fn list(
+    cfg: &MailConfig,
+    accounts: &Accounts,
+    book: &lockout::Book,
+    now: u64,
+) -> Vec<AccountStatus> {
     let rules = lockout::Rules::from(&cfg.policy);
     cfg.accounts
         .iter()
@@ -205,7 +244,9 @@ pub fn list(cfg: &MailConfig, accounts: &Accounts, book: &lockout::Book, now: u6
                 aliases: a.aliases.clone(),
                 has_password: rec.is_some(),
                 password_changed: rec.map(|r| r.password_changed),
-                password_expires: rec.filter(|_| max_age > 0).map(|r| r.password_changed.saturating_add(max_age)),
+                password_expires: rec
+                    .filter(|_| max_age > 0)
+                    .map(|r| r.password_changed.saturating_add(max_age)),
                 expired: rec.is_some_and(|r| expired(r.password_changed, max_age, now)),
                 locked: rec.is_some_and(|r| r.locked),
                 locked_until: book.locked_until(&a.address, now),
@@ -217,21 +258,34 @@ pub fn list(cfg: &MailConfig, accounts: &Accounts, book: &lockout::Book, now: u6
 
 /// Checks `password` against the rules of `address`'s class.
 pub fn check_password(cfg: &MailConfig, class: &str, password: &str) -> Result<(), AccountError> {
-    let rules = &cfg.classes.get(class).ok_or_else(|| AccountError::Refused(format!("unknown class {class:?}")))?.password;
+    let rules = &cfg
+        .classes
+        .get(class)
+        .ok_or_else(|| AccountError::Refused(format!("unknown class {class:?}")))?
+        .password;
     crate::password::check(password, rules).map_err(|broken| {
-        AccountError::Refused(format!("password refused by the rules of class {class:?}: it {}", broken.join("; it ")))
+        AccountError::Refused(format!(
+            "password refused by the rules of class {class:?}: it {}",
+            broken.join("; it ")
+        ))
     })
 }
 
 /// Adds `[[account]] address, class` to the configuration text, keeping its comments and
 /// layout; the result is validated before it is returned.
 pub fn add_to_config_text(text: &str, address: &str, class: &str) -> Result<String, AccountError> {
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| AccountError::Refused(format!("cannot edit the configuration: {e}")))?;
-    let entry = doc.entry("account").or_insert(toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        AccountError::Refused(format!("cannot edit the configuration: {e}"))
+    })?;
+    let entry = doc
+        .entry("account")
+        .or_insert(toml_edit::Item::ArrayOfTables(
+            toml_edit::ArrayOfTables::new(),
+        ));
     let Some(arr) = entry.as_array_of_tables_mut() else {
-        return Err(AccountError::Refused("`account` in the configuration is not an array of tables ([[account]])".into()));
+        return Err(AccountError::Refused(
+            "`account` in the configuration is not an array of tables ([[account]])".into(),
+        ));
     };
     let mut t = toml_edit::Table::new();
     t["address"] = toml_edit::value(address);
@@ -251,15 +305,22 @@ pub fn ensure_home(layout: &Layout, address: &str) -> std::io::Result<()> {
             std::fs::create_dir_all(d)?;
             chown_mail(d)?;
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(if d == home { 0o700 } else { 0o755 }))?;
+            std::fs::set_permissions(
+                d,
+                std::fs::Permissions::from_mode(if d == home { 0o700 } else { 0o755 }),
+            )?;
         }
     }
     Ok(())
 }
 
 fn chown_mail(p: &Path) -> std::io::Result<()> {
-    nix::unistd::chown(p, Some(nix::unistd::Uid::from_raw(MAIL_UID)), Some(nix::unistd::Gid::from_raw(MAIL_GID)))
-        .map_err(std::io::Error::from)
+    nix::unistd::chown(
+        p,
+        Some(nix::unistd::Uid::from_raw(MAIL_UID)),
+        Some(nix::unistd::Gid::from_raw(MAIL_GID)),
+    )
+    .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
@@ -293,17 +354,27 @@ class = "general"   # ordinary staff
         let cfg = crate::config::parse(&out).unwrap();
         assert_eq!(cfg.accounts.len(), 2);
         assert_eq!(cfg.account("bob@example.com").unwrap().class, "admin");
-        let e = add_to_config_text(CFG, "alice@example.com", "general").unwrap_err().to_string();
+        let e = add_to_config_text(CFG, "alice@example.com", "general")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("account[1].address"), "{e}");
         assert!(add_to_config_text(CFG, "carol@example.com", "boss").is_err());
-        assert!(add_to_config_text("", "x@example.com", "general").is_err(), "hostname missing");
+        assert!(
+            add_to_config_text("", "x@example.com", "general").is_err(),
+            "hostname missing"
+        );
     }
 
     #[test]
     fn weak_passwords_are_refused_with_every_reason() {
         let cfg = crate::config::parse(CFG).unwrap();
-        let e = check_password(&cfg, "general", "abc").unwrap_err().to_string();
-        assert!(e.contains("at least 6 characters") && e.contains("upper-case") && e.contains("digit"), "{e}");
+        let e = check_password(&cfg, "general", "abc")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("at least 6 characters") && e.contains("upper-case") && e.contains("digit"),
+            "{e}"
+        );
         assert!(check_password(&cfg, "general", "Abcde1").is_ok());
         assert!(check_password(&cfg, "admin", "Abcde1").is_err());
     }
@@ -321,10 +392,26 @@ class = "general"   # ordinary staff
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
         std::fs::create_dir_all(layout.accounts_dir()).unwrap();
-        let cfg = crate::config::parse(&add_to_config_text(CFG, "bob@example.com", "general").unwrap()).unwrap();
+        let cfg =
+            crate::config::parse(&add_to_config_text(CFG, "bob@example.com", "general").unwrap())
+                .unwrap();
         let mut a = Accounts::default();
-        a.accounts.insert("alice@example.com".into(), AccountRecord { hash: "{ARGON2ID}h".into(), password_changed: 1, locked: false });
-        a.accounts.insert("gone@example.com".into(), AccountRecord { hash: "{ARGON2ID}g".into(), password_changed: 1, locked: false });
+        a.accounts.insert(
+            "alice@example.com".into(),
+            AccountRecord {
+                hash: "{ARGON2ID}h".into(),
+                password_changed: 1,
+                locked: false,
+            },
+        );
+        a.accounts.insert(
+            "gone@example.com".into(),
+            AccountRecord {
+                hash: "{ARGON2ID}g".into(),
+                password_changed: 1,
+                locked: false,
+            },
+        );
         write_dovecot_files(&layout, &cfg, &a, Some("{ARGON2ID}p"), None).unwrap();
         let passdb = std::fs::read_to_string(layout.passdb_file()).unwrap();
         assert_eq!(
@@ -333,7 +420,10 @@ class = "general"   # ordinary staff
         );
         let userdb = std::fs::read_to_string(layout.userdb_file()).unwrap();
         let home = layout.home("bob@example.com");
-        assert!(userdb.contains(&format!("bob@example.com::8:8::{}::\n", home.display())), "{userdb}");
+        assert!(
+            userdb.contains(&format!("bob@example.com::8:8::{}::\n", home.display())),
+            "{userdb}"
+        );
         assert!(userdb.contains("spam.training@example.com::8:8::"));
         assert!(!userdb.contains("gone@"));
     }

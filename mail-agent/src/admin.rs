@@ -12,7 +12,10 @@ use crate::config::{self, MailConfig};
 use crate::layout::Layout;
 
 fn now_s() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Reads a password: the first line of `file`, or a prompt without echo (twice) on a
@@ -67,16 +70,29 @@ pub fn refresh(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow:
             owners,
         };
         crate::setup::write_configs(cfg, layout, config_path, &prepared)?;
-        let out = std::process::Command::new("/usr/sbin/postfix").arg("-c").arg(layout.postfix_conf()).arg("reload").output()?;
+        let out = std::process::Command::new("/usr/sbin/postfix")
+            .arg("-c")
+            .arg(layout.postfix_conf())
+            .arg("reload")
+            .output()?;
         if !out.status.success() {
-            anyhow::bail!("postfix reload failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            anyhow::bail!(
+                "postfix reload failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     Ok(())
 }
 
 /// `account add`: declares the account in `mail.toml` and sets its password.
-pub fn add(config_path: &Path, layout: &Layout, address: &str, class: &str, password: &str) -> anyhow::Result<()> {
+pub fn add(
+    config_path: &Path,
+    layout: &Layout,
+    address: &str,
+    class: &str,
+    password: &str,
+) -> anyhow::Result<()> {
     let address = address.to_ascii_lowercase();
     let cfg = config::load(config_path)?;
     if cfg.account(&address).is_some() {
@@ -89,10 +105,19 @@ pub fn add(config_path: &Path, layout: &Layout, address: &str, class: &str, pass
     {
         let _lock = accounts::lock(layout)?;
         let mut recs = accounts::read_accounts(layout)?;
-        recs.accounts.insert(address.clone(), AccountRecord { hash, password_changed: now_s(), locked: false });
+        recs.accounts.insert(
+            address.clone(),
+            AccountRecord {
+                hash,
+                password_changed: now_s(),
+                locked: false,
+            },
+        );
         accounts::write_accounts(layout, &recs)?;
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(config_path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+        let mode = std::fs::metadata(config_path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
         crate::store::write_atomic(config_path, new_text.as_bytes(), mode)?;
     }
     let cfg = config::load(config_path)?;
@@ -100,17 +125,34 @@ pub fn add(config_path: &Path, layout: &Layout, address: &str, class: &str, pass
 }
 
 /// `account passwd`: a new password (checked against the class's rules).
-pub fn passwd(config_path: &Path, layout: &Layout, address: &str, password: &str) -> anyhow::Result<()> {
+pub fn passwd(
+    config_path: &Path,
+    layout: &Layout,
+    address: &str,
+    password: &str,
+) -> anyhow::Result<()> {
     let address = address.to_ascii_lowercase();
     let cfg = config::load(config_path)?;
-    let entry = cfg.account(&address).ok_or_else(|| AccountError::Refused(format!("{address} is not an account of {}", config_path.display())))?;
+    let entry = cfg.account(&address).ok_or_else(|| {
+        AccountError::Refused(format!(
+            "{address} is not an account of {}",
+            config_path.display()
+        ))
+    })?;
     accounts::check_password(&cfg, &entry.class, password)?;
     let hash = accounts::hash_password(password);
     {
         let _lock = accounts::lock(layout)?;
         let mut recs = accounts::read_accounts(layout)?;
         let locked = recs.accounts.get(&address).is_some_and(|r| r.locked);
-        recs.accounts.insert(address, AccountRecord { hash, password_changed: now_s(), locked });
+        recs.accounts.insert(
+            address,
+            AccountRecord {
+                hash,
+                password_changed: now_s(),
+                locked,
+            },
+        );
         accounts::write_accounts(layout, &recs)?;
     }
     refresh(&cfg, layout, config_path)
@@ -128,11 +170,20 @@ pub enum Flag {
 }
 
 /// `account lock|unlock|expire`.
-pub fn set_flag(config_path: &Path, layout: &Layout, address: &str, flag: Flag) -> anyhow::Result<()> {
+pub fn set_flag(
+    config_path: &Path,
+    layout: &Layout,
+    address: &str,
+    flag: Flag,
+) -> anyhow::Result<()> {
     let address = address.to_ascii_lowercase();
     let cfg = config::load(config_path)?;
     if cfg.account(&address).is_none() {
-        return Err(AccountError::Refused(format!("{address} is not an account of {}", config_path.display())).into());
+        return Err(AccountError::Refused(format!(
+            "{address} is not an account of {}",
+            config_path.display()
+        ))
+        .into());
     }
     let _lock = accounts::lock(layout)?;
     let mut recs = accounts::read_accounts(layout)?;
@@ -147,10 +198,9 @@ pub fn set_flag(config_path: &Path, layout: &Layout, address: &str, flag: Flag) 
             }
         }
         Flag::Lock | Flag::Expire => {
-            let r = recs
-                .accounts
-                .get_mut(&address)
-                .ok_or_else(|| AccountError::Refused(format!("{address} has no password yet (account passwd)")))?;
+            let r = recs.accounts.get_mut(&address).ok_or_else(|| {
+                AccountError::Refused(format!("{address} has no password yet (account passwd)"))
+            })?;
             if flag == Flag::Lock {
                 r.locked = true;
             } else {
@@ -173,7 +223,10 @@ pub fn list(config_path: &Path, layout: &Layout) -> anyhow::Result<Vec<accounts:
 
 /// Formats `account list` for people.
 pub fn list_text(rows: &[accounts::AccountStatus], now: u64) -> String {
-    let mut s = format!("{:<32} {:<10} {:<10} {}\n", "ADDRESS", "CLASS", "PASSWORD", "STATE");
+    let mut s = format!(
+        "{:<32} {:<10} {:<10} {}\n",
+        "ADDRESS", "CLASS", "PASSWORD", "STATE"
+    );
     for r in rows {
         let pw = match (r.has_password, r.expired) {
             (false, _) => "unset".to_owned(),
@@ -195,7 +248,13 @@ pub fn list_text(rows: &[accounts::AccountStatus], now: u64) -> String {
         if state.is_empty() {
             state.push("active".into());
         }
-        s.push_str(&format!("{:<32} {:<10} {:<10} {}\n", r.address, r.class, pw, state.join(", ")));
+        s.push_str(&format!(
+            "{:<32} {:<10} {:<10} {}\n",
+            r.address,
+            r.class,
+            pw,
+            state.join(", ")
+        ));
     }
     s
 }

@@ -96,7 +96,8 @@ fn setup_err(e: SetupError) -> OcfError {
 
 /// Loads and validates everything `start` needs, mapping errors to OCF codes.
 pub fn load(layout: &Layout, config_path: &Path) -> Result<MailConfig, OcfError> {
-    config::check_directory(&layout.root).map_err(|e| OcfError::bad_param("directory", &layout.root.to_string_lossy(), e))?;
+    config::check_directory(&layout.root)
+        .map_err(|e| OcfError::bad_param("directory", &layout.root.to_string_lossy(), e))?;
     let cfg = config::load(config_path).map_err(config_err)?;
     crate::setup::check_installed().map_err(setup_err)?;
     crate::setup::check_directory_use(&cfg, layout).map_err(setup_err)?;
@@ -114,7 +115,10 @@ impl Agent for MailAgent {
             .map_err(|e| OcfError::bad_param("directory", &layout.root.to_string_lossy(), e))?;
         if matches!(ctx.action, Action::Start | Action::ValidateAll) {
             if !layout.root.is_dir() {
-                return Err(OcfError::configured(format!("directory {} does not exist (is the filesystem mounted?)", layout.root.display())));
+                return Err(OcfError::configured(format!(
+                    "directory {} does not exist (is the filesystem mounted?)",
+                    layout.root.display()
+                )));
             }
             load(&layout, &cfg_path)?;
         }
@@ -128,7 +132,12 @@ impl Agent for MailAgent {
             return Ok(Status::Success);
         }
         // Leftovers of a crashed supervisor would hold sockets and ports.
-        cleanup(&layout, ctx.remaining().saturating_sub(TIMEOUT_MARGIN).min(Duration::from_secs(30)))?;
+        cleanup(
+            &layout,
+            ctx.remaining()
+                .saturating_sub(TIMEOUT_MARGIN)
+                .min(Duration::from_secs(30)),
+        )?;
         let cfg = load(&layout, &cfg_path)?;
         crate::setup::prepare(&cfg, &layout, &cfg_path).map_err(setup_err)?;
         let exe = std::env::current_exe().map_err(|e| OcfError::generic(e.to_string()))?;
@@ -144,17 +153,29 @@ impl Agent for MailAgent {
                 if let Some(f) = st.daemons.iter().find(|d| d.state == State::Failed) {
                     let why = format!("{} failed: {}", f.name, f.message);
                     let _ = stop_within(&layout, STOP_AFTER_FAILED_START);
-                    return Err(OcfError::generic(format!("{why} (see {})", layout.log(&f.name).display())));
+                    return Err(OcfError::generic(format!(
+                        "{why} (see {})",
+                        layout.log(&f.name).display()
+                    )));
                 }
-                last = supervisor::not_ready(&st).into_iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join("; ");
+                last = supervisor::not_ready(&st)
+                    .into_iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let _ = cleanup(&layout, Duration::from_secs(10));
-                return Err(OcfError::generic(format!("the supervisor exited ({status}; see {})", layout.log("supervisor").display())));
+                return Err(OcfError::generic(format!(
+                    "the supervisor exited ({status}; see {})",
+                    layout.log("supervisor").display()
+                )));
             }
             if Instant::now() >= deadline {
                 let _ = stop_within(&layout, STOP_AFTER_FAILED_START);
-                return Err(OcfError::generic(format!("not every daemon answered in time: {last}")));
+                return Err(OcfError::generic(format!(
+                    "not every daemon answered in time: {last}"
+                )));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -171,7 +192,11 @@ impl Agent for MailAgent {
         if st != Status::Success || ctx.env.check_level.depth() < 10 {
             return Ok(st);
         }
-        let cfg = config::load(&cfg_path).map_err(|e| OcfError::generic(format!("running, but the configuration cannot be read: {e}")))?;
+        let cfg = config::load(&cfg_path).map_err(|e| {
+            OcfError::generic(format!(
+                "running, but the configuration cannot be read: {e}"
+            ))
+        })?;
         depth10(&cfg, &layout)?;
         if ctx.env.check_level.depth() >= 20 {
             depth20(&cfg, &layout)?;
@@ -188,7 +213,10 @@ pub const STOP_AFTER_FAILED_START: Duration = Duration::from_secs(20);
 /// whatever is left.
 pub fn stop_within(layout: &Layout, budget: Duration) -> OcfResult {
     if let Some(pid) = supervisor::running_pid(layout) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid_i32(pid)), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid_i32(pid)),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let wait = budget.saturating_sub(Duration::from_secs(10));
         let deadline = Instant::now() + wait;
         while supervisor::is_supervisor(pid, layout) && Instant::now() < deadline {
@@ -208,14 +236,20 @@ fn pid_i32(pid: u32) -> i32 {
 
 /// Starts the supervisor in its own session. The agent exits soon after; dropping the handle
 /// neither waits for nor kills the supervisor (init, or the manager's subreaper, reaps it).
-fn spawn_supervisor(exe: &Path, layout: &Layout, cfg_path: &Path) -> Result<std::process::Child, OcfError> {
+fn spawn_supervisor(
+    exe: &Path,
+    layout: &Layout,
+    cfg_path: &Path,
+) -> Result<std::process::Child, OcfError> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(layout.log("supervisor"))
         .map_err(|e| OcfError::generic(format!("supervisor log: {e}")))?;
-    let err = log.try_clone().map_err(|e| OcfError::generic(e.to_string()))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| OcfError::generic(e.to_string()))?;
     let mut cmd = Command::new(exe);
     cmd.arg("supervise")
         .arg("--config")
@@ -234,7 +268,8 @@ fn spawn_supervisor(exe: &Path, layout: &Layout, cfg_path: &Path) -> Result<std:
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| OcfError::generic(format!("cannot start the supervisor: {e}")))
+    cmd.spawn()
+        .map_err(|e| OcfError::generic(format!("cannot start the supervisor: {e}")))
 }
 
 /// Kills whatever is left: the supervisor, the daemons' groups, and holders of the directory.
@@ -256,7 +291,10 @@ pub fn cleanup(layout: &Layout, timeout: Duration) -> Result<(), OcfError> {
     }
     let left = crate::procs::kill_holders(&layout.root, &[], timeout);
     if !left.is_empty() {
-        return Err(OcfError::generic(format!("processes still hold {}: {left:?}", layout.root.display())));
+        return Err(OcfError::generic(format!(
+            "processes still hold {}: {left:?}",
+            layout.root.display()
+        )));
     }
     let _ = std::fs::remove_file(layout.supervisor_pid());
     let _ = std::fs::remove_file(layout.supervisor_status());
@@ -271,29 +309,46 @@ pub fn depth0(layout: &Layout) -> OcfResult {
     let Some(_pid) = supervisor::running_pid(layout) else {
         let orphans = crate::procs::holders(&layout.root, &[]);
         if !orphans.is_empty() {
-            return Err(OcfError::generic(format!("daemons run without their supervisor (pids {orphans:?})")));
+            return Err(OcfError::generic(format!(
+                "daemons run without their supervisor (pids {orphans:?})"
+            )));
         }
         return Ok(Status::NotRunning);
     };
-    let st = supervisor::read_status(layout).ok_or_else(|| OcfError::generic("the supervisor runs but has no status file"))?;
+    let st = supervisor::read_status(layout)
+        .ok_or_else(|| OcfError::generic("the supervisor runs but has no status file"))?;
     if st.phase != Phase::Running {
-        return Err(OcfError::generic(format!("the supervisor is {:?}", st.phase)));
+        return Err(OcfError::generic(format!(
+            "the supervisor is {:?}",
+            st.phase
+        )));
     }
     let mut bad = Vec::new();
     for d in &st.daemons {
         match d.state {
             State::Ready => {
-                let alive = d.pid.is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid_i32(p)), None).is_ok());
+                let alive = d.pid.is_some_and(|p| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid_i32(p)), None).is_ok()
+                });
                 if !alive {
                     bad.push(format!("{} is not running", d.name));
                 }
             }
             // Restarting after a crash: the supervisor handles it, within its limits.
-            State::Starting | State::Backoff => ocf::warn!("{} is restarting ({} restarts): {}", d.name, d.restarts, d.message),
+            State::Starting | State::Backoff => ocf::warn!(
+                "{} is restarting ({} restarts): {}",
+                d.name,
+                d.restarts,
+                d.message
+            ),
             _ => bad.push(format!("{} {:?}: {}", d.name, d.state, d.message)),
         }
     }
-    if bad.is_empty() { Ok(Status::Success) } else { Err(OcfError::generic(bad.join("; "))) }
+    if bad.is_empty() {
+        Ok(Status::Success)
+    } else {
+        Err(OcfError::generic(bad.join("; ")))
+    }
 }
 
 fn check(what: &str, r: Result<(), impl std::fmt::Display>) -> Result<(), OcfError> {
@@ -303,25 +358,41 @@ fn check(what: &str, r: Result<(), impl std::fmt::Display>) -> Result<(), OcfErr
 /// Depth 10: every protocol answers.
 pub fn depth10(cfg: &MailConfig, layout: &Layout) -> Result<(), OcfError> {
     let t = CHECK_TIMEOUT;
-    for port in [cfg.ports.smtp, cfg.ports.submission].into_iter().filter(|&p| p != 0) {
-        let offer = crate::probe::smtp_ehlo(SocketAddr::new(cfg.listen, port), t).map_err(|e| OcfError::generic(e.to_string()))?;
+    for port in [cfg.ports.smtp, cfg.ports.submission]
+        .into_iter()
+        .filter(|&p| p != 0)
+    {
+        let offer = crate::probe::smtp_ehlo(SocketAddr::new(cfg.listen, port), t)
+            .map_err(|e| OcfError::generic(e.to_string()))?;
         if !offer.starttls {
-            return Err(OcfError::generic(format!("SMTP port {port} does not offer STARTTLS")));
+            return Err(OcfError::generic(format!(
+                "SMTP port {port} does not offer STARTTLS"
+            )));
         }
         if offer.auth {
-            return Err(OcfError::generic(format!("SMTP port {port} offers AUTH before TLS")));
+            return Err(OcfError::generic(format!(
+                "SMTP port {port} offers AUTH before TLS"
+            )));
         }
     }
-    check("IMAP", crate::probe::imap_greeting(SocketAddr::new(cfg.listen, cfg.ports.imap), t).map(|_| ()))?;
+    check(
+        "IMAP",
+        crate::probe::imap_greeting(SocketAddr::new(cfg.listen, cfg.ports.imap), t).map(|_| ()),
+    )?;
     if cfg.ports.pop3 != 0 {
-        let mut c = crate::probe::Conn::tcp(SocketAddr::new(cfg.listen, cfg.ports.pop3), None, t, "POP3").map_err(|e| OcfError::generic(e.to_string()))?;
+        let mut c =
+            crate::probe::Conn::tcp(SocketAddr::new(cfg.listen, cfg.ports.pop3), None, t, "POP3")
+                .map_err(|e| OcfError::generic(e.to_string()))?;
         let g = c.line().map_err(|e| OcfError::generic(e.to_string()))?;
         if !g.starts_with("+OK") {
             return Err(OcfError::generic(format!("POP3 greeting {g:?}")));
         }
         let _ = c.send(b"QUIT\r\n");
     }
-    check("LMTP", crate::probe::lmtp_greeting(&layout.lmtp_socket(), t).map(|_| ()))?;
+    check(
+        "LMTP",
+        crate::probe::lmtp_greeting(&layout.lmtp_socket(), t).map(|_| ()),
+    )?;
     check("clamd", crate::probe::clamd_ping(&layout.clamd_socket(), t))?;
     check("spamd", crate::probe::spamd_ping(&layout.spamd_socket(), t))?;
     for (name, sock) in [
@@ -331,9 +402,12 @@ pub fn depth10(cfg: &MailConfig, layout: &Layout) -> Result<(), OcfError> {
     ] {
         check(name, crate::probe::milter_optneg(&sock, t, name))?;
     }
-    let (status, body) = crate::probe::http_get(cfg.policy.listen, "/health", t).map_err(|e| OcfError::generic(e.to_string()))?;
+    let (status, body) = crate::probe::http_get(cfg.policy.listen, "/health", t)
+        .map_err(|e| OcfError::generic(e.to_string()))?;
     if status != 200 {
-        return Err(OcfError::generic(format!("policy service answered {status} {body}")));
+        return Err(OcfError::generic(format!(
+            "policy service answered {status} {body}"
+        )));
     }
     Ok(())
 }
@@ -348,20 +422,34 @@ pub fn depth20(cfg: &MailConfig, layout: &Layout) -> Result<(), OcfError> {
     let message = format!(
         "From: <{probe}>\r\nTo: <{probe}>\r\nSubject: tandem-mail monitor probe {token}\r\nDate: {date}\r\nMessage-ID: {msgid}\r\n\r\nProbe message of the depth-20 monitor.\r\n"
     );
-    check("LMTP probe delivery", crate::probe::lmtp_deliver(&layout.lmtp_socket(), &probe, &message, t))?;
+    check(
+        "LMTP probe delivery",
+        crate::probe::lmtp_deliver(&layout.lmtp_socket(), &probe, &message, t),
+    )?;
     let secrets = crate::setup::secrets(layout).map_err(setup_err)?;
     let imap_addr = SocketAddr::new(cfg.listen, cfg.ports.imap);
     let read_back = || -> Result<(), crate::probe::ProbeError> {
         let mut imap = crate::probe::Imap::connect(imap_addr, Some(cfg.listen), t)?;
         imap.login(&probe, &secrets.probe_password)?;
         imap.cmd("SELECT INBOX")?;
-        let found = crate::probe::search_results(&imap.cmd(&format!("UID SEARCH HEADER Message-ID {}", crate::probe::imap_quote(&msgid)))?);
+        let found = crate::probe::search_results(&imap.cmd(&format!(
+            "UID SEARCH HEADER Message-ID {}",
+            crate::probe::imap_quote(&msgid)
+        ))?);
         let Some(uid) = found.first() else {
-            return Err(crate::probe::ProbeError { what: "IMAP read-back".into(), why: format!("probe {msgid} not found") });
+            return Err(crate::probe::ProbeError {
+                what: "IMAP read-back".into(),
+                why: format!("probe {msgid} not found"),
+            });
         };
-        let fetched = imap.cmd(&format!("UID FETCH {uid} BODY.PEEK[HEADER.FIELDS (SUBJECT)]"))?;
+        let fetched = imap.cmd(&format!(
+            "UID FETCH {uid} BODY.PEEK[HEADER.FIELDS (SUBJECT)]"
+        ))?;
         if !fetched.contains(&token) {
-            return Err(crate::probe::ProbeError { what: "IMAP read-back".into(), why: "the fetched probe is not the one delivered".into() });
+            return Err(crate::probe::ProbeError {
+                what: "IMAP read-back".into(),
+                why: "the fetched probe is not the one delivered".into(),
+            });
         }
         // Remove every probe (also those a failed earlier monitor left).
         imap.cmd("STORE 1:* +FLAGS.SILENT (\\Deleted)")?;
@@ -391,16 +479,20 @@ pub fn dkim_signs(cfg: &MailConfig, layout: &Layout, token: &str) -> Result<(), 
             ("To", format!("<{from}>")),
             ("Subject", format!("tandem-mail DKIM probe {token}")),
             ("Date", httpdate()),
-            ("Message-ID", format!("<{token}.dkim@tandem-monitor.invalid>")),
+            (
+                "Message-ID",
+                format!("<{token}.dkim@tandem-monitor.invalid>"),
+            ),
         ],
         body: "DKIM probe.\r\n",
     };
-    let v = s.send_message(&msg).map_err(|e| OcfError::generic(format!("opendkim: {e}")))?;
+    let v = s
+        .send_message(&msg)
+        .map_err(|e| OcfError::generic(format!("opendkim: {e}")))?;
     s.quit();
-    let signed = v
-        .added_headers
-        .iter()
-        .any(|(n, val)| n.eq_ignore_ascii_case("DKIM-Signature") && val.contains(&format!("d={domain}")));
+    let signed = v.added_headers.iter().any(|(n, val)| {
+        n.eq_ignore_ascii_case("DKIM-Signature") && val.contains(&format!("d={domain}"))
+    });
     if !signed {
         return Err(OcfError::generic(format!(
             "opendkim did not sign a message from {domain} (reply {:?}): check the key under {}",
@@ -413,14 +505,19 @@ pub fn dkim_signs(cfg: &MailConfig, layout: &Layout, token: &str) -> Result<(), 
 
 /// The current time as an RFC 5322 date (UTC).
 pub fn httpdate() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     rfc5322_date(secs)
 }
 
 /// `secs` since the epoch as `Thu, 01 Jan 1970 00:00:00 +0000`. Pure.
 pub fn rfc5322_date(secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let days = secs / 86_400;
     let rem = secs % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -435,7 +532,12 @@ pub fn rfc5322_date(secs: u64) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     let wd = DAYS[usize::try_from(days % 7).unwrap_or(0)];
     let mon = MONTHS[usize::try_from(m - 1).unwrap_or(0)];
-    format!("{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} +0000", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} +0000",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -445,7 +547,11 @@ mod tests {
     #[test]
     fn meta_data_lists_params_and_depths() {
         let x = META.to_xml();
-        assert!(x.contains("<parameter name=\"directory\" unique=\"1\" required=\"1\">") || x.contains("name=\"directory\""), "{x}");
+        assert!(
+            x.contains("<parameter name=\"directory\" unique=\"1\" required=\"1\">")
+                || x.contains("name=\"directory\""),
+            "{x}"
+        );
         assert!(x.contains("name=\"config\""));
         assert!(x.contains("depth=\"20\""));
     }
@@ -454,6 +560,9 @@ mod tests {
     fn dates() {
         assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 +0000");
+        assert_eq!(
+            rfc5322_date(1_700_000_000),
+            "Tue, 14 Nov 2023 22:13:20 +0000"
+        );
     }
 }

@@ -60,7 +60,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Field { field: field.into(), message: message.into() }
+        ConfigError::Field {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -86,7 +89,15 @@ pub struct Ports {
 
 impl Default for Ports {
     fn default() -> Self {
-        Ports { smtp: 25, submission: 587, smtps: 465, imap: 143, imaps: 993, pop3: 110, pop3s: 995 }
+        Ports {
+            smtp: 25,
+            submission: 587,
+            smtps: 465,
+            imap: 143,
+            imaps: 993,
+            pop3: 110,
+            pop3s: 995,
+        }
     }
 }
 
@@ -389,9 +400,10 @@ pub fn load(path: &Path) -> Result<MailConfig, ConfigError> {
         message: e.to_string(),
     })?;
     parse(&text).map_err(|e| match e {
-        ConfigError::Syntax { message, .. } => {
-            ConfigError::Syntax { path: path.display().to_string(), message }
-        }
+        ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+            path: path.display().to_string(),
+            message,
+        },
         other => other,
     })
 }
@@ -408,7 +420,12 @@ pub fn parse(text: &str) -> Result<MailConfig, ConfigError> {
 fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
     let hostname = raw
         .hostname
-        .ok_or_else(|| ConfigError::field("hostname", "is required (the server's FQDN, e.g. mail.example.com)"))?
+        .ok_or_else(|| {
+            ConfigError::field(
+                "hostname",
+                "is required (the server's FQDN, e.g. mail.example.com)",
+            )
+        })?
         .to_ascii_lowercase();
     check_fqdn(&hostname).map_err(|m| ConfigError::field("hostname", m))?;
 
@@ -419,27 +436,41 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
         .map(|d| d.to_ascii_lowercase())
         .collect();
     if domains.is_empty() {
-        return Err(ConfigError::field("domains", "must name at least one domain"));
+        return Err(ConfigError::field(
+            "domains",
+            "must name at least one domain",
+        ));
     }
     let mut seen = BTreeSet::new();
     for (i, d) in domains.iter().enumerate() {
         check_fqdn(d).map_err(|m| ConfigError::field(format!("domains[{i}]"), m))?;
         if !seen.insert(d.clone()) {
-            return Err(ConfigError::field(format!("domains[{i}]"), format!("{d} is listed twice")));
+            return Err(ConfigError::field(
+                format!("domains[{i}]"),
+                format!("{d} is listed twice"),
+            ));
         }
     }
 
-    let listen_s = raw
-        .listen
-        .ok_or_else(|| ConfigError::field("listen", "is required (the virtual IP the services listen on)"))?;
+    let listen_s = raw.listen.ok_or_else(|| {
+        ConfigError::field(
+            "listen",
+            "is required (the virtual IP the services listen on)",
+        )
+    })?;
     let listen: IpAddr = listen_s
         .parse()
         .map_err(|_| ConfigError::field("listen", format!("{listen_s:?} is not an IP address")))?;
     if listen.is_unspecified() {
-        return Err(ConfigError::field("listen", "must be the virtual IP, not a wildcard address"));
+        return Err(ConfigError::field(
+            "listen",
+            "must be the virtual IP, not a wildcard address",
+        ));
     }
 
-    let mynetworks = raw.mynetworks.unwrap_or_else(|| vec!["127.0.0.0/8".into(), "[::1]/128".into()]);
+    let mynetworks = raw
+        .mynetworks
+        .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "[::1]/128".into()]);
     for (i, n) in mynetworks.iter().enumerate() {
         check_cidr(n).map_err(|m| ConfigError::field(format!("mynetworks[{i}]"), m))?;
     }
@@ -457,35 +488,51 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
     let mut used = BTreeMap::new();
     for (name, p) in named {
         if p == 0 {
-            if name == "ports.smtps" || name == "ports.pop3s" || name == "ports.pop3" || name == "ports.submission" {
+            if name == "ports.smtps"
+                || name == "ports.pop3s"
+                || name == "ports.pop3"
+                || name == "ports.submission"
+            {
                 continue; // optional services
             }
             return Err(ConfigError::field(name, "must not be 0"));
         }
         if let Some(other) = used.insert(p, name) {
-            return Err(ConfigError::field(name, format!("port {p} is also used by {other}")));
+            return Err(ConfigError::field(
+                name,
+                format!("port {p} is also used by {other}"),
+            ));
         }
     }
 
     if raw.tls.cert.is_some() != raw.tls.key.is_some() {
-        return Err(ConfigError::field("tls", "give both `cert` and `key`, or neither (a self-signed pair is then generated)"));
+        return Err(ConfigError::field(
+            "tls",
+            "give both `cert` and `key`, or neither (a self-signed pair is then generated)",
+        ));
     }
     for (name, p) in [("tls.cert", &raw.tls.cert), ("tls.key", &raw.tls.key)] {
         if let Some(p) = p
             && !p.is_absolute()
         {
-            return Err(ConfigError::field(name, format!("{} must be an absolute path", p.display())));
+            return Err(ConfigError::field(
+                name,
+                format!("{} must be an absolute path", p.display()),
+            ));
         }
     }
 
     let policy = {
         let r = raw.policy;
         let listen_s = r.listen.unwrap_or_else(|| "127.0.0.1:10089".into());
-        let listen: SocketAddr = listen_s
-            .parse()
-            .map_err(|_| ConfigError::field("policy.listen", format!("{listen_s:?} is not ADDRESS:PORT")))?;
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            ConfigError::field("policy.listen", format!("{listen_s:?} is not ADDRESS:PORT"))
+        })?;
         if !listen.ip().is_loopback() || listen.port() == 0 {
-            return Err(ConfigError::field("policy.listen", "must be a loopback address with a port, e.g. 127.0.0.1:10089"));
+            return Err(ConfigError::field(
+                "policy.listen",
+                "must be a loopback address with a port, e.g. 127.0.0.1:10089",
+            ));
         }
         let p = Policy {
             listen,
@@ -494,15 +541,24 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
             lockout_duration: r.lockout_duration.unwrap_or(Span::hours(1)),
         };
         if p.lockout_failures > 0 && p.lockout_window.secs == 0 {
-            return Err(ConfigError::field("policy.lockout_window", "must be longer than 0s"));
+            return Err(ConfigError::field(
+                "policy.lockout_window",
+                "must be longer than 0s",
+            ));
         }
         if p.lockout_failures > 0 && p.lockout_duration.secs == 0 {
-            return Err(ConfigError::field("policy.lockout_duration", "must be longer than 0s"));
+            return Err(ConfigError::field(
+                "policy.lockout_duration",
+                "must be longer than 0s",
+            ));
         }
         if p.lockout_failures > crate::lockout::MAX_FAILURES_TRACKED {
             return Err(ConfigError::field(
                 "policy.lockout_failures",
-                format!("at most {} failures can be counted", crate::lockout::MAX_FAILURES_TRACKED),
+                format!(
+                    "at most {} failures can be counted",
+                    crate::lockout::MAX_FAILURES_TRACKED
+                ),
             ));
         }
         p
@@ -513,9 +569,15 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
     classes.insert("admin".to_owned(), ClassOfService::thesis_admin());
     for (name, rc) in raw.classes {
         if !is_word(&name) {
-            return Err(ConfigError::field(format!("classes.{name}"), "a class name is letters, digits, '-' and '_'"));
+            return Err(ConfigError::field(
+                format!("classes.{name}"),
+                "a class name is letters, digits, '-' and '_'",
+            ));
         }
-        let base = classes.get(&name).cloned().unwrap_or_else(ClassOfService::thesis_general);
+        let base = classes
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(ClassOfService::thesis_general);
         let c = ClassOfService {
             imap: rc.imap.unwrap_or(base.imap),
             pop3: rc.pop3.unwrap_or(base.pop3),
@@ -533,19 +595,28 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
         let pw = &c.password;
         let f = |k: &str| format!("classes.{name}.{k}");
         if pw.min_length == 0 {
-            return Err(ConfigError::field(f("password_min_length"), "must be at least 1"));
+            return Err(ConfigError::field(
+                f("password_min_length"),
+                "must be at least 1",
+            ));
         }
         if pw.max_length < pw.min_length || pw.max_length > 1024 {
             return Err(ConfigError::field(
                 f("password_max_length"),
-                format!("must be between password_min_length ({}) and 1024", pw.min_length),
+                format!(
+                    "must be between password_min_length ({}) and 1024",
+                    pw.min_length
+                ),
             ));
         }
         let required = pw.min_upper + pw.min_lower + pw.min_digit + pw.min_punct;
         if required > pw.max_length {
             return Err(ConfigError::field(
                 f("password_max_length"),
-                format!("{} is shorter than the {required} characters the other rules require", pw.max_length),
+                format!(
+                    "{} is shorter than the {required} characters the other rules require",
+                    pw.max_length
+                ),
             ));
         }
         classes.insert(name, c);
@@ -555,7 +626,12 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
         let r = raw.smtp;
         let exts: Vec<String> = r
             .blocked_extensions
-            .unwrap_or_else(|| ZIMBRA_BLOCKED_EXTENSIONS.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_else(|| {
+                ZIMBRA_BLOCKED_EXTENSIONS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            })
             .into_iter()
             .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
             .collect();
@@ -573,7 +649,10 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
         }
         let max = r.max_message_size_mib.unwrap_or(50);
         if max == 0 || max > 2048 {
-            return Err(ConfigError::field("smtp.max_message_size_mib", "must be between 1 and 2048"));
+            return Err(ConfigError::field(
+                "smtp.max_message_size_mib",
+                "must be between 1 and 2048",
+            ));
         }
         Smtp {
             blocked_extensions: exts,
@@ -591,28 +670,49 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
         let s = Spam {
             tag_percent: r.tag_percent.unwrap_or(33),
             kill_percent: r.kill_percent.unwrap_or(75),
-            training_spam: r.training_spam.unwrap_or_else(|| format!("spam.training@{first}")).to_ascii_lowercase(),
-            training_ham: r.training_ham.unwrap_or_else(|| format!("ham.training@{first}")).to_ascii_lowercase(),
+            training_spam: r
+                .training_spam
+                .unwrap_or_else(|| format!("spam.training@{first}"))
+                .to_ascii_lowercase(),
+            training_ham: r
+                .training_ham
+                .unwrap_or_else(|| format!("ham.training@{first}"))
+                .to_ascii_lowercase(),
             train_interval: r.train_interval.unwrap_or(Span::hours(1)),
             local_rules: r.local_rules.unwrap_or_default(),
         };
         if s.tag_percent == 0 || s.tag_percent > 100 {
-            return Err(ConfigError::field("spam.tag_percent", "must be between 1 and 100"));
+            return Err(ConfigError::field(
+                "spam.tag_percent",
+                "must be between 1 and 100",
+            ));
         }
         if s.kill_percent <= s.tag_percent || s.kill_percent > 100 {
             return Err(ConfigError::field(
                 "spam.kill_percent",
-                format!("must be above tag_percent ({}) and at most 100", s.tag_percent),
+                format!(
+                    "must be above tag_percent ({}) and at most 100",
+                    s.tag_percent
+                ),
             ));
         }
         if s.train_interval.secs < 60 {
-            return Err(ConfigError::field("spam.train_interval", "must be at least 1m"));
+            return Err(ConfigError::field(
+                "spam.train_interval",
+                "must be at least 1m",
+            ));
         }
-        for (k, a) in [("spam.training_spam", &s.training_spam), ("spam.training_ham", &s.training_ham)] {
+        for (k, a) in [
+            ("spam.training_spam", &s.training_spam),
+            ("spam.training_ham", &s.training_ham),
+        ] {
             check_address(a, &domains).map_err(|m| ConfigError::field(k, m))?;
         }
         if s.training_spam == s.training_ham {
-            return Err(ConfigError::field("spam.training_ham", "must differ from training_spam"));
+            return Err(ConfigError::field(
+                "spam.training_ham",
+                "must differ from training_spam",
+            ));
         }
         s
     };
@@ -621,7 +721,10 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
     if let Some(p) = &clamav_database_directory
         && !p.is_absolute()
     {
-        return Err(ConfigError::field("antivirus.database_directory", "must be an absolute path"));
+        return Err(ConfigError::field(
+            "antivirus.database_directory",
+            "must be an absolute path",
+        ));
     }
 
     let dkim = Dkim {
@@ -629,10 +732,16 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
         key_bits: raw.dkim.key_bits.unwrap_or(2048),
     };
     if !is_label(&dkim.selector) {
-        return Err(ConfigError::field("dkim.selector", format!("{:?} is not a DNS label", dkim.selector)));
+        return Err(ConfigError::field(
+            "dkim.selector",
+            format!("{:?} is not a DNS label", dkim.selector),
+        ));
     }
     if ![1024, 2048, 3072, 4096].contains(&dkim.key_bits) {
-        return Err(ConfigError::field("dkim.key_bits", "must be 1024, 2048, 3072 or 4096"));
+        return Err(ConfigError::field(
+            "dkim.key_bits",
+            "must be 1024, 2048, 3072 or 4096",
+        ));
     }
 
     let mut accounts = Vec::new();
@@ -642,15 +751,23 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
     }
     for (i, a) in raw.account.into_iter().enumerate() {
         let address = a.address.to_ascii_lowercase();
-        check_address(&address, &domains).map_err(|m| ConfigError::field(format!("account[{i}].address"), m))?;
+        check_address(&address, &domains)
+            .map_err(|m| ConfigError::field(format!("account[{i}].address"), m))?;
         if let Some(what) = taken.insert(address.clone(), format!("account[{i}]")) {
-            return Err(ConfigError::field(format!("account[{i}].address"), format!("{address} is already {what}")));
+            return Err(ConfigError::field(
+                format!("account[{i}].address"),
+                format!("{address} is already {what}"),
+            ));
         }
         if !classes.contains_key(&a.class) {
             let known: Vec<&str> = classes.keys().map(String::as_str).collect();
             return Err(ConfigError::field(
                 format!("account[{i}].class"),
-                format!("unknown class {:?} (classes: {})", a.class, known.join(", ")),
+                format!(
+                    "unknown class {:?} (classes: {})",
+                    a.class,
+                    known.join(", ")
+                ),
             ));
         }
         let mut aliases = Vec::new();
@@ -663,7 +780,11 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
             }
             aliases.push(al);
         }
-        accounts.push(AccountEntry { address, class: a.class, aliases });
+        accounts.push(AccountEntry {
+            address,
+            class: a.class,
+            aliases,
+        });
     }
     // Aliases may not shadow accounts declared after them either.
     let postmaster = match raw.postmaster {
@@ -671,7 +792,10 @@ fn validate(raw: Raw) -> Result<MailConfig, ConfigError> {
         Some(p) => {
             let p = p.to_ascii_lowercase();
             if !accounts.iter().any(|a| a.address == p) {
-                return Err(ConfigError::field("postmaster", format!("{p} is not one of the accounts")));
+                return Err(ConfigError::field(
+                    "postmaster",
+                    format!("{p} is not one of the accounts"),
+                ));
             }
             Some(p)
         }
@@ -704,7 +828,8 @@ impl MailConfig {
 
     /// The class of service of `address`, if it is a declared account.
     pub fn class_of(&self, address: &str) -> Option<&ClassOfService> {
-        self.account(address).and_then(|a| self.classes.get(&a.class))
+        self.account(address)
+            .and_then(|a| self.classes.get(&a.class))
     }
 
     /// The domain part of `address` is one of ours.
@@ -717,16 +842,24 @@ impl MailConfig {
 pub fn check_directory(dir: &Path) -> Result<(), ConfigError> {
     let s = dir.to_string_lossy();
     if !dir.is_absolute() {
-        return Err(ConfigError::field("directory", format!("{s} must be an absolute path")));
+        return Err(ConfigError::field(
+            "directory",
+            format!("{s} must be an absolute path"),
+        ));
     }
     if s.len() > DIRECTORY_MAX_LEN {
         return Err(ConfigError::field(
             "directory",
-            format!("{s} is longer than {DIRECTORY_MAX_LEN} bytes: the unix sockets under it would not fit in sun_path"),
+            format!(
+                "{s} is longer than {DIRECTORY_MAX_LEN} bytes: the unix sockets under it would not fit in sun_path"
+            ),
         ));
     }
     if s.contains(char::is_whitespace) || s.contains(['"', '\'', '\\', '$', '%']) {
-        return Err(ConfigError::field("directory", format!("{s:?} has characters the daemons' configurations cannot quote")));
+        return Err(ConfigError::field(
+            "directory",
+            format!("{s:?} has characters the daemons' configurations cannot quote"),
+        ));
     }
     Ok(())
 }
@@ -740,7 +873,10 @@ fn is_label(s: &str) -> bool {
 }
 
 fn is_word(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A fully qualified domain name: two or more DNS labels.
@@ -765,24 +901,39 @@ pub fn check_address(a: &str, domains: &[String]) -> Result<(), String> {
     };
     if local.is_empty()
         || local.len() > 64
-        || !local.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+        || !local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
         || local.starts_with('.')
         || local.ends_with('.')
         || local.contains("..")
     {
-        return Err(format!("{a:?}: the local part may hold letters, digits and . _ + - only"));
+        return Err(format!(
+            "{a:?}: the local part may hold letters, digits and . _ + - only"
+        ));
     }
     if !domains.iter().any(|d| d == domain) {
-        return Err(format!("{a:?}: {domain} is not one of the configured domains"));
+        return Err(format!(
+            "{a:?}: {domain} is not one of the configured domains"
+        ));
     }
     Ok(())
 }
 
 fn check_cidr(s: &str) -> Result<(), String> {
-    let inner = s.strip_prefix('[').map(|r| r.replacen(']', "", 1)).unwrap_or_else(|| s.to_owned());
-    let (addr, len) = inner.split_once('/').ok_or_else(|| format!("{s:?} is not a network (ADDRESS/LENGTH)"))?;
-    let ip: IpAddr = addr.parse().map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
-    let len: u8 = len.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
+    let inner = s
+        .strip_prefix('[')
+        .map(|r| r.replacen(']', "", 1))
+        .unwrap_or_else(|| s.to_owned());
+    let (addr, len) = inner
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a network (ADDRESS/LENGTH)"))?;
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| format!("{s:?}: bad prefix length"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     if len > max {
         return Err(format!("{s:?}: prefix length above {max}"));
@@ -795,7 +946,13 @@ fn check_cidr(s: &str) -> Result<(), String> {
 
 impl fmt::Display for MailConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}) on {}", self.hostname, self.domains.join(", "), self.listen)
+        write!(
+            f,
+            "{} ({}) on {}",
+            self.hostname,
+            self.domains.join(", "),
+            self.listen
+        )
     }
 }
 
@@ -831,7 +988,15 @@ listen = "10.0.0.50"
         assert_eq!(c.policy.lockout_duration, Span::hours(1));
         let g = &c.classes["general"];
         assert!(g.imap && !g.pop3);
-        assert_eq!((g.password.min_length, g.password.min_upper, g.password.min_lower, g.password.min_digit), (6, 1, 1, 1));
+        assert_eq!(
+            (
+                g.password.min_length,
+                g.password.min_upper,
+                g.password.min_lower,
+                g.password.min_digit
+            ),
+            (6, 1, 1, 1)
+        );
         assert_eq!(g.password.max_age, Span::days(30));
         let a = &c.classes["admin"];
         assert!(a.pop3);
@@ -842,7 +1007,10 @@ listen = "10.0.0.50"
 
     #[test]
     fn overriding_one_field_of_a_builtin_class_keeps_the_rest() {
-        let c = parse(&format!("{MINIMAL}[classes.admin]\npassword_min_length = 12\n[classes.staff]\npop3 = true\n")).unwrap();
+        let c = parse(&format!(
+            "{MINIMAL}[classes.admin]\npassword_min_length = 12\n[classes.staff]\npop3 = true\n"
+        ))
+        .unwrap();
         assert_eq!(c.classes["admin"].password.min_length, 12);
         assert_eq!(c.classes["admin"].password.min_punct, 1);
         assert!(c.classes["staff"].pop3);
@@ -852,15 +1020,36 @@ listen = "10.0.0.50"
     #[test]
     fn every_bad_value_names_its_field() {
         let cases: &[(&str, &str)] = &[
-            ("[smtp]\nblocked_extensions = [\"exe\", \"e x e\"]\n", "smtp.blocked_extensions[1]"),
-            ("[spam]\ntag_percent = 80\nkill_percent = 70\n", "spam.kill_percent"),
+            (
+                "[smtp]\nblocked_extensions = [\"exe\", \"e x e\"]\n",
+                "smtp.blocked_extensions[1]",
+            ),
+            (
+                "[spam]\ntag_percent = 80\nkill_percent = 70\n",
+                "spam.kill_percent",
+            ),
             ("[spam]\ntag_percent = 0\n", "spam.tag_percent"),
             ("[policy]\nlisten = \"10.0.0.1:80\"\n", "policy.listen"),
-            ("[policy]\nlockout_window = \"0s\"\n", "policy.lockout_window"),
-            ("[classes.general]\npassword_min_length = 0\n", "classes.general.password_min_length"),
-            ("[classes.admin]\npassword_max_length = 3\n", "classes.admin.password_max_length"),
-            ("[[account]]\naddress = \"bob@elsewhere.org\"\nclass = \"general\"\n", "account[0].address"),
-            ("[[account]]\naddress = \"bob@example.com\"\nclass = \"boss\"\n", "account[0].class"),
+            (
+                "[policy]\nlockout_window = \"0s\"\n",
+                "policy.lockout_window",
+            ),
+            (
+                "[classes.general]\npassword_min_length = 0\n",
+                "classes.general.password_min_length",
+            ),
+            (
+                "[classes.admin]\npassword_max_length = 3\n",
+                "classes.admin.password_max_length",
+            ),
+            (
+                "[[account]]\naddress = \"bob@elsewhere.org\"\nclass = \"general\"\n",
+                "account[0].address",
+            ),
+            (
+                "[[account]]\naddress = \"bob@example.com\"\nclass = \"boss\"\n",
+                "account[0].class",
+            ),
             (
                 "[[account]]\naddress = \"a@example.com\"\nclass = \"general\"\n[[account]]\naddress = \"b@example.com\"\nclass = \"admin\"\naliases = [\"a@example.com\"]\n",
                 "account[1].aliases[0]",
@@ -871,17 +1060,35 @@ listen = "10.0.0.50"
             ("[ports]\nimap = 25\n", "ports.imap"),
             ("mynetworks = [\"10.0.0.0/33\"]\n", "mynetworks[0]"),
             ("postmaster = \"nobody@example.com\"\n", "postmaster"),
-            ("[spam]\ntraining_spam = \"x@example.com\"\ntraining_ham = \"x@example.com\"\n", "spam.training_ham"),
+            (
+                "[spam]\ntraining_spam = \"x@example.com\"\ntraining_ham = \"x@example.com\"\n",
+                "spam.training_ham",
+            ),
         ];
         for (extra, field) in cases {
             assert_eq!(&field_of(err(extra)), field, "for {extra:?}");
         }
         for (text, field) in [
-            ("domains = [\"example.com\"]\nlisten = \"10.0.0.5\"\n", "hostname"),
-            ("hostname = \"mail\"\ndomains = [\"example.com\"]\nlisten = \"10.0.0.5\"\n", "hostname"),
-            ("hostname = \"mail.example.com\"\ndomains = []\nlisten = \"10.0.0.5\"\n", "domains"),
-            ("hostname = \"mail.example.com\"\ndomains = [\"example.com\"]\nlisten = \"0.0.0.0\"\n", "listen"),
-            ("hostname = \"mail.example.com\"\ndomains = [\"example.com\"]\nlisten = \"ten\"\n", "listen"),
+            (
+                "domains = [\"example.com\"]\nlisten = \"10.0.0.5\"\n",
+                "hostname",
+            ),
+            (
+                "hostname = \"mail\"\ndomains = [\"example.com\"]\nlisten = \"10.0.0.5\"\n",
+                "hostname",
+            ),
+            (
+                "hostname = \"mail.example.com\"\ndomains = []\nlisten = \"10.0.0.5\"\n",
+                "domains",
+            ),
+            (
+                "hostname = \"mail.example.com\"\ndomains = [\"example.com\"]\nlisten = \"0.0.0.0\"\n",
+                "listen",
+            ),
+            (
+                "hostname = \"mail.example.com\"\ndomains = [\"example.com\"]\nlisten = \"ten\"\n",
+                "listen",
+            ),
         ] {
             assert_eq!(field_of(parse(text).unwrap_err()), field, "for {text:?}");
         }
@@ -890,8 +1097,13 @@ listen = "10.0.0.50"
     #[test]
     fn unknown_keys_and_wrong_types_are_syntax_errors_with_a_line() {
         let e = err("[smtp]\nblocked_extension = [\"exe\"]\n");
-        let ConfigError::Syntax { message, .. } = e else { panic!("{e:?}") };
-        assert!(message.contains("blocked_extension") && message.contains("line"), "{message}");
+        let ConfigError::Syntax { message, .. } = e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            message.contains("blocked_extension") && message.contains("line"),
+            "{message}"
+        );
         let e = err("[policy]\nlockout_failures = \"five\"\n");
         assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
     }
@@ -909,7 +1121,16 @@ listen = "10.0.0.50"
         let d = vec!["example.com".to_owned()];
         assert!(check_address("alice@example.com", &d).is_ok());
         assert!(check_address("a.b+c-d_e@example.com", &d).is_ok());
-        for bad in ["alice", "@example.com", "al ice@example.com", "a%b@example.com", "a!b@example.com", ".a@example.com", "a..b@example.com", "\"a\"@example.com"] {
+        for bad in [
+            "alice",
+            "@example.com",
+            "al ice@example.com",
+            "a%b@example.com",
+            "a!b@example.com",
+            ".a@example.com",
+            "a..b@example.com",
+            "\"a\"@example.com",
+        ] {
             assert!(check_address(bad, &d).is_err(), "{bad}");
         }
     }

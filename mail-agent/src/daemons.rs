@@ -42,7 +42,10 @@ impl Ready {
             Ready::Http(a) => {
                 let (status, body) = probe::http_get(*a, "/health", timeout)?;
                 if status != 200 {
-                    return Err(ProbeError { what: name.into(), why: format!("health answered {status} {body}") });
+                    return Err(ProbeError {
+                        what: name.into(),
+                        why: format!("health answered {status} {body}"),
+                    });
                 }
                 Ok(())
             }
@@ -98,7 +101,13 @@ pub fn spamass_reject_points(cfg: &MailConfig) -> u32 {
 }
 
 /// The suite, in start order.
-pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, o: &Owners) -> Vec<Spec> {
+pub fn specs(
+    cfg: &MailConfig,
+    layout: &Layout,
+    config_path: &Path,
+    exe: &Path,
+    o: &Owners,
+) -> Vec<Spec> {
     let listen = cfg.listen;
     let secs = Duration::from_secs;
     vec![
@@ -121,17 +130,32 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
         },
         Spec {
             name: "dovecot",
-            argv: vec!["/usr/sbin/dovecot".into(), "-F".into(), "-c".into(), s(&layout.dovecot_conf())],
+            argv: vec![
+                "/usr/sbin/dovecot".into(),
+                "-F".into(),
+                "-c".into(),
+                s(&layout.dovecot_conf()),
+            ],
             run_as: None,
             umask: 0o022,
             own_session: false,
             deps: &["policy"],
-            ready: Ready::Dovecot { imap: SocketAddr::new(listen, cfg.ports.imap), lmtp: layout.lmtp_socket() },
+            ready: Ready::Dovecot {
+                imap: SocketAddr::new(listen, cfg.ports.imap),
+                lmtp: layout.lmtp_socket(),
+            },
             start_timeout: secs(60),
         },
         Spec {
             name: "clamd",
-            argv: vec!["/usr/sbin/clamd".into(), "--foreground".into(), format!("--config-file={}", s(&layout.conf_file("clamav/clamd.conf")))],
+            argv: vec![
+                "/usr/sbin/clamd".into(),
+                "--foreground".into(),
+                format!(
+                    "--config-file={}",
+                    s(&layout.conf_file("clamav/clamd.conf"))
+                ),
+            ],
             run_as: None,
             umask: 0o022,
             own_session: false,
@@ -166,7 +190,13 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
         },
         Spec {
             name: "clamav-milter",
-            argv: vec!["/usr/sbin/clamav-milter".into(), format!("--config-file={}", s(&layout.conf_file("clamav/clamav-milter.conf")))],
+            argv: vec![
+                "/usr/sbin/clamav-milter".into(),
+                format!(
+                    "--config-file={}",
+                    s(&layout.conf_file("clamav/clamav-milter.conf"))
+                ),
+            ],
             run_as: None,
             umask: 0o007,
             own_session: false,
@@ -184,14 +214,21 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
                 "-r".into(),
                 spamass_reject_points(cfg).to_string(),
                 "-R".into(),
-                format!("Message refused as spam (score {} or more)", spamass_reject_points(cfg)),
+                format!(
+                    "Message refused as spam (score {} or more)",
+                    spamass_reject_points(cfg)
+                ),
                 "--".into(),
                 "-U".into(),
                 s(&layout.spamd_socket()),
             ],
             // Its socket must be Postfix's (primary group postfix); spamd's socket is group
             // spamass-milter (supplementary).
-            run_as: Some(RunAs { uid: o.uid("spamass-milter"), gid: o.gid("postfix"), groups: vec![o.gid("spamass-milter")] }),
+            run_as: Some(RunAs {
+                uid: o.uid("spamass-milter"),
+                gid: o.gid("postfix"),
+                groups: vec![o.gid("spamass-milter")],
+            }),
             umask: 0o007,
             own_session: false,
             deps: &["spamd"],
@@ -200,7 +237,12 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
         },
         Spec {
             name: "opendkim",
-            argv: vec!["/usr/sbin/opendkim".into(), "-f".into(), "-x".into(), s(&layout.conf_file("opendkim/opendkim.conf"))],
+            argv: vec![
+                "/usr/sbin/opendkim".into(),
+                "-f".into(),
+                "-x".into(),
+                s(&layout.conf_file("opendkim/opendkim.conf")),
+            ],
             run_as: None,
             umask: 0o007,
             own_session: false,
@@ -210,7 +252,12 @@ pub fn specs(cfg: &MailConfig, layout: &Layout, config_path: &Path, exe: &Path, 
         },
         Spec {
             name: "postfix",
-            argv: vec!["/usr/lib/postfix/sbin/master".into(), "-c".into(), s(&layout.postfix_conf()), "-s".into()],
+            argv: vec![
+                "/usr/lib/postfix/sbin/master".into(),
+                "-c".into(),
+                s(&layout.postfix_conf()),
+                "-s".into(),
+            ],
             run_as: None,
             umask: 0o022,
             own_session: true,
@@ -227,15 +274,33 @@ mod tests {
 
     #[test]
     fn dependencies_come_earlier_in_the_list() {
-        let cfg = crate::config::parse("hostname = \"m.example.com\"\ndomains = [\"example.com\"]\nlisten = \"10.1.1.1\"\n").unwrap();
+        let cfg = crate::config::parse(
+            "hostname = \"m.example.com\"\ndomains = [\"example.com\"]\nlisten = \"10.1.1.1\"\n",
+        )
+        .unwrap();
         let o = Owners {
-            users: crate::owners::USERS.iter().map(|(u, _)| ((*u).to_owned(), 100)).collect(),
-            groups: crate::owners::GROUPS.iter().map(|(g, _)| ((*g).to_owned(), 100)).collect(),
+            users: crate::owners::USERS
+                .iter()
+                .map(|(u, _)| ((*u).to_owned(), 100))
+                .collect(),
+            groups: crate::owners::GROUPS
+                .iter()
+                .map(|(g, _)| ((*g).to_owned(), 100))
+                .collect(),
         };
-        let v = specs(&cfg, &Layout::new("/srv/m"), Path::new("/srv/m/mail.toml"), Path::new("/usr/bin/tandem-mail"), &o);
+        let v = specs(
+            &cfg,
+            &Layout::new("/srv/m"),
+            Path::new("/srv/m/mail.toml"),
+            Path::new("/usr/bin/tandem-mail"),
+            &o,
+        );
         for (i, sp) in v.iter().enumerate() {
             for d in sp.deps {
-                let j = v.iter().position(|x| x.name == *d).expect("dependency exists");
+                let j = v
+                    .iter()
+                    .position(|x| x.name == *d)
+                    .expect("dependency exists");
                 assert!(j < i, "{} depends on later {d}", sp.name);
             }
         }

@@ -54,7 +54,13 @@ pub fn ptr_name(ip: IpAddr) -> String {
 }
 
 fn txt(name: String, text: String, comment: &str) -> Record {
-    Record { name, rtype: "TXT".into(), data: txt_strings(&text), text: Some(text), comment: comment.into() }
+    Record {
+        name,
+        rtype: "TXT".into(),
+        data: txt_strings(&text),
+        text: Some(text),
+        comment: comment.into(),
+    }
 }
 
 /// Every record, given each domain's DKIM public record (`v=DKIM1; k=rsa; p=...`).
@@ -69,16 +75,34 @@ pub fn records(cfg: &MailConfig, dkim: &[(String, String)]) -> Vec<Record> {
     }];
     for d in &cfg.domains {
         let zone = format!("{d}.");
-        v.push(Record { name: zone.clone(), rtype: "MX".into(), data: format!("10 {host}"), text: None, comment: format!("mail for {d} goes to {}", cfg.hostname) });
-        v.push(txt(zone.clone(), "v=spf1 mx -all".into(), "SPF: only our MX sends for the domain"));
+        v.push(Record {
+            name: zone.clone(),
+            rtype: "MX".into(),
+            data: format!("10 {host}"),
+            text: None,
+            comment: format!("mail for {d} goes to {}", cfg.hostname),
+        });
+        v.push(txt(
+            zone.clone(),
+            "v=spf1 mx -all".into(),
+            "SPF: only our MX sends for the domain",
+        ));
         if let Some((_, rec)) = dkim.iter().find(|(dom, _)| dom == d) {
-            v.push(txt(format!("{}._domainkey.{zone}", cfg.dkim.selector), rec.clone(), "DKIM public key (OpenDKIM signs with its private half)"));
+            v.push(txt(
+                format!("{}._domainkey.{zone}", cfg.dkim.selector),
+                rec.clone(),
+                "DKIM public key (OpenDKIM signs with its private half)",
+            ));
         }
         let rua = match &cfg.postmaster {
             Some(_) => format!("; rua=mailto:postmaster@{d}"),
             None => String::new(),
         };
-        v.push(txt(format!("_dmarc.{zone}"), format!("v=DMARC1; p=quarantine; adkim=r; aspf=r{rua}"), "DMARC: unauthenticated mail claiming the domain is quarantined"));
+        v.push(txt(
+            format!("_dmarc.{zone}"),
+            format!("v=DMARC1; p=quarantine; adkim=r; aspf=r{rua}"),
+            "DMARC: unauthenticated mail claiming the domain is quarantined",
+        ));
     }
     v.push(Record {
         name: ptr_name(cfg.listen),
@@ -95,7 +119,10 @@ pub fn zone_text(records: &[Record]) -> String {
     let width = records.iter().map(|r| r.name.len()).max().unwrap_or(0);
     let mut s = String::new();
     for r in records {
-        s.push_str(&format!("; {}\n{:width$}  IN {:<4} {}\n", r.comment, r.name, r.rtype, r.data));
+        s.push_str(&format!(
+            "; {}\n{:width$}  IN {:<4} {}\n",
+            r.comment, r.name, r.rtype, r.data
+        ));
     }
     s
 }
@@ -109,15 +136,29 @@ mod tests {
         let cfg = crate::config::parse("hostname = \"mail.example.com\"\ndomains = [\"example.com\"]\nlisten = \"10.0.0.50\"\n").unwrap();
         let key = format!("v=DKIM1; h=sha256; k=rsa; p={}", "A".repeat(400));
         let r = records(&cfg, &[("example.com".into(), key.clone())]);
-        let get = |name: &str, t: &str| r.iter().find(|x| x.name == name && x.rtype == t).unwrap_or_else(|| panic!("{name} {t}"));
+        let get = |name: &str, t: &str| {
+            r.iter()
+                .find(|x| x.name == name && x.rtype == t)
+                .unwrap_or_else(|| panic!("{name} {t}"))
+        };
         assert_eq!(get("mail.example.com.", "A").data, "10.0.0.50");
         assert_eq!(get("example.com.", "MX").data, "10 mail.example.com.");
         assert_eq!(get("example.com.", "TXT").data, "\"v=spf1 mx -all\"");
         let dk = get("tandem._domainkey.example.com.", "TXT");
         assert_eq!(dk.text.as_deref(), Some(key.as_str()));
-        assert!(dk.data.starts_with("\"v=DKIM1") && dk.data.contains("\" \""), "split into strings");
-        assert!(get("_dmarc.example.com.", "TXT").data.contains("p=quarantine"));
-        assert_eq!(get("50.0.0.10.in-addr.arpa.", "PTR").data, "mail.example.com.");
+        assert!(
+            dk.data.starts_with("\"v=DKIM1") && dk.data.contains("\" \""),
+            "split into strings"
+        );
+        assert!(
+            get("_dmarc.example.com.", "TXT")
+                .data
+                .contains("p=quarantine")
+        );
+        assert_eq!(
+            get("50.0.0.10.in-addr.arpa.", "PTR").data,
+            "mail.example.com."
+        );
         assert!(zone_text(&r).contains("IN MX   10 mail.example.com."));
     }
 

@@ -44,10 +44,9 @@ impl Span {
             Some(_) => (t, 1),
             None => return Err("empty duration".into()),
         };
-        let n: u64 = num
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration (use e.g. \"30d\", \"1h\", \"90m\", \"45s\")"))?;
+        let n: u64 = num.trim().parse().map_err(|_| {
+            format!("{s:?} is not a duration (use e.g. \"30d\", \"1h\", \"90m\", \"45s\")")
+        })?;
         n.checked_mul(mult)
             .map(Span::secs)
             .ok_or_else(|| format!("{s:?} is too long"))
@@ -57,11 +56,11 @@ impl Span {
 impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.secs;
-        if s != 0 && s % 86_400 == 0 {
+        if s != 0 && s.is_multiple_of(86_400) {
             write!(f, "{}d", s / 86_400)
-        } else if s != 0 && s % 3600 == 0 {
+        } else if s != 0 && s.is_multiple_of(3600) {
             write!(f, "{}h", s / 3600)
-        } else if s != 0 && s % 60 == 0 {
+        } else if s != 0 && s.is_multiple_of(60) {
             write!(f, "{}m", s / 60)
         } else {
             write!(f, "{s}s")

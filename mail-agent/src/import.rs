@@ -61,9 +61,16 @@ pub fn parse_batch(text: &str) -> Result<Vec<Job>, String> {
         }
         let mut parts = line.splitn(3, char::is_whitespace);
         let (Some(l), Some(r), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("line {}: expected LOCAL REMOTE_USER PASSWORD", i + 1));
+            return Err(format!(
+                "line {}: expected LOCAL REMOTE_USER PASSWORD",
+                i + 1
+            ));
         };
-        v.push(Job { local: l.to_ascii_lowercase(), remote_user: r.to_owned(), password: p.trim().to_owned() });
+        v.push(Job {
+            local: l.to_ascii_lowercase(),
+            remote_user: r.to_owned(),
+            password: p.trim().to_owned(),
+        });
     }
     Ok(v)
 }
@@ -99,7 +106,9 @@ fn count(conf: &Path, user: &str, imapc: bool) -> anyhow::Result<u64> {
     if imapc {
         c.args(["-o", "mail_location=imapc:"]);
     }
-    let out = c.args(["mailbox", "status", "-u", user, "-t", "messages", "*"]).output()?;
+    let out = c
+        .args(["mailbox", "status", "-u", user, "-t", "messages", "*"])
+        .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         anyhow::bail!(
@@ -115,10 +124,18 @@ fn count(conf: &Path, user: &str, imapc: bool) -> anyhow::Result<u64> {
 }
 
 /// Imports one job; returns (remote total, local messages added by this run).
-pub fn import_one(layout: &Layout, src: &Source, job: &Job, show_bar: bool) -> anyhow::Result<(u64, u64)> {
+pub fn import_one(
+    layout: &Layout,
+    src: &Source,
+    job: &Job,
+    show_bar: bool,
+) -> anyhow::Result<(u64, u64)> {
     let main_conf = layout.dovecot_conf();
     if !main_conf.exists() {
-        anyhow::bail!("{} does not exist: start the mail resource first", main_conf.display());
+        anyhow::bail!(
+            "{} does not exist: start the mail resource first",
+            main_conf.display()
+        );
     }
     let tmp: PathBuf = layout.run_file(&format!("import-{}.conf", std::process::id()));
     crate::store::write_atomic(&tmp, imapc_conf(&main_conf, src, job).as_bytes(), 0o600)?;
@@ -135,9 +152,11 @@ pub fn import_one(layout: &Layout, src: &Source, job: &Job, show_bar: bool) -> a
     let bar = if show_bar {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} messages ({eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {pos}/{len} messages ({eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         b.set_prefix(job.local.clone());
         Some(b)
@@ -174,23 +193,39 @@ pub fn import_one(layout: &Layout, src: &Source, job: &Job, show_bar: bool) -> a
     }
     // doveadm sync exits 2 when it had to retry a changed mailbox: run it once more.
     if !status.success() {
-        anyhow::bail!("doveadm sync for {} failed ({status}) after {:?}: {}", job.local, started.elapsed(), err.trim());
+        anyhow::bail!(
+            "doveadm sync for {} failed ({status}) after {:?}: {}",
+            job.local,
+            started.elapsed(),
+            err.trim()
+        );
     }
     Ok((total, after.saturating_sub(before)))
 }
 
 /// Imports every job; prints a line per account.
-pub fn run(layout: &Layout, cfg: &crate::config::MailConfig, src: &Source, jobs: &[Job]) -> anyhow::Result<()> {
+pub fn run(
+    layout: &Layout,
+    cfg: &crate::config::MailConfig,
+    src: &Source,
+    jobs: &[Job],
+) -> anyhow::Result<()> {
     for j in jobs {
         if cfg.account(&j.local).is_none() {
-            anyhow::bail!("{} is not an account of mail.toml: add it first (tandem-mail account add)", j.local);
+            anyhow::bail!(
+                "{} is not an account of mail.toml: add it first (tandem-mail account add)",
+                j.local
+            );
         }
     }
     let tty = std::io::stderr().is_terminal();
     let mut failed = 0;
     for j in jobs {
         match import_one(layout, src, j, tty) {
-            Ok((total, added)) => println!("{}: {added} messages copied ({total} on the old server)", j.local),
+            Ok((total, added)) => println!(
+                "{}: {added} messages copied ({total} on the old server)",
+                j.local
+            ),
             Err(e) => {
                 failed += 1;
                 eprintln!("{}: {e}", j.local);
@@ -198,7 +233,10 @@ pub fn run(layout: &Layout, cfg: &crate::config::MailConfig, src: &Source, jobs:
         }
     }
     if failed > 0 {
-        anyhow::bail!("{failed} of {} accounts failed; run the same command again to resume", jobs.len());
+        anyhow::bail!(
+            "{failed} of {} accounts failed; run the same command again to resume",
+            jobs.len()
+        );
     }
     Ok(())
 }
@@ -209,21 +247,53 @@ mod tests {
 
     #[test]
     fn batch_lines() {
-        let jobs = parse_batch("# old server\nAlice@example.com alice s3cr3t with space\n\nbob@example.com bob pw\n").unwrap();
+        let jobs = parse_batch(
+            "# old server\nAlice@example.com alice s3cr3t with space\n\nbob@example.com bob pw\n",
+        )
+        .unwrap();
         assert_eq!(jobs.len(), 2);
-        assert_eq!(jobs[0], Job { local: "alice@example.com".into(), remote_user: "alice".into(), password: "s3cr3t with space".into() });
-        assert!(parse_batch("only-two fields\n").unwrap_err().contains("line 1"));
+        assert_eq!(
+            jobs[0],
+            Job {
+                local: "alice@example.com".into(),
+                remote_user: "alice".into(),
+                password: "s3cr3t with space".into()
+            }
+        );
+        assert!(
+            parse_batch("only-two fields\n")
+                .unwrap_err()
+                .contains("line 1")
+        );
     }
 
     #[test]
     fn conf_quotes_credentials_and_picks_ports() {
-        let src = Source { host: "old.example.com".into(), port: None, tls: Tls::Imaps, insecure: false };
-        let job = Job { local: "a@example.com".into(), remote_user: "a".into(), password: "p\"w\\".into() };
-        let c = imapc_conf(Path::new("/srv/mail/run/conf/dovecot/dovecot.conf"), &src, &job);
+        let src = Source {
+            host: "old.example.com".into(),
+            port: None,
+            tls: Tls::Imaps,
+            insecure: false,
+        };
+        let job = Job {
+            local: "a@example.com".into(),
+            remote_user: "a".into(),
+            password: "p\"w\\".into(),
+        };
+        let c = imapc_conf(
+            Path::new("/srv/mail/run/conf/dovecot/dovecot.conf"),
+            &src,
+            &job,
+        );
         assert!(c.starts_with("!include /srv/mail/run/conf/dovecot/dovecot.conf\n"));
         assert!(c.contains("imapc_port = 993\nimapc_ssl = imaps\nimapc_ssl_verify = yes\n"));
         assert!(c.contains("imapc_password = \"p\\\"w\\\\\"\n"), "{c}");
-        let src = Source { tls: Tls::None, port: Some(1143), insecure: true, ..src };
+        let src = Source {
+            tls: Tls::None,
+            port: Some(1143),
+            insecure: true,
+            ..src
+        };
         let c = imapc_conf(Path::new("/x"), &src, &job);
         assert!(c.contains("imapc_port = 1143\nimapc_ssl = no\nimapc_ssl_verify = no\n"));
     }

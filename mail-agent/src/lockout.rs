@@ -92,7 +92,11 @@ impl Book {
     /// Failures counted for `login` inside the window ending at `now`.
     pub fn failures(&self, login: &str, now: u64, rules: Rules) -> u32 {
         self.entries.get(&key(login)).map_or(0, |e| {
-            let n = e.failures.iter().filter(|&&t| t + rules.window_s > now).count();
+            let n = e
+                .failures
+                .iter()
+                .filter(|&&t| t + rules.window_s > now)
+                .count();
             u32::try_from(n).unwrap_or(u32::MAX)
         })
     }
@@ -157,7 +161,12 @@ impl Book {
             let victim = self
                 .entries
                 .iter()
-                .min_by_key(|(_, e)| (e.locked_until.is_some_and(|u| u > now), e.failures.last().copied().unwrap_or(0)))
+                .min_by_key(|(_, e)| {
+                    (
+                        e.locked_until.is_some_and(|u| u > now),
+                        e.failures.last().copied().unwrap_or(0),
+                    )
+                })
                 .map(|(k, _)| k.clone());
             match victim {
                 Some(k) => {
@@ -173,16 +182,26 @@ impl Book {
 mod tests {
     use super::*;
 
-    const THESIS: Rules = Rules { failures: 5, window_s: 3600, duration_s: 3600 };
+    const THESIS: Rules = Rules {
+        failures: 5,
+        window_s: 3600,
+        duration_s: 3600,
+    };
 
     #[test]
     fn five_failures_within_the_hour_lock_for_an_hour() {
         let mut b = Book::default();
         for i in 1..=4 {
-            assert_eq!(b.record_failure("Alice@Example.com", 1000 + i * 60, THESIS), Outcome::Counted(i as u32));
+            assert_eq!(
+                b.record_failure("Alice@Example.com", 1000 + i * 60, THESIS),
+                Outcome::Counted(u32::try_from(i).unwrap())
+            );
             assert_eq!(b.locked_until("alice@example.com", 1000 + i * 60), None);
         }
-        assert_eq!(b.record_failure("alice@example.com", 1300, THESIS), Outcome::Locked(4900));
+        assert_eq!(
+            b.record_failure("alice@example.com", 1300, THESIS),
+            Outcome::Locked(4900)
+        );
         assert_eq!(b.locked_until("alice@example.com", 1301), Some(4900));
         assert_eq!(b.locked_until("alice@example.com", 4899), Some(4900));
         assert_eq!(b.locked_until("alice@example.com", 4900), None);
@@ -196,7 +215,10 @@ mod tests {
         for t in 0..5 {
             b.record_failure("a", t, THESIS);
         }
-        assert_eq!(b.record_failure("a", 100, THESIS), Outcome::AlreadyLocked(3604));
+        assert_eq!(
+            b.record_failure("a", 100, THESIS),
+            Outcome::AlreadyLocked(3604)
+        );
         assert_eq!(b.locked_until("a", 3603), Some(3604));
         // After the lock ends, counting starts from zero.
         assert_eq!(b.record_failure("a", 3604, THESIS), Outcome::Counted(1));
@@ -235,7 +257,17 @@ mod tests {
     #[test]
     fn disabled_and_pruned() {
         let mut b = Book::default();
-        assert_eq!(b.record_failure("a", 0, Rules { failures: 0, ..THESIS }), Outcome::Disabled);
+        assert_eq!(
+            b.record_failure(
+                "a",
+                0,
+                Rules {
+                    failures: 0,
+                    ..THESIS
+                }
+            ),
+            Outcome::Disabled
+        );
         b.record_failure("a", 0, THESIS);
         b.record_failure("b", 0, THESIS);
         for t in 0..5 {
@@ -249,7 +281,10 @@ mod tests {
 
     #[test]
     fn the_book_is_bounded_and_evicts_stale_entries_before_locks() {
-        let long = Rules { duration_s: 1_000_000, ..THESIS };
+        let long = Rules {
+            duration_s: 1_000_000,
+            ..THESIS
+        };
         let mut b = Book::default();
         for t in 0..5 {
             b.record_failure("locked", t, long);
@@ -287,12 +322,12 @@ mod tests {
                             lock_end = Some(now + 7);
                             proptest::prop_assert_eq!(out, Outcome::Locked(now + 7));
                         } else {
-                            proptest::prop_assert_eq!(out, Outcome::Counted(counted.len() as u32));
+                            proptest::prop_assert_eq!(out, Outcome::Counted(u32::try_from(counted.len()).unwrap()));
                         }
                     }
                 } else {
                     b.record_success("x", now);
-                    if !lock_end.is_some_and(|u| u > now) {
+                    if lock_end.is_none_or(|u| u <= now) {
                         counted.clear();
                     }
                 }

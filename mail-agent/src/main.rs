@@ -12,7 +12,18 @@ use tandem_mail::{admin, agent, config, dns, import, setup, supervisor, train};
 
 /// OCF actions: `tandem-mail ACTION` runs the agent.
 const OCF_ACTIONS: &[&str] = &[
-    "start", "stop", "monitor", "meta-data", "validate-all", "usage", "promote", "demote", "notify", "reload", "migrate_to", "migrate_from",
+    "start",
+    "stop",
+    "monitor",
+    "meta-data",
+    "validate-all",
+    "usage",
+    "promote",
+    "demote",
+    "notify",
+    "reload",
+    "migrate_to",
+    "migrate_from",
 ];
 
 /// The mail suite on the replicated filesystem: OCF agent and admin commands.
@@ -155,9 +166,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let dir = cli
-        .directory
-        .ok_or_else(|| anyhow::anyhow!("give the directory with --directory (or OCF_RESKEY_directory)"))?;
+    let dir = cli.directory.ok_or_else(|| {
+        anyhow::anyhow!("give the directory with --directory (or OCF_RESKEY_directory)")
+    })?;
     let layout = Layout::new(dir);
     let cfg_path = admin::config_path(cli.config, &layout);
     match cli.cmd {
@@ -167,21 +178,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::PolicyServer => tandem_mail::policy_server::run(&cfg_path, &layout),
         Cmd::Account { cmd } => match cmd {
-            AccountCmd::Add { address, class, password_file } => {
+            AccountCmd::Add {
+                address,
+                class,
+                password_file,
+            } => {
                 let pw = admin::read_password(password_file.as_deref())?;
                 admin::add(&cfg_path, &layout, &address, &class, &pw)?;
                 println!("{address} added (class {class})");
                 Ok(())
             }
-            AccountCmd::Passwd { address, password_file } => {
+            AccountCmd::Passwd {
+                address,
+                password_file,
+            } => {
                 let pw = admin::read_password(password_file.as_deref())?;
                 admin::passwd(&cfg_path, &layout, &address, &pw)?;
                 println!("password of {address} changed");
                 Ok(())
             }
-            AccountCmd::Lock { address } => admin::set_flag(&cfg_path, &layout, &address, admin::Flag::Lock),
-            AccountCmd::Unlock { address } => admin::set_flag(&cfg_path, &layout, &address, admin::Flag::Unlock),
-            AccountCmd::Expire { address } => admin::set_flag(&cfg_path, &layout, &address, admin::Flag::Expire),
+            AccountCmd::Lock { address } => {
+                admin::set_flag(&cfg_path, &layout, &address, admin::Flag::Lock)
+            }
+            AccountCmd::Unlock { address } => {
+                admin::set_flag(&cfg_path, &layout, &address, admin::Flag::Unlock)
+            }
+            AccountCmd::Expire { address } => {
+                admin::set_flag(&cfg_path, &layout, &address, admin::Flag::Expire)
+            }
             AccountCmd::List { json } => {
                 let rows = admin::list(&cfg_path, &layout)?;
                 if json {
@@ -208,16 +232,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Import { host, port, tls, insecure, user, password_file, to, batch } => {
+        Cmd::Import {
+            host,
+            port,
+            tls,
+            insecure,
+            user,
+            password_file,
+            to,
+            batch,
+        } => {
             let cfg = config::load(&cfg_path)?;
             let jobs = match (batch, user, password_file, to) {
-                (Some(b), _, _, _) => import::parse_batch(&std::fs::read_to_string(&b)?).map_err(|e| anyhow::anyhow!("{}: {e}", b.display()))?,
+                (Some(b), _, _, _) => import::parse_batch(&std::fs::read_to_string(&b)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", b.display()))?,
                 (None, Some(u), Some(p), Some(t)) => {
-                    vec![import::Job { local: t.to_ascii_lowercase(), remote_user: u, password: admin::read_password(Some(&p))? }]
+                    vec![import::Job {
+                        local: t.to_ascii_lowercase(),
+                        remote_user: u,
+                        password: admin::read_password(Some(&p))?,
+                    }]
                 }
                 _ => anyhow::bail!("give --user, --password-file and --to, or --batch"),
             };
-            import::run(&layout, &cfg, &import::Source { host, port, tls, insecure }, &jobs)
+            import::run(
+                &layout,
+                &cfg,
+                &import::Source {
+                    host,
+                    port,
+                    tls,
+                    insecure,
+                },
+                &jobs,
+            )
         }
         Cmd::Train { json } => {
             let cfg = config::load(&cfg_path)?;
@@ -242,7 +290,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("supervisor pid {} ({:?})", st.pid, st.phase);
                     for d in st.daemons {
                         let pid = d.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-                        println!("  {:<15} {:<9} pid {:<8} restarts {} {}", d.name, format!("{:?}", d.state), pid, d.restarts, d.message);
+                        println!(
+                            "  {:<15} {:<9} pid {:<8} restarts {} {}",
+                            d.name,
+                            format!("{:?}", d.state),
+                            pid,
+                            d.restarts,
+                            d.message
+                        );
                     }
                 }
             }

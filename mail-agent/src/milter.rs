@@ -161,7 +161,13 @@ impl Reply {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            Reply::OptNeg { .. } | Reply::Continue | Reply::Accept | Reply::Reject | Reply::Tempfail | Reply::Discard | Reply::ReplyCode(_)
+            Reply::OptNeg { .. }
+                | Reply::Continue
+                | Reply::Accept
+                | Reply::Reject
+                | Reply::Tempfail
+                | Reply::Discard
+                | Reply::ReplyCode(_)
         )
     }
 }
@@ -182,7 +188,10 @@ pub enum DecodeError {
 
 /// The NUL-terminated strings in `data` (an unterminated tail is dropped).
 fn nul_strings(data: &[u8]) -> Vec<String> {
-    let mut v: Vec<String> = data.split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+    let mut v: Vec<String> = data
+        .split(|&b| b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
     v.pop();
     v
 }
@@ -212,7 +221,10 @@ pub fn decode(command: u8, data: &[u8]) -> Result<Reply, DecodeError> {
             if s.len() < 2 {
                 return Err(bad());
             }
-            Reply::AddHeader { name: s[0].clone(), value: s[1].clone() }
+            Reply::AddHeader {
+                name: s[0].clone(),
+                value: s[1].clone(),
+            }
         }
         b'i' => {
             let index = be32(data).ok_or_else(bad)?;
@@ -220,9 +232,15 @@ pub fn decode(command: u8, data: &[u8]) -> Result<Reply, DecodeError> {
             if s.len() < 2 {
                 return Err(bad());
             }
-            Reply::InsHeader { index, name: s[0].clone(), value: s[1].clone() }
+            Reply::InsHeader {
+                index,
+                name: s[0].clone(),
+                value: s[1].clone(),
+            }
         }
-        b'+' | b'-' | b'2' | b'b' | b'e' | b'm' | b'q' | b'l' | b's' | b'f' | b'4' => Reply::Modification(command),
+        b'+' | b'-' | b'2' | b'b' | b'e' | b'm' | b'q' | b'l' | b's' | b'f' | b'4' => {
+            Reply::Modification(command)
+        }
         other => return Err(DecodeError::Unknown(other as char)),
     })
 }
@@ -241,7 +259,9 @@ impl Decoder {
 
     /// The next complete packet's reply, if one is buffered.
     pub fn next_reply(&mut self) -> Result<Option<Reply>, DecodeError> {
-        let Some(len) = be32(&self.buf) else { return Ok(None) };
+        let Some(len) = be32(&self.buf) else {
+            return Ok(None);
+        };
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         if len == 0 || len > MAX_PACKET {
             return Err(DecodeError::Length(len));
@@ -316,7 +336,11 @@ impl Session {
         let stream = UnixStream::connect(socket)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        let mut s = Session { stream, dec: Decoder::default(), protocol: 0 };
+        let mut s = Session {
+            stream,
+            dec: Decoder::default(),
+            protocol: 0,
+        };
         let mut data = Vec::new();
         data.extend_from_slice(&VERSION.to_be_bytes());
         data.extend_from_slice(&ALL_ACTIONS.to_be_bytes());
@@ -354,7 +378,9 @@ impl Session {
         loop {
             match self.read_reply()? {
                 Reply::Progress => continue,
-                Reply::AddHeader { name, value } | Reply::InsHeader { name, value, .. } => added.push((name, value)),
+                Reply::AddHeader { name, value } | Reply::InsHeader { name, value, .. } => {
+                    added.push((name, value))
+                }
                 Reply::Modification(_) => continue,
                 r => return Ok((r, added)),
             }
@@ -363,7 +389,13 @@ impl Session {
 
     /// Sends a step and, unless the milter said it does not reply to it, reads the reply.
     /// Returns `Some(final reply)` when the milter ended the exchange early.
-    fn step(&mut self, command: u8, data: &[u8], skip: u32, no_reply: u32) -> Result<Option<Reply>, MilterError> {
+    fn step(
+        &mut self,
+        command: u8,
+        data: &[u8],
+        skip: u32,
+        no_reply: u32,
+    ) -> Result<Option<Reply>, MilterError> {
         if self.protocol & skip != 0 {
             return Ok(None);
         }
@@ -388,8 +420,20 @@ impl Session {
 
     /// Sends one whole message the way Postfix does and returns the milter's verdict.
     pub fn send_message(&mut self, m: &Message<'_>) -> Result<Verdict, MilterError> {
-        let done = |last: Reply| Ok(Verdict { last, added_headers: Vec::new() });
-        self.macros(cmd::CONNECT, &[("j", m.mta_name), ("{daemon_name}", "tandem-monitor"), ("_", "localhost")])?;
+        let done = |last: Reply| {
+            Ok(Verdict {
+                last,
+                added_headers: Vec::new(),
+            })
+        };
+        self.macros(
+            cmd::CONNECT,
+            &[
+                ("j", m.mta_name),
+                ("{daemon_name}", "tandem-monitor"),
+                ("_", "localhost"),
+            ],
+        )?;
         let mut connect = strings(&["localhost"]);
         connect.push(b'4');
         connect.extend_from_slice(&0u16.to_be_bytes());
@@ -397,7 +441,12 @@ impl Session {
         if let Some(r) = self.step(cmd::CONNECT, &connect, proto::NOCONNECT, proto::NR_CONN)? {
             return done(r);
         }
-        if let Some(r) = self.step(cmd::HELO, &strings(&[m.helo]), proto::NOHELO, proto::NR_HELO)? {
+        if let Some(r) = self.step(
+            cmd::HELO,
+            &strings(&[m.helo]),
+            proto::NOHELO,
+            proto::NR_HELO,
+        )? {
             return done(r);
         }
         let from = format!("<{}>", m.from);
@@ -414,7 +463,12 @@ impl Session {
             return done(r);
         }
         for (name, value) in &m.headers {
-            if let Some(r) = self.step(cmd::HEADER, &strings(&[name, value]), proto::NOHDRS, proto::NR_HDR)? {
+            if let Some(r) = self.step(
+                cmd::HEADER,
+                &strings(&[name, value]),
+                proto::NOHDRS,
+                proto::NR_HDR,
+            )? {
                 return done(r);
             }
         }
@@ -427,7 +481,10 @@ impl Session {
         self.macros(cmd::BODYEOB, &[("i", m.queue_id)])?;
         self.send(cmd::BODYEOB, &[])?;
         let (last, added_headers) = self.read_final()?;
-        Ok(Verdict { last, added_headers })
+        Ok(Verdict {
+            last,
+            added_headers,
+        })
     }
 
     /// Ends the session.
@@ -443,7 +500,10 @@ mod tests {
     #[test]
     fn encodes_length_command_and_data() {
         assert_eq!(encode(b'Q', &[]), vec![0, 0, 0, 1, b'Q']);
-        assert_eq!(encode(b'H', &strings(&["x"])), vec![0, 0, 0, 3, b'H', b'x', 0]);
+        assert_eq!(
+            encode(b'H', &strings(&["x"])),
+            vec![0, 0, 0, 3, b'H', b'x', 0]
+        );
     }
 
     #[test]
@@ -465,9 +525,17 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Reply::OptNeg { version: 6, actions: 0x1ff, protocol: 0x10_0000 },
+                Reply::OptNeg {
+                    version: 6,
+                    actions: 0x1ff,
+                    protocol: 0x10_0000
+                },
                 Reply::Progress,
-                Reply::InsHeader { index: 0, name: "DKIM-Signature".into(), value: "v=1; d=example.com".into() },
+                Reply::InsHeader {
+                    index: 0,
+                    name: "DKIM-Signature".into(),
+                    value: "v=1; d=example.com".into()
+                },
                 Reply::Accept,
             ]
         );
@@ -482,9 +550,15 @@ mod tests {
         d.push(&[0x7f, 0, 0, 0, b'c']);
         assert!(matches!(d.next_reply(), Err(DecodeError::Length(_))));
         assert_eq!(decode(b'O', &[0, 0]), Err(DecodeError::Malformed('O')));
-        assert_eq!(decode(b'h', &strings(&["only-name"])), Err(DecodeError::Malformed('h')));
+        assert_eq!(
+            decode(b'h', &strings(&["only-name"])),
+            Err(DecodeError::Malformed('h'))
+        );
         assert_eq!(decode(b'Z', &[]), Err(DecodeError::Unknown('Z')));
-        assert_eq!(decode(b'y', &strings(&["550 5.7.1 no"])), Ok(Reply::ReplyCode("550 5.7.1 no".into())));
+        assert_eq!(
+            decode(b'y', &strings(&["550 5.7.1 no"])),
+            Ok(Reply::ReplyCode("550 5.7.1 no".into()))
+        );
     }
 
     proptest::proptest! {

@@ -52,11 +52,17 @@ impl Owners {
     pub fn current() -> Result<Owners, (String, &'static str)> {
         let mut o = Owners::default();
         for (u, pkg) in USERS {
-            let user = nix::unistd::User::from_name(u).ok().flatten().ok_or_else(|| (format!("user {u}"), *pkg))?;
+            let user = nix::unistd::User::from_name(u)
+                .ok()
+                .flatten()
+                .ok_or_else(|| (format!("user {u}"), *pkg))?;
             o.users.insert((*u).to_owned(), user.uid.as_raw());
         }
         for (g, pkg) in GROUPS {
-            let group = nix::unistd::Group::from_name(g).ok().flatten().ok_or_else(|| (format!("group {g}"), *pkg))?;
+            let group = nix::unistd::Group::from_name(g)
+                .ok()
+                .flatten()
+                .ok_or_else(|| (format!("group {g}"), *pkg))?;
             o.groups.insert((*g).to_owned(), group.gid.as_raw());
         }
         Ok(o)
@@ -82,7 +88,11 @@ pub fn remap(old: &BTreeMap<String, u32>, new: &BTreeMap<String, u32>) -> BTreeM
 
 /// Re-owns every file under `root` (not following symlinks) whose uid or gid is a key of the
 /// maps. Returns how many entries changed.
-pub fn remap_tree(root: &Path, uids: &BTreeMap<u32, u32>, gids: &BTreeMap<u32, u32>) -> std::io::Result<u64> {
+pub fn remap_tree(
+    root: &Path,
+    uids: &BTreeMap<u32, u32>,
+    gids: &BTreeMap<u32, u32>,
+) -> std::io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     if uids.is_empty() && gids.is_empty() {
         return Ok(0);
@@ -123,7 +133,12 @@ mod tests {
 
     #[test]
     fn remap_lists_only_changed_ids() {
-        let old: BTreeMap<String, u32> = [("postfix".into(), 105), ("clamav".into(), 110), ("gone".into(), 7)].into();
+        let old: BTreeMap<String, u32> = [
+            ("postfix".into(), 105),
+            ("clamav".into(), 110),
+            ("gone".into(), 7),
+        ]
+        .into();
         let new: BTreeMap<String, u32> = [("postfix".into(), 120), ("clamav".into(), 110)].into();
         assert_eq!(remap(&old, &new), [(105, 120)].into());
     }
@@ -139,13 +154,22 @@ mod tests {
         std::fs::create_dir(&a).unwrap();
         std::fs::write(a.join("f"), b"x").unwrap();
         std::fs::write(dir.path().join("g"), b"y").unwrap();
-        nix::unistd::chown(&a.join("f"), Some(nix::unistd::Uid::from_raw(4242)), Some(nix::unistd::Gid::from_raw(4343))).unwrap();
+        nix::unistd::chown(
+            &a.join("f"),
+            Some(nix::unistd::Uid::from_raw(4242)),
+            Some(nix::unistd::Gid::from_raw(4343)),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("/etc/passwd", a.join("l")).unwrap();
         let n = remap_tree(dir.path(), &[(4242, 4244)].into(), &[(4343, 4345)].into()).unwrap();
         assert_eq!(n, 1);
         let md = std::fs::metadata(a.join("f")).unwrap();
         assert_eq!((md.uid(), md.gid()), (4244, 4345));
         assert_eq!(std::fs::metadata(dir.path().join("g")).unwrap().uid(), 0);
-        assert_eq!(std::fs::metadata("/etc/passwd").unwrap().uid(), 0, "symlink target untouched");
+        assert_eq!(
+            std::fs::metadata("/etc/passwd").unwrap().uid(),
+            0,
+            "symlink target untouched"
+        );
     }
 }

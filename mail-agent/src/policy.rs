@@ -94,10 +94,16 @@ pub struct Answer {
 
 impl Answer {
     fn allow() -> Answer {
-        Answer { status: 0, msg: String::new() }
+        Answer {
+            status: 0,
+            msg: String::new(),
+        }
     }
     fn refuse(msg: impl Into<String>) -> Answer {
-        Answer { status: -1, msg: msg.into() }
+        Answer {
+            status: -1,
+            msg: msg.into(),
+        }
     }
     /// Whether this answer refuses.
     pub fn refuses(&self) -> bool {
@@ -106,7 +112,13 @@ impl Answer {
 }
 
 /// Answers `command=allow` at `now` (Unix seconds).
-pub fn allow(req: &Request, cfg: &MailConfig, accounts: &Accounts, book: &Book, now: u64) -> Answer {
+pub fn allow(
+    req: &Request,
+    cfg: &MailConfig,
+    accounts: &Accounts,
+    book: &Book,
+    now: u64,
+) -> Answer {
     let login = lockout::key(&req.login);
     if let Some(until) = book.locked_until(&login, now) {
         return Answer::refuse(format!(
@@ -124,7 +136,11 @@ pub fn allow(req: &Request, cfg: &MailConfig, accounts: &Accounts, book: &Book, 
     }
     let protocol = Protocol::parse(&req.protocol);
     if login == accounts::probe_address(cfg) {
-        return if protocol == Protocol::Imap { Answer::allow() } else { Answer::refuse("the probe mailbox is IMAP only") };
+        return if protocol == Protocol::Imap {
+            Answer::allow()
+        } else {
+            Answer::refuse("the probe mailbox is IMAP only")
+        };
     }
     let Some(entry) = cfg.account(&login) else {
         return Answer::refuse("no such account in the configuration");
@@ -137,7 +153,11 @@ pub fn allow(req: &Request, cfg: &MailConfig, accounts: &Accounts, book: &Book, 
         Protocol::Other => false,
     };
     if !allowed {
-        return Answer::refuse(format!("{} is not enabled for class of service {}", protocol.name(), entry.class));
+        return Answer::refuse(format!(
+            "{} is not enabled for class of service {}",
+            protocol.name(),
+            entry.class
+        ));
     }
     let Some(record) = record else {
         return Answer::refuse("no password is set");
@@ -162,7 +182,9 @@ pub fn report(req: &Request, cfg: &MailConfig, book: &mut Book, now: u64) -> Opt
         }
         // Refused by us (locked, blocked protocol, expired): not a password failure.
         (Some(false), Some(true)) => None,
-        (Some(false), _) => Some(book.record_failure(&login, now, lockout::Rules::from(&cfg.policy))),
+        (Some(false), _) => {
+            Some(book.record_failure(&login, now, lockout::Rules::from(&cfg.policy)))
+        }
         (None, _) => None,
     }
 }
@@ -193,7 +215,14 @@ class = "admin"
         let cfg = crate::config::parse(CFG).unwrap();
         let mut a = Accounts::default();
         for addr in ["gen@example.com", "adm@example.com"] {
-            a.accounts.insert(addr.into(), AccountRecord { hash: "{ARGON2ID}x".into(), password_changed: NOW - 86400, locked: false });
+            a.accounts.insert(
+                addr.into(),
+                AccountRecord {
+                    hash: "{ARGON2ID}x".into(),
+                    password_changed: NOW - 86400,
+                    locked: false,
+                },
+            );
         }
         (cfg, a)
     }
@@ -203,13 +232,21 @@ class = "admin"
             login: login.into(),
             protocol: protocol.into(),
             remote: "10.0.0.9".into(),
-            authenticated: if authenticated { "yes".into() } else { String::new() },
+            authenticated: if authenticated {
+                "yes".into()
+            } else {
+                String::new()
+            },
             ..Request::default()
         }
     }
 
     fn reported(login: &str, success: bool, policy_reject: bool) -> Request {
-        Request { success: Some(success), policy_reject: Some(policy_reject), ..req(login, "imap", false) }
+        Request {
+            success: Some(success),
+            policy_reject: Some(policy_reject),
+            ..req(login, "imap", false)
+        }
     }
 
     #[test]
@@ -232,7 +269,10 @@ class = "admin"
         ];
         for (login, svc, ok) in table {
             // Before the password check nothing is revealed.
-            assert!(!allow(&req(login, svc, false), &cfg, &a, &book, NOW).refuses(), "{login} {svc} before auth");
+            assert!(
+                !allow(&req(login, svc, false), &cfg, &a, &book, NOW).refuses(),
+                "{login} {svc} before auth"
+            );
             let ans = allow(&req(login, svc, true), &cfg, &a, &book, NOW);
             assert_eq!(!ans.refuses(), ok, "{login} {svc}: {ans:?}");
         }
@@ -245,15 +285,56 @@ class = "admin"
         let (cfg, a) = setup();
         let mut book = Book::default();
         for i in 0..5 {
-            assert!(!allow(&req("gen@example.com", "imap", false), &cfg, &a, &book, NOW + i).refuses());
-            report(&reported("GEN@example.com", false, false), &cfg, &mut book, NOW + i);
+            assert!(
+                !allow(
+                    &req("gen@example.com", "imap", false),
+                    &cfg,
+                    &a,
+                    &book,
+                    NOW + i
+                )
+                .refuses()
+            );
+            report(
+                &reported("GEN@example.com", false, false),
+                &cfg,
+                &mut book,
+                NOW + i,
+            );
         }
-        let ans = allow(&req("gen@example.com", "smtp", false), &cfg, &a, &book, NOW + 10);
+        let ans = allow(
+            &req("gen@example.com", "smtp", false),
+            &cfg,
+            &a,
+            &book,
+            NOW + 10,
+        );
         assert!(ans.refuses());
-        assert!(ans.msg.starts_with("account locked after 5 failed logins"), "{}", ans.msg);
+        assert!(
+            ans.msg.starts_with("account locked after 5 failed logins"),
+            "{}",
+            ans.msg
+        );
         // The refused attempt's report does not count.
-        assert_eq!(report(&reported("gen@example.com", false, true), &cfg, &mut book, NOW + 10), None);
-        assert!(!allow(&req("gen@example.com", "imap", false), &cfg, &a, &book, NOW + 4 + 3600).refuses());
+        assert_eq!(
+            report(
+                &reported("gen@example.com", false, true),
+                &cfg,
+                &mut book,
+                NOW + 10
+            ),
+            None
+        );
+        assert!(
+            !allow(
+                &req("gen@example.com", "imap", false),
+                &cfg,
+                &a,
+                &book,
+                NOW + 4 + 3600
+            )
+            .refuses()
+        );
     }
 
     #[test]
@@ -261,10 +342,25 @@ class = "admin"
         let (cfg, _) = setup();
         let mut book = Book::default();
         for i in 0..4 {
-            report(&reported("gen@example.com", false, false), &cfg, &mut book, NOW + i);
+            report(
+                &reported("gen@example.com", false, false),
+                &cfg,
+                &mut book,
+                NOW + i,
+            );
         }
-        report(&reported("gen@example.com", true, false), &cfg, &mut book, NOW + 5);
-        let out = report(&reported("gen@example.com", false, false), &cfg, &mut book, NOW + 6);
+        report(
+            &reported("gen@example.com", true, false),
+            &cfg,
+            &mut book,
+            NOW + 5,
+        );
+        let out = report(
+            &reported("gen@example.com", false, false),
+            &cfg,
+            &mut book,
+            NOW + 6,
+        );
         assert_eq!(out, Some(Outcome::Counted(1)));
     }
 
@@ -272,9 +368,15 @@ class = "admin"
     fn expired_and_admin_locked() {
         let (cfg, mut a) = setup();
         let book = Book::default();
-        a.accounts.get_mut("gen@example.com").unwrap().password_changed = NOW - 30 * 86400;
+        a.accounts
+            .get_mut("gen@example.com")
+            .unwrap()
+            .password_changed = NOW - 30 * 86400;
         let ans = allow(&req("gen@example.com", "imap", true), &cfg, &a, &book, NOW);
-        assert_eq!(ans.msg, "password expired: ask the administrator for a new one");
+        assert_eq!(
+            ans.msg,
+            "password expired: ask the administrator for a new one"
+        );
         assert!(!allow(&req("gen@example.com", "imap", false), &cfg, &a, &book, NOW).refuses());
         a.accounts.get_mut("adm@example.com").unwrap().locked = true;
         let ans = allow(&req("adm@example.com", "imap", false), &cfg, &a, &book, NOW);

@@ -44,7 +44,10 @@ struct Cmd {
 }
 
 fn now_s() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -66,7 +69,10 @@ impl Inner {
             Ok(c) => {
                 self.cfg = c;
                 self.cfg_mtime = m;
-                eprintln!("policy: configuration re-read ({} accounts)", self.cfg.accounts.len());
+                eprintln!(
+                    "policy: configuration re-read ({} accounts)",
+                    self.cfg.accounts.len()
+                );
             }
             Err(e) => eprintln!("policy: keeping the previous configuration: {e}"),
         }
@@ -81,22 +87,35 @@ impl Inner {
             "allow" => {
                 let recs = accounts::read_accounts(&self.layout).map_err(|e| e.to_string())?;
                 let ans = policy::allow(req, &self.cfg, &recs, &book, now);
-                let stage = if req.authenticated == "yes" { "after password" } else { "before password" };
+                let stage = if req.authenticated == "yes" {
+                    "after password"
+                } else {
+                    "before password"
+                };
                 if ans.refuses() {
-                    eprintln!("policy: refuse login={:?} protocol={} remote={} ({stage}): {}", req.login, req.protocol, req.remote, ans.msg);
+                    eprintln!(
+                        "policy: refuse login={:?} protocol={} remote={} ({stage}): {}",
+                        req.login, req.protocol, req.remote, ans.msg
+                    );
                 }
                 Ok(ans)
             }
             "report" => {
                 let before = book.clone();
                 if let Some(out) = policy::report(req, &self.cfg, &mut book, now) {
-                    eprintln!("policy: failed login={:?} protocol={} remote={}: {out:?}", req.login, req.protocol, req.remote);
+                    eprintln!(
+                        "policy: failed login={:?} protocol={} remote={}: {out:?}",
+                        req.login, req.protocol, req.remote
+                    );
                 }
                 book.prune(now, crate::lockout::Rules::from(&self.cfg.policy));
                 if book != before {
                     accounts::write_lockouts(&self.layout, &book).map_err(|e| e.to_string())?;
                 }
-                Ok(Answer { status: 0, msg: String::new() })
+                Ok(Answer {
+                    status: 0,
+                    msg: String::new(),
+                })
             }
             other => Err(format!("unknown command {other:?}")),
         }
@@ -109,14 +128,20 @@ async fn decide(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Answer>, (StatusCode, String)> {
-    let mut inner = shared.lock().expect("the policy state lock is never poisoned: handlers do not panic");
+    let mut inner = shared
+        .lock()
+        .expect("the policy state lock is never poisoned: handlers do not panic");
     let key_ok = headers
         .get("x-tandem-key")
         .is_some_and(|v| same_secret(v.as_bytes(), inner.key.as_bytes()));
     if !key_ok {
-        return Err((StatusCode::UNAUTHORIZED, "missing or wrong X-Tandem-Key".into()));
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong X-Tandem-Key".into(),
+        ));
     }
-    let req: Request = serde_json::from_slice(&body).map_err(|e| (StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))?;
+    let req: Request = serde_json::from_slice(&body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))?;
     let command = cmd.command.unwrap_or_default();
     inner.handle(&command, &req).map(Json).map_err(|e| {
         eprintln!("policy: error: {e}");
@@ -140,7 +165,9 @@ fn router(shared: Shared) -> Router {
 /// Runs the service until SIGTERM.
 pub fn run(config_path: &Path, layout: &Layout) -> anyhow::Result<()> {
     let cfg = crate::config::load(config_path)?;
-    let key = crate::setup::secrets(layout).map_err(|e| anyhow::anyhow!("{e}"))?.policy_key;
+    let key = crate::setup::secrets(layout)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .policy_key;
     let addr: SocketAddr = cfg.policy.listen;
     let shared = Arc::new(Mutex::new(Inner {
         config_path: config_path.to_path_buf(),
@@ -149,15 +176,21 @@ pub fn run(config_path: &Path, layout: &Layout) -> anyhow::Result<()> {
         cfg_mtime: mtime(config_path),
         cfg,
     }));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         eprintln!("policy: listening on {addr}");
         let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             term.recv().await;
         };
-        axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await?;
+        axum::serve(listener, router(shared))
+            .with_graceful_shutdown(shutdown)
+            .await?;
         anyhow::Ok(())
     })
 }
@@ -190,7 +223,10 @@ mod tests {
             cfg: crate::config::load(&cfg_path).unwrap(),
             cfg_mtime: mtime(&cfg_path),
         }));
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -225,6 +261,9 @@ mod tests {
             assert!(r.starts_with("HTTP/1.1 400"), "{r}");
         });
         let book = accounts::read_lockouts(&layout).unwrap();
-        assert!(book.locked_until("a@example.com", now_s()).is_some(), "the lock is on disk");
+        assert!(
+            book.locked_until("a@example.com", now_s()).is_some(),
+            "the lock is on disk"
+        );
     }
 }

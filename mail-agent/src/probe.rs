@@ -21,7 +21,10 @@ pub struct ProbeError {
 }
 
 fn err(what: &str, why: impl std::fmt::Display) -> ProbeError {
-    ProbeError { what: what.to_owned(), why: why.to_string() }
+    ProbeError {
+        what: what.to_owned(),
+        why: why.to_string(),
+    }
 }
 
 /// Longest line a probe reads; a server sending more without a newline is refused.
@@ -38,27 +41,48 @@ pub struct Conn {
 
 impl Conn {
     /// Connects over TCP, optionally binding the source address first.
-    pub fn tcp(addr: SocketAddr, source: Option<IpAddr>, timeout: Duration, what: &str) -> Result<Conn, ProbeError> {
+    pub fn tcp(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<Conn, ProbeError> {
         let s = match source {
-            None => TcpStream::connect_timeout(&addr, timeout).map_err(|e| err(what, format!("connect {addr}: {e}")))?,
-            Some(src) => connect_from(src, addr).map_err(|e| err(what, format!("connect {addr} from {src}: {e}")))?,
+            None => TcpStream::connect_timeout(&addr, timeout)
+                .map_err(|e| err(what, format!("connect {addr}: {e}")))?,
+            Some(src) => connect_from(src, addr)
+                .map_err(|e| err(what, format!("connect {addr} from {src}: {e}")))?,
         };
-        s.set_read_timeout(Some(timeout)).map_err(|e| err(what, e))?;
-        s.set_write_timeout(Some(timeout)).map_err(|e| err(what, e))?;
-        Ok(Conn { r: BufReader::new(Box::new(s)), what: what.to_owned() })
+        s.set_read_timeout(Some(timeout))
+            .map_err(|e| err(what, e))?;
+        s.set_write_timeout(Some(timeout))
+            .map_err(|e| err(what, e))?;
+        Ok(Conn {
+            r: BufReader::new(Box::new(s)),
+            what: what.to_owned(),
+        })
     }
 
     /// Connects to a unix socket.
     pub fn unix(path: &Path, timeout: Duration, what: &str) -> Result<Conn, ProbeError> {
-        let s = UnixStream::connect(path).map_err(|e| err(what, format!("connect {}: {e}", path.display())))?;
-        s.set_read_timeout(Some(timeout)).map_err(|e| err(what, e))?;
-        s.set_write_timeout(Some(timeout)).map_err(|e| err(what, e))?;
-        Ok(Conn { r: BufReader::new(Box::new(s)), what: what.to_owned() })
+        let s = UnixStream::connect(path)
+            .map_err(|e| err(what, format!("connect {}: {e}", path.display())))?;
+        s.set_read_timeout(Some(timeout))
+            .map_err(|e| err(what, e))?;
+        s.set_write_timeout(Some(timeout))
+            .map_err(|e| err(what, e))?;
+        Ok(Conn {
+            r: BufReader::new(Box::new(s)),
+            what: what.to_owned(),
+        })
     }
 
     /// Sends bytes.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), ProbeError> {
-        self.r.get_mut().write_all(bytes).map_err(|e| err(&self.what, format!("write: {e}")))
+        self.r
+            .get_mut()
+            .write_all(bytes)
+            .map_err(|e| err(&self.what, format!("write: {e}")))
     }
 
     /// Reads one line (without CRLF).
@@ -74,13 +98,17 @@ impl Conn {
         if !buf.ends_with(b"\n") {
             return Err(err(&self.what, "line too long or truncated"));
         }
-        Ok(String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_owned())
+        Ok(String::from_utf8_lossy(&buf)
+            .trim_end_matches(['\r', '\n'])
+            .to_owned())
     }
 
     /// Reads exactly `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<Vec<u8>, ProbeError> {
         let mut v = vec![0; n];
-        self.r.read_exact(&mut v).map_err(|e| err(&self.what, format!("read: {e}")))?;
+        self.r
+            .read_exact(&mut v)
+            .map_err(|e| err(&self.what, format!("read: {e}")))?;
         Ok(v)
     }
 
@@ -89,7 +117,10 @@ impl Conn {
         let mut lines = Vec::new();
         loop {
             let l = self.line()?;
-            let code: u16 = l.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| err(&self.what, format!("not an SMTP reply: {l:?}")))?;
+            let code: u16 = l
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| err(&self.what, format!("not an SMTP reply: {l:?}")))?;
             let more = l.as_bytes().get(3) == Some(&b'-');
             lines.push(l.get(4..).unwrap_or("").to_owned());
             if !more {
@@ -106,18 +137,33 @@ impl Conn {
         self.send(format!("{line}\r\n").as_bytes())?;
         let (code, lines) = self.smtp_reply()?;
         if code != want {
-            return Err(err(&self.what, format!("{line:?} answered {code} {}", lines.join(" / "))));
+            return Err(err(
+                &self.what,
+                format!("{line:?} answered {code} {}", lines.join(" / ")),
+            ));
         }
         Ok(lines)
     }
 }
 
 fn connect_from(src: IpAddr, dst: SocketAddr) -> std::io::Result<TcpStream> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket};
-    let family = if dst.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket,
+    };
+    let family = if dst.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(SocketAddr::new(src, 0)))?;
-    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(dst))?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(SocketAddr::new(src, 0)),
+    )?;
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(dst),
+    )?;
     Ok(TcpStream::from(fd))
 }
 
@@ -142,8 +188,18 @@ pub fn smtp_ehlo(addr: SocketAddr, timeout: Duration) -> Result<SmtpOffer, Probe
     }
     let ext = c.smtp_cmd("EHLO tandem-monitor.invalid", 250)?;
     let _ = c.smtp_cmd("QUIT", 221);
-    let has = |k: &str| ext.iter().any(|l| l.split_whitespace().next().is_some_and(|w| w.eq_ignore_ascii_case(k)));
-    Ok(SmtpOffer { banner: banner.join(" "), starttls: has("STARTTLS"), auth: has("AUTH") })
+    let has = |k: &str| {
+        ext.iter().any(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case(k))
+        })
+    };
+    Ok(SmtpOffer {
+        banner: banner.join(" "),
+        starttls: has("STARTTLS"),
+        auth: has("AUTH"),
+    })
 }
 
 /// Reads an SMTP banner only.
@@ -211,7 +267,11 @@ pub fn milter_optneg(socket: &Path, timeout: Duration, name: &str) -> Result<(),
 }
 
 /// `GET path` over HTTP/1.1; returns status and body (bounded).
-pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), ProbeError> {
+pub fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String), ProbeError> {
     let what = format!("HTTP on {addr}");
     let mut c = Conn::tcp(addr, None, timeout, &what)?;
     c.send(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
@@ -242,7 +302,12 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16,
 
 /// Delivers `message` (CRLF lines, no dot-stuffing needed: probe messages have no line
 /// starting with a dot) to `rcpt` over LMTP.
-pub fn lmtp_deliver(socket: &Path, rcpt: &str, message: &str, timeout: Duration) -> Result<(), ProbeError> {
+pub fn lmtp_deliver(
+    socket: &Path,
+    rcpt: &str,
+    message: &str,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
     let mut c = Conn::unix(socket, timeout, "LMTP delivery")?;
     let (code, _) = c.smtp_reply()?;
     if code != 220 {
@@ -257,7 +322,10 @@ pub fn lmtp_deliver(socket: &Path, rcpt: &str, message: &str, timeout: Duration)
     c.send(body.as_bytes())?;
     let (code, lines) = c.smtp_reply()?;
     if code != 250 {
-        return Err(err("LMTP delivery", format!("DATA answered {code} {}", lines.join(" "))));
+        return Err(err(
+            "LMTP delivery",
+            format!("DATA answered {code} {}", lines.join(" ")),
+        ));
     }
     let _ = c.smtp_cmd("QUIT", 221);
     Ok(())
@@ -276,7 +344,11 @@ pub fn imap_quote(s: &str) -> String {
 
 impl Imap {
     /// Connects (binding `source` if given) and reads the greeting.
-    pub fn connect(addr: SocketAddr, source: Option<IpAddr>, timeout: Duration) -> Result<Imap, ProbeError> {
+    pub fn connect(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Imap, ProbeError> {
         let mut c = Conn::tcp(addr, source, timeout, "IMAP")?;
         let g = c.line()?;
         if !g.starts_with("* OK") {
@@ -304,7 +376,11 @@ impl Imap {
             out.push_str(&line);
             out.push('\n');
             // A literal {n} at the end of the line: read n bytes, then the rest of the line.
-            if let Some(n) = line.strip_suffix('}').and_then(|l| l.rsplit_once('{')).and_then(|(_, n)| n.parse::<usize>().ok()) {
+            if let Some(n) = line
+                .strip_suffix('}')
+                .and_then(|l| l.rsplit_once('{'))
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+            {
                 if n > 16 * 1024 * 1024 {
                     return Err(err("IMAP", "literal too large"));
                 }
@@ -319,7 +395,12 @@ impl Imap {
 
     /// LOGIN.
     pub fn login(&mut self, user: &str, password: &str) -> Result<(), ProbeError> {
-        self.cmd(&format!("LOGIN {} {}", imap_quote(user), imap_quote(password))).map(|_| ())
+        self.cmd(&format!(
+            "LOGIN {} {}",
+            imap_quote(user),
+            imap_quote(password)
+        ))
+        .map(|_| ())
     }
 
     /// LOGOUT (errors ignored).
@@ -333,7 +414,11 @@ pub fn search_results(untagged: &str) -> Vec<u32> {
     untagged
         .lines()
         .filter_map(|l| l.strip_prefix("* SEARCH"))
-        .flat_map(|r| r.split_whitespace().filter_map(|n| n.parse().ok()).collect::<Vec<u32>>())
+        .flat_map(|r| {
+            r.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect()
 }
 
@@ -359,13 +444,21 @@ mod tests {
             let mut line = String::new();
             r.read_line(&mut line).unwrap();
             assert!(line.starts_with("EHLO"));
-            s.write_all(b"250-mx\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n").unwrap();
+            s.write_all(b"250-mx\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
+                .unwrap();
             line.clear();
             r.read_line(&mut line).unwrap();
             s.write_all(b"221 bye\r\n").unwrap();
         });
         let offer = smtp_ehlo(addr, Duration::from_secs(5)).unwrap();
-        assert_eq!(offer, SmtpOffer { banner: "mx ESMTP".into(), starttls: true, auth: false });
+        assert_eq!(
+            offer,
+            SmtpOffer {
+                banner: "mx ESMTP".into(),
+                starttls: true,
+                auth: false
+            }
+        );
         t.join().unwrap();
     }
 }

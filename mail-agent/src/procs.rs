@@ -41,34 +41,56 @@ pub fn holders(dir: &Path, exclude: &[u32]) -> Vec<u32> {
     let dir = dir.to_string_lossy().trim_end_matches('/').to_owned();
     let me = std::process::id();
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in rd.filter_map(Result::ok) {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid == me || exclude.contains(&pid) {
             continue;
         }
         let base = format!("/proc/{pid}");
-        let Ok(cmdline) = std::fs::read(format!("{base}/cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(format!("{base}/cmdline")) else {
+            continue;
+        };
         if cmdline.is_empty() {
             continue; // kernel thread or zombie
         }
-        let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        let exe = std::fs::read_link(format!("{base}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let ours = exe.rsplit('/').next().is_some_and(|n| n == "tandem-mail" || n == "tandem-mail (deleted)")
-            && args.iter().any(|a| OUR_DAEMON_SUBCOMMANDS.contains(&a.as_str()));
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let exe = std::fs::read_link(format!("{base}/exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ours = exe
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n == "tandem-mail" || n == "tandem-mail (deleted)")
+            && args
+                .iter()
+                .any(|a| OUR_DAEMON_SUBCOMMANDS.contains(&a.as_str()));
         if !ours && !KNOWN_PROGRAMS.iter().any(|k| exe.starts_with(k)) {
             continue;
         }
-        let names_dir = args.iter().any(|a| a.contains(&dir) && (a.ends_with(&dir) || a.contains(&format!("{dir}/"))));
+        let names_dir = args
+            .iter()
+            .any(|a| a.contains(&dir) && (a.ends_with(&dir) || a.contains(&format!("{dir}/"))));
         if names_dir {
             out.push(pid);
             continue;
         }
-        let link_under = |l: &str| std::fs::read_link(format!("{base}/{l}")).is_ok_and(|p| under(&p.to_string_lossy(), &dir));
+        let link_under = |l: &str| {
+            std::fs::read_link(format!("{base}/{l}"))
+                .is_ok_and(|p| under(&p.to_string_lossy(), &dir))
+        };
         let fd_under = std::fs::read_dir(format!("{base}/fd"))
             .map(|fds| {
-                fds.filter_map(Result::ok)
-                    .any(|f| std::fs::read_link(f.path()).is_ok_and(|p| under(&p.to_string_lossy(), &dir)))
+                fds.filter_map(Result::ok).any(|f| {
+                    std::fs::read_link(f.path()).is_ok_and(|p| under(&p.to_string_lossy(), &dir))
+                })
             })
             .unwrap_or(false);
         if link_under("cwd") || link_under("root") || fd_under {
@@ -128,7 +150,15 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        assert!(holders(&d, &[]).contains(&pid));
+        // Until the child has exec'd, it is still a copy of this test binary.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !holders(&d, &[]).contains(&pid) {
+            assert!(
+                Instant::now() < deadline,
+                "perl naming the directory not found"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(!holders(&d, &[]).contains(&shell.id()));
         let _ = shell.kill();
         let _ = shell.wait();

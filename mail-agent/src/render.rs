@@ -35,7 +35,12 @@ pub enum Group {
 
 macro_rules! t {
     ($name:literal, $mode:literal, $group:expr) => {
-        Template { name: $name, text: include_str!(concat!("../templates/", $name)), mode: $mode, group: $group }
+        Template {
+            name: $name,
+            text: include_str!(concat!("../templates/", $name)),
+            mode: $mode,
+            group: $group,
+        }
     };
 }
 
@@ -193,7 +198,10 @@ pub fn render(i: &Inputs<'_>) -> Result<Vec<Rendered>, minijinja::Error> {
     let mut aliases = Vec::new();
     for a in &cfg.accounts {
         for al in &a.aliases {
-            aliases.push(Pair { from: al.clone(), to: a.address.clone() });
+            aliases.push(Pair {
+                from: al.clone(),
+                to: a.address.clone(),
+            });
         }
     }
     if let Some(pm) = &cfg.postmaster {
@@ -201,7 +209,10 @@ pub fn render(i: &Inputs<'_>) -> Result<Vec<Rendered>, minijinja::Error> {
             for local in ["postmaster", "abuse"] {
                 let from = format!("{local}@{d}");
                 if cfg.account(&from).is_none() && !aliases.iter().any(|p| p.from == from) {
-                    aliases.push(Pair { from, to: pm.clone() });
+                    aliases.push(Pair {
+                        from,
+                        to: pm.clone(),
+                    });
                 }
             }
         }
@@ -209,11 +220,17 @@ pub fn render(i: &Inputs<'_>) -> Result<Vec<Rendered>, minijinja::Error> {
     let mut sender_logins: Vec<Pair> = cfg
         .accounts
         .iter()
-        .map(|a| Pair { from: a.address.clone(), to: a.address.clone() })
+        .map(|a| Pair {
+            from: a.address.clone(),
+            to: a.address.clone(),
+        })
         .collect();
     for a in &cfg.accounts {
         for al in &a.aliases {
-            sender_logins.push(Pair { from: al.clone(), to: a.address.clone() });
+            sender_logins.push(Pair {
+                from: al.clone(),
+                to: a.address.clone(),
+            });
         }
     }
     let mut accepting: Vec<String> = cfg.accounts.iter().map(|a| a.address.clone()).collect();
@@ -229,7 +246,11 @@ pub fn render(i: &Inputs<'_>) -> Result<Vec<Rendered>, minijinja::Error> {
         directory: s(&l.root),
         hostname: &cfg.hostname,
         domains: &cfg.domains,
-        listen_host: if listen_v6 { format!("[{listen}]") } else { listen.clone() },
+        listen_host: if listen_v6 {
+            format!("[{listen}]")
+        } else {
+            listen.clone()
+        },
         listen,
         listen_v6,
         mynetworks: &cfg.mynetworks,
@@ -292,8 +313,15 @@ pub fn render(i: &Inputs<'_>) -> Result<Vec<Rendered>, minijinja::Error> {
     }
     let mut out = Vec::new();
     for t in TEMPLATES {
-        let text = env.get_template(t.name)?.render(minijinja::value::Serde(&ctx))?;
-        out.push(Rendered { rel: t.name, text, mode: t.mode, group: t.group });
+        let text = env
+            .get_template(t.name)?
+            .render(minijinja::value::Serde(&ctx))?;
+        out.push(Rendered {
+            rel: t.name,
+            text,
+            mode: t.mode,
+            group: t.group,
+        });
     }
     // The probe mailbox (accounts::PROBE_LOCAL) is deliberately absent from Postfix's maps.
     Ok(out)
@@ -301,7 +329,11 @@ pub fn render(i: &Inputs<'_>) -> Result<Vec<Rendered>, minijinja::Error> {
 
 /// Writes rendered files under `run/conf` with their modes and groups; `gid_of` resolves a
 /// group to its id on this node.
-pub fn write(layout: &Layout, files: &[Rendered], gid_of: &dyn Fn(Group) -> u32) -> std::io::Result<()> {
+pub fn write(
+    layout: &Layout,
+    files: &[Rendered],
+    gid_of: &dyn Fn(Group) -> u32,
+) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for f in files {
         let path = layout.conf().join(f.rel);
@@ -310,8 +342,12 @@ pub fn write(layout: &Layout, files: &[Rendered], gid_of: &dyn Fn(Group) -> u32)
         }
         std::fs::write(&path, &f.text)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))?;
-        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), Some(nix::unistd::Gid::from_raw(gid_of(f.group))))
-            .map_err(std::io::Error::from)?;
+        nix::unistd::chown(
+            &path,
+            Some(nix::unistd::Uid::from_raw(0)),
+            Some(nix::unistd::Gid::from_raw(gid_of(f.group))),
+        )
+        .map_err(std::io::Error::from)?;
     }
     Ok(())
 }
@@ -335,7 +371,11 @@ aliases = ["info@example.org"]
 
     fn rendered(cfg: &MailConfig) -> Vec<Rendered> {
         let layout = Layout::new("/srv/mail");
-        let secrets = Secrets { policy_key: "KEY".into(), policy_nonce: "NONCE".into(), probe_password: "P".into() };
+        let secrets = Secrets {
+            policy_key: "KEY".into(),
+            policy_nonce: "NONCE".into(),
+            probe_password: "P".into(),
+        };
         let inputs = Inputs {
             cfg,
             layout: &layout,
@@ -344,7 +384,11 @@ aliases = ["info@example.org"]
             tls_cert: "/srv/mail/state/tls/cert.pem".into(),
             tls_key: "/srv/mail/state/tls/key.pem".into(),
             clamav_db: "/srv/mail/state/clamav".into(),
-            dkim_keys: vec![DkimKey { domain: "example.com".into(), selector: "tandem".into(), key: "/k".into() }],
+            dkim_keys: vec![DkimKey {
+                domain: "example.com".into(),
+                selector: "tandem".into(),
+                key: "/k".into(),
+            }],
         };
         render(&inputs).unwrap()
     }
@@ -370,12 +414,21 @@ aliases = ["info@example.org"]
             "smtp_bind_address = 10.0.0.50",
             "virtual_transport = lmtp:unix:/srv/mail/run/lmtp.sock",
         ] {
-            assert!(main.lines().any(|l| l == line), "missing {line:?} in\n{main}");
+            assert!(
+                main.lines().any(|l| l == line),
+                "missing {line:?} in\n{main}"
+            );
         }
-        assert!(main.contains("reject_non_fqdn_sender") && main.contains("reject_unknown_sender_domain"));
+        assert!(
+            main.contains("reject_non_fqdn_sender")
+                && main.contains("reject_unknown_sender_domain")
+        );
         let master = file(&files, "postfix/master.cf");
         assert!(master.contains("10.0.0.50:25  inet"));
-        assert!(master.contains("10.0.0.50:587  inet") && master.contains("smtpd_tls_security_level=encrypt"));
+        assert!(
+            master.contains("10.0.0.50:587  inet")
+                && master.contains("smtpd_tls_security_level=encrypt")
+        );
         assert!(!master.contains(" y "), "nothing chrooted");
     }
 
@@ -386,9 +439,16 @@ aliases = ["info@example.org"]
         let mb = file(&files, "postfix/virtual_mailboxes");
         assert!(mb.contains("boss@example.com boss@example.com\n"));
         assert!(mb.contains("spam.training@example.com spam.training@example.com\n"));
-        assert!(!mb.contains("tandem-probe"), "the probe takes no mail from outside");
+        assert!(
+            !mb.contains("tandem-probe"),
+            "the probe takes no mail from outside"
+        );
         let al = file(&files, "postfix/virtual_aliases");
-        for l in ["info@example.org boss@example.com", "postmaster@example.org boss@example.com", "abuse@example.com boss@example.com"] {
+        for l in [
+            "info@example.org boss@example.com",
+            "postmaster@example.org boss@example.com",
+            "abuse@example.com boss@example.com",
+        ] {
             assert!(al.contains(l), "{al}");
         }
         let sl = file(&files, "postfix/sender_logins");

@@ -64,7 +64,10 @@ pub const TOOLS: &[(&str, &str)] = &[
 pub fn check_installed() -> Result<Owners, SetupError> {
     for (path, package) in TOOLS {
         if !Path::new(path).exists() {
-            return Err(SetupError::NotInstalled { what: (*path).to_owned(), package });
+            return Err(SetupError::NotInstalled {
+                what: (*path).to_owned(),
+                package,
+            });
         }
     }
     Owners::current().map_err(|(what, package)| SetupError::NotInstalled { what, package })
@@ -88,14 +91,23 @@ pub struct Prepared {
 fn mkdir(p: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), SetupError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(p).map_err(|e| other(s(p), e))?;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| other(s(p), e))?;
-    nix::unistd::chown(p, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
-        .map_err(|e| other(s(p), e))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| other(s(p), e))?;
+    nix::unistd::chown(
+        p,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| other(s(p), e))
 }
 
 fn chown(p: &Path, uid: u32, gid: u32) -> Result<(), SetupError> {
-    nix::unistd::chown(p, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
-        .map_err(|e| other(s(p), e))
+    nix::unistd::chown(
+        p,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| other(s(p), e))
 }
 
 /// Random bytes as lower-case hex.
@@ -111,7 +123,8 @@ fn secret(dir: &Path, name: &str) -> Result<String, SetupError> {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
         Ok(_) | Err(_) => {
             let v = random_hex(24);
-            store::write_atomic(&p, format!("{v}\n").as_bytes(), 0o600).map_err(|e| other(s(&p), e))?;
+            store::write_atomic(&p, format!("{v}\n").as_bytes(), 0o600)
+                .map_err(|e| other(s(&p), e))?;
             Ok(v)
         }
     }
@@ -146,7 +159,11 @@ pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), Setu
     if let (Some(c), Some(k)) = (&cfg.tls_cert, &cfg.tls_key) {
         for (field, p) in [("tls.cert", c), ("tls.key", k)] {
             if std::fs::File::open(p).is_err() {
-                return Err(ConfigError::Field { field: field.into(), message: format!("{} cannot be read", p.display()) }.into());
+                return Err(ConfigError::Field {
+                    field: field.into(),
+                    message: format!("{} cannot be read", p.display()),
+                }
+                .into());
             }
         }
         return Ok((c.clone(), k.clone()));
@@ -159,18 +176,21 @@ pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), Setu
         for d in &cfg.domains {
             san.push_str(&format!(",DNS:{d}"));
         }
-        run(Command::new("openssl").args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
-        ])
-        .arg(format!("/CN={}", cfg.hostname))
-        .args(["-addext", &san, "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert))?;
+        run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+            ])
+            .arg(format!("/CN={}", cfg.hostname))
+            .args(["-addext", &san, "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert))?;
     }
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(|e| other(s(&key), e))?;
-    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).map_err(|e| other(s(&cert), e))?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| other(s(&key), e))?;
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| other(s(&cert), e))?;
     Ok((cert, key))
 }
 
@@ -179,17 +199,28 @@ pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), Setu
 /// first, naming the directory.
 pub fn unsafe_ancestor(path: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    path.ancestors().find(|a| {
-        std::fs::metadata(a).is_ok_and(|m| m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0))
-    }).map(Path::to_path_buf)
+    path.ancestors()
+        .find(|a| {
+            std::fs::metadata(a)
+                .is_ok_and(|m| m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0))
+        })
+        .map(Path::to_path_buf)
 }
 
 /// The DKIM keys of every domain, generating missing ones with `opendkim-genkey`.
-pub fn dkim_keys(cfg: &MailConfig, layout: &Layout, owners: &Owners) -> Result<Vec<DkimKey>, SetupError> {
+pub fn dkim_keys(
+    cfg: &MailConfig,
+    layout: &Layout,
+    owners: &Owners,
+) -> Result<Vec<DkimKey>, SetupError> {
     if let Some(a) = unsafe_ancestor(&layout.root) {
         return Err(ConfigError::Field {
             field: "directory".into(),
-            message: format!("{} lies under {}, which other users can write to: OpenDKIM refuses keys there", layout.root.display(), a.display()),
+            message: format!(
+                "{} lies under {}, which other users can write to: OpenDKIM refuses keys there",
+                layout.root.display(),
+                a.display()
+            ),
         }
         .into());
     }
@@ -202,13 +233,26 @@ pub fn dkim_keys(cfg: &MailConfig, layout: &Layout, owners: &Owners) -> Result<V
         let key = dir.join(format!("{}.private", cfg.dkim.selector));
         if !key.exists() {
             run(Command::new("opendkim-genkey")
-                .args(["-b", &cfg.dkim.key_bits.to_string(), "-d", d, "-s", &cfg.dkim.selector, "-D"])
+                .args([
+                    "-b",
+                    &cfg.dkim.key_bits.to_string(),
+                    "-d",
+                    d,
+                    "-s",
+                    &cfg.dkim.selector,
+                    "-D",
+                ])
                 .arg(&dir))?;
         }
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(|e| other(s(&key), e))?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| other(s(&key), e))?;
         chown(&key, uid, gid)?;
-        keys.push(DkimKey { domain: d.clone(), selector: cfg.dkim.selector.clone(), key: s(&key) });
+        keys.push(DkimKey {
+            domain: d.clone(),
+            selector: cfg.dkim.selector.clone(),
+            key: s(&key),
+        });
     }
     Ok(keys)
 }
@@ -216,7 +260,9 @@ pub fn dkim_keys(cfg: &MailConfig, layout: &Layout, owners: &Owners) -> Result<V
 /// The public DKIM record (`v=DKIM1; k=rsa; p=...`) of `domain`, from the `.txt` file
 /// `opendkim-genkey` wrote beside the key.
 pub fn dkim_record(cfg: &MailConfig, layout: &Layout, domain: &str) -> Result<String, SetupError> {
-    let p = layout.dkim_dir(domain).join(format!("{}.txt", cfg.dkim.selector));
+    let p = layout
+        .dkim_dir(domain)
+        .join(format!("{}.txt", cfg.dkim.selector));
     let text = std::fs::read_to_string(&p).map_err(|e| other(s(&p), e))?;
     let joined: String = text
         .split('"')
@@ -230,10 +276,17 @@ pub fn dkim_record(cfg: &MailConfig, layout: &Layout, domain: &str) -> Result<St
     Ok(joined)
 }
 
-const DB_EXTENSIONS: &[&str] = &["cvd", "cld", "cud", "hdb", "hsb", "mdb", "msb", "ndb", "ldb", "cdb", "fp", "sfp", "ign2", "pdb", "wdb", "yar", "yara", "cbc", "ndu", "ldu", "idb", "crb", "hdu", "hsu", "mdu", "msu"];
+const DB_EXTENSIONS: &[&str] = &[
+    "cvd", "cld", "cud", "hdb", "hsb", "mdb", "msb", "ndb", "ldb", "cdb", "fp", "sfp", "ign2",
+    "pdb", "wdb", "yar", "yara", "cbc", "ndu", "ldu", "idb", "crb", "hdu", "hsu", "mdu", "msu",
+];
 
 /// The ClamAV database directory, checked to hold at least one signature database.
-pub fn clamav_db(cfg: &MailConfig, layout: &Layout, owners: &Owners) -> Result<PathBuf, SetupError> {
+pub fn clamav_db(
+    cfg: &MailConfig,
+    layout: &Layout,
+    owners: &Owners,
+) -> Result<PathBuf, SetupError> {
     let (dir, field_configured) = match &cfg.clamav_database_directory {
         Some(d) => (d.clone(), true),
         None => (layout.clamav_db_default(), false),
@@ -254,11 +307,18 @@ pub fn check_directory_use(cfg: &MailConfig, layout: &Layout) -> Result<(), Setu
     if let Some(a) = unsafe_ancestor(&layout.root) {
         return Err(ConfigError::Field {
             field: "directory".into(),
-            message: format!("{} lies under {}, which other users can write to: OpenDKIM refuses keys there", layout.root.display(), a.display()),
+            message: format!(
+                "{} lies under {}, which other users can write to: OpenDKIM refuses keys there",
+                layout.root.display(),
+                a.display()
+            ),
         }
         .into());
     }
-    let dir = cfg.clamav_database_directory.clone().unwrap_or_else(|| layout.clamav_db_default());
+    let dir = cfg
+        .clamav_database_directory
+        .clone()
+        .unwrap_or_else(|| layout.clamav_db_default());
     if !has_clamav_db(&dir) {
         return Err(no_clamav_db(&dir).into());
     }
@@ -269,7 +329,10 @@ fn has_clamav_db(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok).any(|e| {
-                e.path().extension().and_then(|x| x.to_str()).is_some_and(|x| DB_EXTENSIONS.contains(&x))
+                e.path()
+                    .extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| DB_EXTENSIONS.contains(&x))
             })
         })
         .unwrap_or(false)
@@ -288,12 +351,14 @@ fn no_clamav_db(dir: &Path) -> ConfigError {
 /// Re-owns `state/` from the ids of the last start to this node's.
 pub fn fix_owners(layout: &Layout, now: &Owners) -> Result<u64, SetupError> {
     let path = layout.owners_file();
-    let old: Option<Owners> = store::read(&path, owners::OWNERS_MAGIC, 1).map_err(|e| other("owners", e))?;
+    let old: Option<Owners> =
+        store::read(&path, owners::OWNERS_MAGIC, 1).map_err(|e| other("owners", e))?;
     let mut changed = 0;
     if let Some(old) = old {
         let uids = owners::remap(&old.users, &now.users);
         let gids = owners::remap(&old.groups, &now.groups);
-        changed = owners::remap_tree(&layout.state(), &uids, &gids).map_err(|e| other("re-owning state", e))?;
+        changed = owners::remap_tree(&layout.state(), &uids, &gids)
+            .map_err(|e| other("re-owning state", e))?;
     }
     store::write(&path, owners::OWNERS_MAGIC, 1, now, 0o644).map_err(|e| other("owners", e))?;
     Ok(changed)
@@ -308,7 +373,12 @@ pub fn make_tree(layout: &Layout, o: &Owners) -> Result<(), SetupError> {
     mkdir(&layout.postfix_data(), 0o700, postfix.0, postfix.1)?;
     mkdir(&layout.dovecot_state(), 0o755, 0, 0)?;
     mkdir(&layout.accounts_dir(), 0o750, 0, o.gid("dovecot"))?;
-    mkdir(&layout.bayes_dir(), 0o700, o.uid("debian-spamd"), o.gid("debian-spamd"))?;
+    mkdir(
+        &layout.bayes_dir(),
+        0o700,
+        o.uid("debian-spamd"),
+        o.gid("debian-spamd"),
+    )?;
     mkdir(&layout.mail_root(), 0o755, 0, 0)?;
     mkdir(&layout.log_dir(), 0o755, 0, 0)?;
     Ok(())
@@ -328,7 +398,12 @@ pub fn prepare_run(layout: &Layout, o: &Owners) -> Result<(), SetupError> {
     mkdir(&layout.run_file("milter"), 0o755, 0, 0)?;
     let pg = o.gid("postfix");
     mkdir(&layout.milter_dir("clamav"), 0o750, o.uid("clamav"), pg)?;
-    mkdir(&layout.milter_dir("spamass"), 0o750, o.uid("spamass-milter"), pg)?;
+    mkdir(
+        &layout.milter_dir("spamass"),
+        0o750,
+        o.uid("spamass-milter"),
+        pg,
+    )?;
     mkdir(&layout.milter_dir("opendkim"), 0o750, o.uid("opendkim"), pg)?;
     Ok(())
 }
@@ -348,12 +423,23 @@ fn probe_hash(layout: &Layout, password: &str) -> Result<String, SetupError> {
 }
 
 /// Writes Dovecot's account files (with the probe mailbox) and creates every mailbox's home.
-pub fn write_accounts(cfg: &MailConfig, layout: &Layout, o: &Owners, secrets: &Secrets) -> Result<(), SetupError> {
+pub fn write_accounts(
+    cfg: &MailConfig,
+    layout: &Layout,
+    o: &Owners,
+    secrets: &Secrets,
+) -> Result<(), SetupError> {
     let _lock = accounts::lock(layout).map_err(|e| other("accounts", e))?;
     let recs = accounts::read_accounts(layout).map_err(|e| other("accounts", e))?;
     let probe_hash = probe_hash(layout, &secrets.probe_password)?;
-    accounts::write_dovecot_files(layout, cfg, &recs, Some(&probe_hash), Some(o.gid("dovecot")))
-        .map_err(|e| other("accounts", e))?;
+    accounts::write_dovecot_files(
+        layout,
+        cfg,
+        &recs,
+        Some(&probe_hash),
+        Some(o.gid("dovecot")),
+    )
+    .map_err(|e| other("accounts", e))?;
     for m in accounts::mailboxes(cfg) {
         accounts::ensure_home(layout, &m).map_err(|e| other(format!("home of {m}"), e))?;
     }
@@ -403,7 +489,11 @@ pub fn write_configs(
 }
 
 /// Everything before the supervisor starts: returns what the daemons need.
-pub fn prepare(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> Result<Prepared, SetupError> {
+pub fn prepare(
+    cfg: &MailConfig,
+    layout: &Layout,
+    config_path: &Path,
+) -> Result<Prepared, SetupError> {
     let owners = check_installed()?;
     make_tree(layout, &owners)?;
     fix_owners(layout, &owners)?;
@@ -418,6 +508,9 @@ pub fn prepare(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> Result<
     write_accounts(cfg, layout, &prepared.owners, &prepared.secrets)?;
     write_configs(cfg, layout, config_path, &prepared)?;
     // Postfix creates its queue directories and checks its configuration.
-    run(Command::new("/usr/sbin/postfix").arg("-c").arg(layout.postfix_conf()).arg("check"))?;
+    run(Command::new("/usr/sbin/postfix")
+        .arg("-c")
+        .arg(layout.postfix_conf())
+        .arg("check"))?;
     Ok(prepared)
 }

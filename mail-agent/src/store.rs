@@ -36,7 +36,10 @@ pub enum StoreError {
 }
 
 fn io(path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io { path: path.display().to_string(), source }
+    StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,31 +52,55 @@ struct Envelope {
 
 /// Reads the state file at `path` written with `magic` and `version`; `Ok(None)` if it does
 /// not exist.
-pub fn read<T: DeserializeOwned>(path: &Path, magic: &str, version: u32) -> Result<Option<T>, StoreError> {
+pub fn read<T: DeserializeOwned>(
+    path: &Path,
+    magic: &str,
+    version: u32,
+) -> Result<Option<T>, StoreError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(path, e)),
     };
-    let corrupt = |message: String| StoreError::Corrupt { path: path.display().to_string(), message };
-    let env: Envelope = serde_json::from_str(&text).map_err(|e| corrupt(format!("not a state file: {e}")))?;
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: path.display().to_string(),
+        message,
+    };
+    let env: Envelope =
+        serde_json::from_str(&text).map_err(|e| corrupt(format!("not a state file: {e}")))?;
     if env.magic != magic {
-        return Err(corrupt(format!("magic is {:?}, expected {magic:?}", env.magic)));
+        return Err(corrupt(format!(
+            "magic is {:?}, expected {magic:?}",
+            env.magic
+        )));
     }
     if env.version != version {
-        return Err(corrupt(format!("version {} is not the supported version {version}", env.version)));
+        return Err(corrupt(format!(
+            "version {} is not the supported version {version}",
+            env.version
+        )));
     }
     let body = serde_json::to_string(&env.data).map_err(|e| corrupt(e.to_string()))?;
     let crc = crc32fast::hash(body.as_bytes());
     if crc != env.crc32 {
-        return Err(corrupt(format!("checksum mismatch (stored {:08x}, computed {crc:08x})", env.crc32)));
+        return Err(corrupt(format!(
+            "checksum mismatch (stored {:08x}, computed {crc:08x})",
+            env.crc32
+        )));
     }
-    let value = serde_json::from_value(env.data).map_err(|e| corrupt(format!("bad contents: {e}")))?;
+    let value =
+        serde_json::from_value(env.data).map_err(|e| corrupt(format!("bad contents: {e}")))?;
     Ok(Some(value))
 }
 
 /// Writes `value` to `path` atomically with `mode` permissions.
-pub fn write<T: Serialize>(path: &Path, magic: &str, version: u32, value: &T, mode: u32) -> Result<(), StoreError> {
+pub fn write<T: Serialize>(
+    path: &Path,
+    magic: &str,
+    version: u32,
+    value: &T,
+    mode: u32,
+) -> Result<(), StoreError> {
     let data = serde_json::to_value(value).map_err(|e| StoreError::Corrupt {
         path: path.display().to_string(),
         message: e.to_string(),
@@ -81,7 +108,12 @@ pub fn write<T: Serialize>(path: &Path, magic: &str, version: u32, value: &T, mo
     // serde_json's Value keeps maps sorted (no preserve_order feature), so the body's text —
     // and its CRC — is the same whenever it is serialised.
     let body = serde_json::to_string(&data).expect("a Value serialises");
-    let env = Envelope { magic: magic.to_owned(), version, crc32: crc32fast::hash(body.as_bytes()), data };
+    let env = Envelope {
+        magic: magic.to_owned(),
+        version,
+        crc32: crc32fast::hash(body.as_bytes()),
+        data,
+    };
     let mut text = serde_json::to_string_pretty(&env).expect("an envelope serialises");
     text.push('\n');
     write_atomic(path, text.as_bytes(), mode)
@@ -100,7 +132,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
         .open(&tmp)
         .map_err(|e| io(&tmp, e))?;
     use std::os::unix::fs::PermissionsExt;
-    f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io(&tmp, e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| io(&tmp, e))?;
     f.sync_all().map_err(|e| io(&tmp, e))?;
     drop(f);
@@ -112,7 +145,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp.{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -156,15 +192,30 @@ mod tests {
         write(&p, "m", 1, &v, 0o600).unwrap();
         assert_eq!(read::<BTreeMap<String, u32>>(&p, "m", 1).unwrap(), Some(v));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
 
         let text = std::fs::read_to_string(&p).unwrap();
         std::fs::write(&p, text.replace("\"b\": 2", "\"b\": 3")).unwrap();
-        let e = read::<BTreeMap<String, u32>>(&p, "m", 1).unwrap_err().to_string();
+        let e = read::<BTreeMap<String, u32>>(&p, "m", 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("checksum mismatch"), "{e}");
         std::fs::write(&p, &text).unwrap();
-        assert!(read::<BTreeMap<String, u32>>(&p, "other", 1).unwrap_err().to_string().contains("magic"));
-        assert!(read::<BTreeMap<String, u32>>(&p, "m", 2).unwrap_err().to_string().contains("version"));
+        assert!(
+            read::<BTreeMap<String, u32>>(&p, "other", 1)
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
+        assert!(
+            read::<BTreeMap<String, u32>>(&p, "m", 2)
+                .unwrap_err()
+                .to_string()
+                .contains("version")
+        );
         std::fs::write(&p, &text[..text.len() / 2]).unwrap();
         assert!(read::<BTreeMap<String, u32>>(&p, "m", 1).is_err());
     }

@@ -153,7 +153,9 @@ pub const STATUS_MAGIC: &str = "tandem-mail/supervisor";
 
 /// Reads the status file.
 pub fn read_status(layout: &Layout) -> Option<Status> {
-    crate::store::read(&layout.supervisor_status(), STATUS_MAGIC, 1).ok().flatten()
+    crate::store::read(&layout.supervisor_status(), STATUS_MAGIC, 1)
+        .ok()
+        .flatten()
 }
 
 struct Daemon {
@@ -170,7 +172,13 @@ struct Daemon {
 
 impl Daemon {
     fn go(&mut self, next: State, now: Instant) {
-        assert!(self.state.can_go_to(next), "{}: no edge {:?} → {:?}", self.spec.name, self.state, next);
+        assert!(
+            self.state.can_go_to(next),
+            "{}: no edge {:?} → {:?}",
+            self.spec.name,
+            self.state,
+            next
+        );
         self.state = next;
         self.since = now;
     }
@@ -179,7 +187,11 @@ impl Daemon {
 /// Opens a log for appending (0640, root).
 fn open_log(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
 }
 
 fn spawn(spec: &Spec, log: &Path) -> std::io::Result<Pid> {
@@ -201,42 +213,62 @@ fn spawn(spec: &Spec, log: &Path) -> std::io::Result<Pid> {
     }
     let umask = spec.umask;
     let run_as = spec.run_as.clone();
-    let groups: Vec<nix::unistd::Gid> = run_as.iter().flat_map(|r| r.groups.iter().map(|&g| nix::unistd::Gid::from_raw(g))).collect();
+    let groups: Vec<nix::unistd::Gid> = run_as
+        .iter()
+        .flat_map(|r| r.groups.iter().map(|&g| nix::unistd::Gid::from_raw(g)))
+        .collect();
     // SAFETY: only async-signal-safe calls (sigprocmask, umask, setgroups, setgid, setuid)
     // between fork and exec; everything they use was allocated before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-                .map_err(std::io::Error::from)?;
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&SigSet::empty()),
+                None,
+            )
+            .map_err(std::io::Error::from)?;
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
             if let Some(r) = &run_as {
                 nix::unistd::setgroups(&groups).map_err(std::io::Error::from)?;
-                nix::unistd::setgid(nix::unistd::Gid::from_raw(r.gid)).map_err(std::io::Error::from)?;
-                nix::unistd::setuid(nix::unistd::Uid::from_raw(r.uid)).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(r.gid))
+                    .map_err(std::io::Error::from)?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(r.uid))
+                    .map_err(std::io::Error::from)?;
             }
             Ok(())
         });
     }
     let child = cmd.spawn()?;
     // Reaped by the loop's waitpid(-1); the Child handle is not waited on.
-    Ok(Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32")))
+    Ok(Pid::from_raw(
+        i32::try_from(child.id()).expect("pid fits i32"),
+    ))
 }
 
 fn stamp(msg: &str) -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     format!("[{t}] supervisor: {msg}")
 }
 
 /// Runs the supervisor until SIGTERM/SIGINT; returns when every daemon has stopped.
 pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Result<()> {
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         mask.add(s);
     }
     mask.thread_block()?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
 
-    let owners = crate::owners::Owners::current().map_err(|(w, p)| anyhow::anyhow!("{w} missing (package {p})"))?;
+    let owners = crate::owners::Owners::current()
+        .map_err(|(w, p)| anyhow::anyhow!("{w} missing (package {p})"))?;
     let exe = std::env::current_exe()?;
     let specs = crate::daemons::specs(cfg, layout, config_path, &exe, &owners);
     let now = Instant::now();
@@ -254,13 +286,20 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
         })
         .collect();
     let me = std::process::id();
-    crate::store::write_atomic(&layout.supervisor_pid(), format!("{me}\n").as_bytes(), 0o644)?;
+    crate::store::write_atomic(
+        &layout.supervisor_pid(),
+        format!("{me}\n").as_bytes(),
+        0o644,
+    )?;
     let mut phase = Phase::Starting;
     let mut last_status: Option<Status> = None;
     let mut trainer: Option<Pid> = None;
     let mut next_training = Instant::now() + cfg.spam.train_interval.as_duration();
     let mut next_log_check = Instant::now() + Duration::from_secs(60);
-    eprintln!("{}", stamp(&format!("started (pid {me}) for {}", layout.root.display())));
+    eprintln!(
+        "{}",
+        stamp(&format!("started (pid {me}) for {}", layout.root.display()))
+    );
 
     loop {
         // 1. Signals.
@@ -297,7 +336,11 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
                                     d.go(State::Backoff, now + delay);
                                 }
                                 None => {
-                                    d.message = format!("{}; gave up after {MAX_RESTARTS} restarts within {}s", d.message, RESTART_WINDOW.as_secs());
+                                    d.message = format!(
+                                        "{}; gave up after {MAX_RESTARTS} restarts within {}s",
+                                        d.message,
+                                        RESTART_WINDOW.as_secs()
+                                    );
                                     d.go(State::Failed, now);
                                 }
                             }
@@ -312,10 +355,16 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
             break;
         }
         // 3. Start, check, restart.
-        let ready: Vec<&'static str> = daemons.iter().filter(|d| d.state == State::Ready).map(|d| d.spec.name).collect();
+        let ready: Vec<&'static str> = daemons
+            .iter()
+            .filter(|d| d.state == State::Ready)
+            .map(|d| d.spec.name)
+            .collect();
         for d in daemons.iter_mut() {
             match d.state {
-                State::Waiting if d.spec.deps.iter().all(|x| ready.contains(x)) => start_one(d, now),
+                State::Waiting if d.spec.deps.iter().all(|x| ready.contains(x)) => {
+                    start_one(d, now)
+                }
                 State::Backoff if now >= d.since => {
                     d.restarts += 1;
                     start_one(d, now);
@@ -327,7 +376,10 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
                         d.go(State::Ready, now);
                     }
                     Err(e) if now.duration_since(d.since) > d.spec.start_timeout => {
-                        d.message = format!("did not answer within {}s: {e}", d.spec.start_timeout.as_secs());
+                        d.message = format!(
+                            "did not answer within {}s: {e}",
+                            d.spec.start_timeout.as_secs()
+                        );
                         eprintln!("{}", stamp(&format!("{} {}", d.spec.name, d.message)));
                         if let Some(pid) = d.pid {
                             let _ = killpg(pid, Signal::SIGKILL);
@@ -359,8 +411,14 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
             last_status = Some(status);
         }
         // 6. Sleep until a signal or the tick.
-        let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&sfd), nix::poll::PollFlags::POLLIN)];
-        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(TICK).unwrap_or(nix::poll::PollTimeout::NONE));
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&sfd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(
+            &mut fds,
+            nix::poll::PollTimeout::try_from(TICK).unwrap_or(nix::poll::PollTimeout::NONE),
+        );
     }
 
     // Stop, in reverse order.
@@ -377,7 +435,9 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
     }
     // Postfix first (it stops taking mail and finishes its deliveries), then the rest together:
     // libmilter-based milters take seconds each to wind down, in parallel that costs once.
-    let (first, rest): (Vec<usize>, Vec<usize>) = (0..daemons.len()).rev().partition(|&i| daemons[i].spec.name == "postfix");
+    let (first, rest): (Vec<usize>, Vec<usize>) = (0..daemons.len())
+        .rev()
+        .partition(|&i| daemons[i].spec.name == "postfix");
     for group in [first, rest] {
         let pids: Vec<Pid> = group.iter().filter_map(|&i| daemons[i].pid).collect();
         for (pid, how) in stop_all(&pids, STOP_GRACE) {
@@ -467,10 +527,14 @@ fn spawn_trainer(exe: &Path, layout: &Layout, config_path: &Path) -> std::io::Re
 }
 
 fn rotate_logs(layout: &Layout) {
-    let Ok(rd) = std::fs::read_dir(layout.log_dir()) else { return };
+    let Ok(rd) = std::fs::read_dir(layout.log_dir()) else {
+        return;
+    };
     for e in rd.filter_map(Result::ok) {
         let p = e.path();
-        if p.extension().is_some_and(|x| x == "log") && e.metadata().is_ok_and(|m| m.len() > LOG_MAX_BYTES) {
+        if p.extension().is_some_and(|x| x == "log")
+            && e.metadata().is_ok_and(|m| m.len() > LOG_MAX_BYTES)
+        {
             let mut old = p.clone().into_os_string();
             old.push(".1");
             // Copy then truncate: the daemons keep their O_APPEND descriptors.
@@ -503,16 +567,26 @@ fn status_of(pid: u32, phase: Phase, daemons: &[Daemon]) -> Status {
 /// Whether `pid` is a live supervisor for `layout` (guards against pid reuse: the command line
 /// must be ours and name the directory).
 pub fn is_supervisor(pid: u32, layout: &Layout) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
     let dir = layout.root.to_string_lossy();
-    args.iter().any(|a| a == "supervise") && args.iter().any(|a| *a == *dir)
+    args.iter().any(|a| a == "supervise")
+        && args.iter().any(|a| *a == *dir)
         && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
 /// The live supervisor's pid, if any.
 pub fn running_pid(layout: &Layout) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(layout.supervisor_pid()).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(layout.supervisor_pid())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     is_supervisor(pid, layout).then_some(pid)
 }
 
@@ -522,7 +596,20 @@ pub fn not_ready(status: &Status) -> BTreeMap<String, String> {
         .daemons
         .iter()
         .filter(|d| d.state != State::Ready)
-        .map(|d| (d.name.clone(), format!("{:?}{}", d.state, if d.message.is_empty() { String::new() } else { format!(": {}", d.message) })))
+        .map(|d| {
+            (
+                d.name.clone(),
+                format!(
+                    "{:?}{}",
+                    d.state,
+                    if d.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", d.message)
+                    }
+                ),
+            )
+        })
         .collect()
 }
 
@@ -534,7 +621,9 @@ mod tests {
     fn back_off_doubles_then_gives_up() {
         let t0 = Instant::now();
         let mut exits = Vec::new();
-        let delays: Vec<Option<Duration>> = (0..6).map(|i| after_exit(&mut exits, t0 + Duration::from_secs(i))).collect();
+        let delays: Vec<Option<Duration>> = (0..6)
+            .map(|i| after_exit(&mut exits, t0 + Duration::from_secs(i)))
+            .collect();
         assert_eq!(
             delays,
             vec![
@@ -555,7 +644,10 @@ mod tests {
         for i in 0..5 {
             after_exit(&mut exits, t0 + Duration::from_secs(i));
         }
-        assert_eq!(after_exit(&mut exits, t0 + RESTART_WINDOW + Duration::from_secs(10)), Some(Duration::from_secs(1)));
+        assert_eq!(
+            after_exit(&mut exits, t0 + RESTART_WINDOW + Duration::from_secs(10)),
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[test]

@@ -84,7 +84,11 @@ fn boundary(content_type: &str) -> Option<String> {
 pub fn messages_to_learn(msg: &[u8]) -> Vec<Vec<u8>> {
     let mut found = Vec::new();
     collect_rfc822(msg, 0, &mut found);
-    if found.is_empty() { vec![msg.to_vec()] } else { found }
+    if found.is_empty() {
+        vec![msg.to_vec()]
+    } else {
+        found
+    }
 }
 
 fn collect_rfc822(entity: &[u8], depth: usize, out: &mut Vec<Vec<u8>>) {
@@ -92,7 +96,9 @@ fn collect_rfc822(entity: &[u8], depth: usize, out: &mut Vec<Vec<u8>>) {
         return;
     }
     let (head, body) = split_head(entity);
-    let Some(ct) = header(head, "Content-Type") else { return };
+    let Some(ct) = header(head, "Content-Type") else {
+        return;
+    };
     let Some(b) = boundary(&ct) else { return };
     let delim = format!("--{b}");
     let text = body;
@@ -100,7 +106,10 @@ fn collect_rfc822(entity: &[u8], depth: usize, out: &mut Vec<Vec<u8>>) {
     let mut start: Option<usize> = None;
     let mut pos = 0;
     while pos < text.len() {
-        let end = text[pos..].iter().position(|&c| c == b'\n').map_or(text.len(), |i| pos + i + 1);
+        let end = text[pos..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(text.len(), |i| pos + i + 1);
         let line = &text[pos..end];
         let trimmed = String::from_utf8_lossy(line);
         let trimmed = trimmed.trim_end();
@@ -117,7 +126,9 @@ fn collect_rfc822(entity: &[u8], depth: usize, out: &mut Vec<Vec<u8>>) {
     }
     for p in parts {
         let (ph, pb) = split_head(p);
-        let pct = header(ph, "Content-Type").unwrap_or_default().to_ascii_lowercase();
+        let pct = header(ph, "Content-Type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if pct.starts_with("message/rfc822") {
             out.push(pb.to_vec());
         } else if pct.starts_with("multipart/") {
@@ -130,7 +141,11 @@ fn maildir_files(maildir: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     for sub in ["new", "cur"] {
         if let Ok(rd) = std::fs::read_dir(maildir.join(sub)) {
-            v.extend(rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()));
+            v.extend(
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file()),
+            );
         }
     }
     v.sort();
@@ -140,10 +155,14 @@ fn maildir_files(maildir: &Path) -> Vec<PathBuf> {
 
 /// Learns from both training mailboxes.
 pub fn train(cfg: &MailConfig, layout: &Layout) -> anyhow::Result<Report> {
-    let owners = crate::owners::Owners::current().map_err(|(w, p)| anyhow::anyhow!("{w} missing (package {p})"))?;
+    let owners = crate::owners::Owners::current()
+        .map_err(|(w, p)| anyhow::anyhow!("{w} missing (package {p})"))?;
     let (uid, gid) = (owners.uid("debian-spamd"), owners.gid("debian-spamd"));
     let mut report = Report::default();
-    for (mailbox, flag) in [(&cfg.spam.training_spam, "--spam"), (&cfg.spam.training_ham, "--ham")] {
+    for (mailbox, flag) in [
+        (&cfg.spam.training_spam, "--spam"),
+        (&cfg.spam.training_ham, "--ham"),
+    ] {
         let maildir = layout.home(mailbox).join("Maildir");
         let files = maildir_files(&maildir);
         if files.is_empty() {
@@ -157,13 +176,20 @@ pub fn train(cfg: &MailConfig, layout: &Layout) -> anyhow::Result<Report> {
             for m in messages_to_learn(&raw) {
                 let p = tmp.join(format!("{n}.eml"));
                 std::fs::write(&p, m)?;
-                nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))?;
+                nix::unistd::chown(
+                    &p,
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                )?;
                 n += 1;
             }
         }
         let out = Command::new("/usr/bin/sa-learn")
             .arg(flag)
-            .arg(format!("--siteconfigpath={}", s(&layout.spamassassin_conf())))
+            .arg(format!(
+                "--siteconfigpath={}",
+                s(&layout.spamassassin_conf())
+            ))
             .arg(&tmp)
             .uid(uid)
             .gid(gid)
@@ -173,9 +199,16 @@ pub fn train(cfg: &MailConfig, layout: &Layout) -> anyhow::Result<Report> {
         let _ = std::fs::remove_dir_all(&tmp);
         let out = out?;
         if !out.status.success() {
-            anyhow::bail!("sa-learn {flag} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+            anyhow::bail!(
+                "sa-learn {flag} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        eprintln!("train: {mailbox}: {}", String::from_utf8_lossy(&out.stdout).trim());
+        eprintln!(
+            "train: {mailbox}: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
         for f in &files {
             std::fs::remove_file(f)?;
         }
@@ -191,19 +224,31 @@ pub fn train(cfg: &MailConfig, layout: &Layout) -> anyhow::Result<Report> {
 use std::os::unix::process::CommandExt;
 
 fn tempdir_for(uid: u32, gid: u32) -> anyhow::Result<PathBuf> {
-    let p = std::env::temp_dir().join(format!("tandem-mail-train-{}-{}", std::process::id(), crate::setup::random_hex(4)));
+    let p = std::env::temp_dir().join(format!(
+        "tandem-mail-train-{}-{}",
+        std::process::id(),
+        crate::setup::random_hex(4)
+    ));
     std::fs::create_dir(&p)?;
-    nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))?;
+    nix::unistd::chown(
+        &p,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )?;
     Ok(p)
 }
 
 /// The Bayes database's counts (`sa-learn --dump magic`): (spam, ham) learned.
 pub fn bayes_counts(layout: &Layout) -> anyhow::Result<(u64, u64)> {
-    let owners = crate::owners::Owners::current().map_err(|(w, p)| anyhow::anyhow!("{w} missing (package {p})"))?;
+    let owners = crate::owners::Owners::current()
+        .map_err(|(w, p)| anyhow::anyhow!("{w} missing (package {p})"))?;
     let out = Command::new("/usr/bin/sa-learn")
         .arg("--dump")
         .arg("magic")
-        .arg(format!("--siteconfigpath={}", s(&layout.spamassassin_conf())))
+        .arg(format!(
+            "--siteconfigpath={}",
+            s(&layout.spamassassin_conf())
+        ))
         .uid(owners.uid("debian-spamd"))
         .gid(owners.gid("debian-spamd"))
         .env("HOME", s(&layout.bayes_dir()))
@@ -218,7 +263,10 @@ pub fn bayes_counts(layout: &Layout) -> anyhow::Result<(u64, u64)> {
     };
     match (get("nspam"), get("nham")) {
         (Some(s), Some(h)) => Ok((s, h)),
-        _ => anyhow::bail!("no Bayes database yet ({})", String::from_utf8_lossy(&out.stderr).trim()),
+        _ => anyhow::bail!(
+            "no Bayes database yet ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
     }
 }
 
@@ -237,17 +285,30 @@ mod tests {
         let m = b"From: user@example.com\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\npreamble\r\n--XX\r\nContent-Type: text/plain\r\n\r\nthis is spam\r\n--XX\r\nContent-Type: message/rfc822\r\n\r\nFrom: spammer@x\r\nSubject: pills\r\n\r\nbuy now\r\n--XX\r\nContent-Type: multipart/alternative; boundary=YY\r\n\r\n--YY\r\nContent-Type: message/rfc822; name=x.eml\r\n\r\nFrom: s2@x\r\n\r\nmore\r\n--YY--\r\n--XX--\r\n";
         let got = messages_to_learn(m);
         assert_eq!(got.len(), 2);
-        assert!(got[0].starts_with(b"From: spammer@x\r\nSubject: pills"), "{}", String::from_utf8_lossy(&got[0]));
+        assert!(
+            got[0].starts_with(b"From: spammer@x\r\nSubject: pills"),
+            "{}",
+            String::from_utf8_lossy(&got[0])
+        );
         assert!(got[1].starts_with(b"From: s2@x"));
     }
 
     #[test]
     fn header_and_boundary_parsing() {
         let head = b"Content-Type: multipart/mixed;\n\tboundary=abc\nX: y\n";
-        assert_eq!(header(head, "content-type").as_deref(), Some("multipart/mixed; boundary=abc"));
-        assert_eq!(boundary("multipart/mixed; boundary=abc").as_deref(), Some("abc"));
+        assert_eq!(
+            header(head, "content-type").as_deref(),
+            Some("multipart/mixed; boundary=abc")
+        );
+        assert_eq!(
+            boundary("multipart/mixed; boundary=abc").as_deref(),
+            Some("abc")
+        );
         assert_eq!(boundary("text/plain; boundary=abc"), None);
-        assert_eq!(boundary("multipart/mixed; boundary=\"a b\""), Some("a b".into()));
+        assert_eq!(
+            boundary("multipart/mixed; boundary=\"a b\""),
+            Some("a b".into())
+        );
     }
 
     proptest::proptest! {

@@ -19,7 +19,9 @@ const CAROL: (&str, &str) = ("carol@example.com", "Carol1x");
 
 fn queue_ids(agent: &Agent) -> Vec<String> {
     let conf = agent.dir.join("run/conf/postfix");
-    let (_, out) = agent.mx.run_status("postqueue", &["-c", &conf.to_string_lossy(), "-j"]);
+    let (_, out) = agent
+        .mx
+        .run_status("postqueue", &["-c", &conf.to_string_lossy(), "-j"]);
     out.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .map(|v| v["queue_id"].as_str().unwrap_or("").to_owned())
@@ -27,7 +29,8 @@ fn queue_ids(agent: &Agent) -> Vec<String> {
 }
 
 fn bayes(agent: &Agent) -> (u64, u64) {
-    tandem_mail::train::bayes_counts(&tandem_mail::layout::Layout::new(&agent.dir)).expect("Bayes counts")
+    tandem_mail::train::bayes_counts(&tandem_mail::layout::Layout::new(&agent.dir))
+        .expect("Bayes counts")
 }
 
 #[test]
@@ -43,7 +46,10 @@ fn state_survives_a_remount_at_another_path() {
     let client = &w.client;
     let work = &w.work;
     let image = work.path().join("mail.img");
-    std::fs::File::create(&image).unwrap().set_len(384 << 20).unwrap();
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(384 << 20)
+        .unwrap();
     run("mkfs.ext4", &["-q", "-F", &image.to_string_lossy()]);
     let points = test_dir("f");
     let (a, b) = (points.path().join("a"), points.path().join("b"));
@@ -58,25 +64,111 @@ fn state_survives_a_remount_at_another_path() {
     agent.start();
     let m = mx.addr.clone();
     for i in 0..2 {
-        let (code, t) = client.swaks(&["--server", &m, "--port", "587", "-tls", "-a", "PLAIN", "--au", ALICE.0, "--ap", ALICE.1, "--helo", "client.example.net", "--from", ALICE.0, "--to", ALICE.0, "--h-Subject", &format!("kept-{i}")]);
+        let (code, t) = client.swaks(&[
+            "--server",
+            &m,
+            "--port",
+            "587",
+            "-tls",
+            "-a",
+            "PLAIN",
+            "--au",
+            ALICE.0,
+            "--ap",
+            ALICE.1,
+            "--helo",
+            "client.example.net",
+            "--from",
+            ALICE.0,
+            "--to",
+            ALICE.0,
+            "--h-Subject",
+            &format!("kept-{i}"),
+        ]);
         assert_eq!(code, 0, "{t}");
     }
-    let (code, t) = client.swaks(&["--server", &m, "--port", "587", "-tls", "-a", "PLAIN", "--au", ALICE.0, "--ap", ALICE.1, "--helo", "client.example.net", "--from", ALICE.0, "--to", "far@unreachable.test", "--h-Subject", "queued"]);
+    let (code, t) = client.swaks(&[
+        "--server",
+        &m,
+        "--port",
+        "587",
+        "-tls",
+        "-a",
+        "PLAIN",
+        "--au",
+        ALICE.0,
+        "--ap",
+        ALICE.1,
+        "--helo",
+        "client.example.net",
+        "--from",
+        ALICE.0,
+        "--to",
+        "far@unreachable.test",
+        "--h-Subject",
+        "queued",
+    ]);
     assert_eq!(code, 0, "{t}");
-    let (code, t) = client.swaks(&["--server", &m, "--port", "587", "-tls", "-a", "PLAIN", "--au", ALICE.0, "--ap", ALICE.1, "--helo", "client.example.net", "--from", ALICE.0, "--to", "spam.training@example.com", "--h-Subject", "cheap pills", "--body", "cheap pills watches casino"]);
+    let (code, t) = client.swaks(&[
+        "--server",
+        &m,
+        "--port",
+        "587",
+        "-tls",
+        "-a",
+        "PLAIN",
+        "--au",
+        ALICE.0,
+        "--ap",
+        ALICE.1,
+        "--helo",
+        "client.example.net",
+        "--from",
+        ALICE.0,
+        "--to",
+        "spam.training@example.com",
+        "--h-Subject",
+        "cheap pills",
+        "--body",
+        "cheap pills watches casino",
+    ]);
     assert_eq!(code, 0, "{t}");
-    wait::until("two messages in alice's INBOX", Duration::from_secs(30), || {
-        client.imap_fetch(&m, ALICE.0, ALICE.1, "INBOX").is_ok_and(|v| v.len() == 2)
-    });
-    wait::until("the remote message deferred in the queue", Duration::from_secs(30), || queue_ids(&agent).len() == 1);
+    wait::until(
+        "two messages in alice's INBOX",
+        Duration::from_secs(30),
+        || {
+            client
+                .imap_fetch(&m, ALICE.0, ALICE.1, "INBOX")
+                .is_ok_and(|v| v.len() == 2)
+        },
+    );
+    wait::until(
+        "the remote message deferred in the queue",
+        Duration::from_secs(30),
+        || queue_ids(&agent).len() == 1,
+    );
     let queued = queue_ids(&agent);
-    wait::until("Bayes learned the training message", Duration::from_secs(30), || {
-        let (code, out) = agent.admin(&["train"], "");
-        assert_eq!(code, 0, "{out}");
-        tandem_mail::train::bayes_counts(&tandem_mail::layout::Layout::new(&a)).is_ok_and(|(s, _)| s >= 1)
-    });
+    wait::until(
+        "Bayes learned the training message",
+        Duration::from_secs(30),
+        || {
+            let (code, out) = agent.admin(&["train"], "");
+            assert_eq!(code, 0, "{out}");
+            tandem_mail::train::bayes_counts(&tandem_mail::layout::Layout::new(&a))
+                .is_ok_and(|(s, _)| s >= 1)
+        },
+    );
     for i in 0..5 {
-        assert!(client.imap_login(&m, CAROL.0, "Wrong-pass-1", Some(&format!("{net}.{}", 20 + i))).is_err());
+        assert!(
+            client
+                .imap_login(
+                    &m,
+                    CAROL.0,
+                    "Wrong-pass-1",
+                    Some(&format!("{net}.{}", 20 + i))
+                )
+                .is_err()
+        );
     }
     let r = client.imap_login(&m, CAROL.0, CAROL.1, Some(&format!("{net}.25")));
     assert!(r.as_ref().is_err_and(|e| e.contains("locked")), "{r:?}");
@@ -84,7 +176,10 @@ fn state_survives_a_remount_at_another_path() {
 
     // --- failover: stop, nothing left, unmount, mount elsewhere ---
     agent.stop();
-    assert!(tandem_mail::procs::holders(&a, &[]).is_empty(), "processes left after stop");
+    assert!(
+        tandem_mail::procs::holders(&a, &[]).is_empty(),
+        "processes left after stop"
+    );
     let (code, out) = agent.ocf("monitor", 0);
     assert_eq!(code, 7, "monitor after stop: {out}");
     drop(agent);
@@ -95,38 +190,65 @@ fn state_survives_a_remount_at_another_path() {
     // ids that differ from this node's, as owners.json records them.
     let layout = tandem_mail::layout::Layout::new(&b);
     let mut recorded: tandem_mail::owners::Owners =
-        tandem_mail::store::read(&layout.owners_file(), tandem_mail::owners::OWNERS_MAGIC, 1).unwrap().unwrap();
+        tandem_mail::store::read(&layout.owners_file(), tandem_mail::owners::OWNERS_MAGIC, 1)
+            .unwrap()
+            .unwrap();
     let real_postfix = recorded.users["postfix"];
     let real_clamav = recorded.users["clamav"];
     let (fake_postfix, fake_clamav) = (54321u32, 54322u32);
     recorded.users.insert("postfix".into(), fake_postfix);
     recorded.users.insert("clamav".into(), fake_clamav);
-    tandem_mail::store::write(&layout.owners_file(), tandem_mail::owners::OWNERS_MAGIC, 1, &recorded, 0o644).unwrap();
+    tandem_mail::store::write(
+        &layout.owners_file(),
+        tandem_mail::owners::OWNERS_MAGIC,
+        1,
+        &recorded,
+        0o644,
+    )
+    .unwrap();
     let map = [(real_postfix, fake_postfix), (real_clamav, fake_clamav)].into();
-    let moved = tandem_mail::owners::remap_tree(&layout.state(), &map, &Default::default()).unwrap();
+    let moved =
+        tandem_mail::owners::remap_tree(&layout.state(), &map, &Default::default()).unwrap();
     assert!(moved > 10, "only {moved} files re-owned for the simulation");
 
     // --- node 2, directory at b ---
     let mut agent = Agent::new(&mx, &b);
     agent.start();
     let spool_file = walk_first(&layout.postfix_queue().join("deferred"));
-    assert_eq!(std::fs::metadata(&spool_file).unwrap().uid(), real_postfix, "queue file re-owned for this node");
+    assert_eq!(
+        std::fs::metadata(&spool_file).unwrap().uid(),
+        real_postfix,
+        "queue file re-owned for this node"
+    );
     for depth in [0, 10, 20] {
         let (code, out) = agent.ocf("monitor", depth);
         assert_eq!(code, 0, "monitor {depth} after failover: {out}");
     }
-    let inbox = client.imap_fetch(&m, ALICE.0, ALICE.1, "INBOX").expect("alice's mail after failover");
+    let inbox = client
+        .imap_fetch(&m, ALICE.0, ALICE.1, "INBOX")
+        .expect("alice's mail after failover");
     assert_eq!(inbox.len(), 2, "delivered mail kept");
     assert!(inbox.iter().any(|x| x.contains("kept-1")));
     assert_eq!(queue_ids(&agent), queued, "queued mail kept");
     let r = client.imap_login(&m, CAROL.0, CAROL.1, Some(&format!("{net}.25")));
-    assert!(r.as_ref().is_err_and(|e| e.contains("locked")), "lockout kept: {r:?}");
+    assert!(
+        r.as_ref().is_err_and(|e| e.contains("locked")),
+        "lockout kept: {r:?}"
+    );
     let (code, list) = agent.admin(&["account", "list"], "");
-    assert!(code == 0 && list.contains("alice@example.com") && list.contains("locked out"), "{list}");
+    assert!(
+        code == 0 && list.contains("alice@example.com") && list.contains("locked out"),
+        "{list}"
+    );
     assert_eq!(bayes(&agent), bayes_before, "Bayes data kept");
-    client.imap_login(&m, ALICE.0, ALICE.1, None).expect("accounts kept");
+    client
+        .imap_login(&m, ALICE.0, ALICE.1, None)
+        .expect("accounts kept");
     agent.stop();
-    assert!(tandem_mail::procs::holders(&b, &[]).is_empty(), "processes left after stop");
+    assert!(
+        tandem_mail::procs::holders(&b, &[]).is_empty(),
+        "processes left after stop"
+    );
 }
 
 fn walk_first(dir: &Path) -> std::path::PathBuf {

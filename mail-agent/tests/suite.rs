@@ -20,7 +20,11 @@ const FRANK: (&str, &str) = ("frank@example.com", "Frank1x");
 
 fn subjects(msgs: &[String]) -> Vec<String> {
     msgs.iter()
-        .filter_map(|m| m.lines().find(|l| l.to_ascii_lowercase().starts_with("subject:")).map(|l| l[8..].trim().to_owned()))
+        .filter_map(|m| {
+            m.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("subject:"))
+                .map(|l| l[8..].trim().to_owned())
+        })
         .collect()
 }
 
@@ -68,288 +72,688 @@ fn mail_suite() {
         Ok(())
     });
 
-    cases.run("lockout over SMTP AUTH: five failures lock the account for SMTP and IMAP", || {
-        for i in 0..5 {
-            let src = format!("{net}.{}", 30 + i);
-            let (code, t) = c.swaks(&["--server", &mx, "--port", "587", "--local-interface", &src, "-tls", "-a", "PLAIN", "--au", DAVE.0, "--ap", "Wrong-pass-1", "--helo", helo, "--from", DAVE.0, "--to", BOSS.0, "--quit-after", "AUTH"]);
-            check!(code != 0 && t.contains("535"), "wrong password {i}: {code}\n{t}");
-        }
-        let (code, t) = c.swaks(&["--server", &mx, "--port", "587", "--local-interface", &format!("{net}.36"), "-tls", "-a", "PLAIN", "--au", DAVE.0, "--ap", DAVE.1, "--helo", helo, "--from", DAVE.0, "--to", BOSS.0, "--quit-after", "AUTH"]);
-        check!(code != 0 && t.contains("535"), "sixth SMTP AUTH: {code}\n{t}");
-        let r = c.imap_login(&mx, DAVE.0, DAVE.1, Some(&format!("{net}.37")));
-        check!(r.as_ref().is_err_and(|e| e.contains("locked")), "IMAP while locked: {r:?}");
-        let (code, list) = agent.admin(&["account", "list", "--json"], "");
-        check!(code == 0 && list.contains("\"locked_until\""), "{list}");
-        Ok(())
-    });
-
-    cases.run("service: mail sent over SMTP to a local account arrives and is read over IMAP", || {
-        let (code, t) = c.swaks(&["--server", &mx, "--helo", helo, "--from", "bob@example.net", "--to", ALICE.0, "--h-Subject", "service-probe-1", "--body", "hello Alice"]);
-        check!(code == 0, "swaks {code}\n{t}");
-        let mut last = String::new();
-        for _ in 0..100 {
-            match c.imap_fetch(&mx, ALICE.0, ALICE.1, "INBOX") {
-                Ok(m) if subjects(&m).iter().any(|s| s == "service-probe-1") => return Ok(()),
-                Ok(m) => last = format!("{:?}", subjects(&m)),
-                Err(e) => last = e,
+    cases.run(
+        "lockout over SMTP AUTH: five failures lock the account for SMTP and IMAP",
+        || {
+            for i in 0..5 {
+                let src = format!("{net}.{}", 30 + i);
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    &mx,
+                    "--port",
+                    "587",
+                    "--local-interface",
+                    &src,
+                    "-tls",
+                    "-a",
+                    "PLAIN",
+                    "--au",
+                    DAVE.0,
+                    "--ap",
+                    "Wrong-pass-1",
+                    "--helo",
+                    helo,
+                    "--from",
+                    DAVE.0,
+                    "--to",
+                    BOSS.0,
+                    "--quit-after",
+                    "AUTH",
+                ]);
+                check!(
+                    code != 0 && t.contains("535"),
+                    "wrong password {i}: {code}\n{t}"
+                );
             }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Err(format!("not delivered: {last}"))
-    });
+            let (code, t) = c.swaks(&[
+                "--server",
+                &mx,
+                "--port",
+                "587",
+                "--local-interface",
+                &format!("{net}.36"),
+                "-tls",
+                "-a",
+                "PLAIN",
+                "--au",
+                DAVE.0,
+                "--ap",
+                DAVE.1,
+                "--helo",
+                helo,
+                "--from",
+                DAVE.0,
+                "--to",
+                BOSS.0,
+                "--quit-after",
+                "AUTH",
+            ]);
+            check!(
+                code != 0 && t.contains("535"),
+                "sixth SMTP AUTH: {code}\n{t}"
+            );
+            let r = c.imap_login(&mx, DAVE.0, DAVE.1, Some(&format!("{net}.37")));
+            check!(
+                r.as_ref().is_err_and(|e| e.contains("locked")),
+                "IMAP while locked: {r:?}"
+            );
+            let (code, list) = agent.admin(&["account", "list", "--json"], "");
+            check!(code == 0 && list.contains("\"locked_until\""), "{list}");
+            Ok(())
+        },
+    );
+
+    cases.run(
+        "service: mail sent over SMTP to a local account arrives and is read over IMAP",
+        || {
+            let (code, t) = c.swaks(&[
+                "--server",
+                &mx,
+                "--helo",
+                helo,
+                "--from",
+                "bob@example.net",
+                "--to",
+                ALICE.0,
+                "--h-Subject",
+                "service-probe-1",
+                "--body",
+                "hello Alice",
+            ]);
+            check!(code == 0, "swaks {code}\n{t}");
+            let mut last = String::new();
+            for _ in 0..100 {
+                match c.imap_fetch(&mx, ALICE.0, ALICE.1, "INBOX") {
+                    Ok(m) if subjects(&m).iter().any(|s| s == "service-probe-1") => return Ok(()),
+                    Ok(m) => last = format!("{:?}", subjects(&m)),
+                    Err(e) => last = e,
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(format!("not delivered: {last}"))
+        },
+    );
 
     cases.run("service: submission with AUTH over TLS works", || {
-        let (code, t) = c.swaks(&["--server", &mx, "--port", "587", "-tls", "-a", "PLAIN", "--au", ALICE.0, "--ap", ALICE.1, "--helo", helo, "--from", ALICE.0, "--to", BOSS.0, "--h-Subject", "submission-probe"]);
+        let (code, t) = c.swaks(&[
+            "--server",
+            &mx,
+            "--port",
+            "587",
+            "-tls",
+            "-a",
+            "PLAIN",
+            "--au",
+            ALICE.0,
+            "--ap",
+            ALICE.1,
+            "--helo",
+            helo,
+            "--from",
+            ALICE.0,
+            "--to",
+            BOSS.0,
+            "--h-Subject",
+            "submission-probe",
+        ]);
         check!(code == 0, "swaks {code}\n{t}");
-        wait::until("the submitted message in boss's INBOX", Duration::from_secs(20), || {
-            c.imap_fetch(&mx, BOSS.0, BOSS.1, "INBOX").is_ok_and(|m| subjects(&m).iter().any(|s| s == "submission-probe"))
-        });
+        wait::until(
+            "the submitted message in boss's INBOX",
+            Duration::from_secs(20),
+            || {
+                c.imap_fetch(&mx, BOSS.0, BOSS.1, "INBOX")
+                    .is_ok_and(|m| subjects(&m).iter().any(|s| s == "submission-probe"))
+            },
+        );
         Ok(())
     });
 
-    cases.run("AUTH without TLS is refused (SMTP ports 25 and 587, IMAP)", || {
-        for port in ["25", "587"] {
-            let (code, t) = c.swaks(&["--server", &mx, "--port", port, "-a", "PLAIN", "--au", ALICE.0, "--ap", ALICE.1, "--helo", helo, "--from", ALICE.0, "--to", BOSS.0]);
-            check!(code == 28, "port {port}: expected 28 (no AUTH offered), got {code}\n{t}");
-        }
-        let r = c.imap_login_plain(&mx, ALICE.0, ALICE.1);
-        check!(r.is_err(), "IMAP LOGIN without TLS accepted");
-        Ok(())
-    });
+    cases.run(
+        "AUTH without TLS is refused (SMTP ports 25 and 587, IMAP)",
+        || {
+            for port in ["25", "587"] {
+                let (code, t) = c.swaks(&[
+                    "--server", &mx, "--port", port, "-a", "PLAIN", "--au", ALICE.0, "--ap",
+                    ALICE.1, "--helo", helo, "--from", ALICE.0, "--to", BOSS.0,
+                ]);
+                check!(
+                    code == 28,
+                    "port {port}: expected 28 (no AUTH offered), got {code}\n{t}"
+                );
+            }
+            let r = c.imap_login_plain(&mx, ALICE.0, ALICE.1);
+            check!(r.is_err(), "IMAP LOGIN without TLS accepted");
+            Ok(())
+        },
+    );
 
-    cases.run("open-relay address forms are all refused from outside", || {
-        let forms: Vec<(&str, String)> = vec![
-            ("bob@example.net", "victim@remote.test".into()),
-            ("bob@example.net", "victim%remote.test@example.com".into()),
-            ("bob@example.net", format!("victim%remote.test@[{mx}]")),
-            ("bob@example.net", "\"victim@remote.test\"@example.com".into()),
-            ("bob@example.net", "@example.com:victim@remote.test".into()),
-            ("bob@example.net", "remote.test!victim@example.com".into()),
-            ("bob@example.net", format!("remote.test!victim@[{mx}]")),
-            ("bob@example.net", "remote.test!victim".into()),
-            ("bob@example.net", "victim@remote.test@example.com".into()),
-            ("bob@example.net", format!("victim@[{net}.4]")),
-            ("bob@example.net", "victim%remote.test@mail.example.com".into()),
-            ("bob@example.net", "victim@remote.test.".into()),
-            ("<>", "victim@remote.test".into()),
-            ("alice@example.com", "victim@remote.test".into()),
-            ("postmaster@mail.example.com", "victim@remote.test".into()),
-            ("bob@example.net", format!("postmaster@[{mx}]")),
-        ];
-        let mut bad = Vec::new();
-        for (from, to) in &forms {
-            let (code, t) = c.swaks(&["--server", &mx, "--helo", helo, "--from", from, "--to", to]);
-            let rej = rejection(&t);
-            if code != 24 || !rej.contains(" 5") {
-                bad.push(format!("{from} → {to}: swaks {code} {rej}"));
+    cases.run(
+        "open-relay address forms are all refused from outside",
+        || {
+            let forms: Vec<(&str, String)> = vec![
+                ("bob@example.net", "victim@remote.test".into()),
+                ("bob@example.net", "victim%remote.test@example.com".into()),
+                ("bob@example.net", format!("victim%remote.test@[{mx}]")),
+                (
+                    "bob@example.net",
+                    "\"victim@remote.test\"@example.com".into(),
+                ),
+                ("bob@example.net", "@example.com:victim@remote.test".into()),
+                ("bob@example.net", "remote.test!victim@example.com".into()),
+                ("bob@example.net", format!("remote.test!victim@[{mx}]")),
+                ("bob@example.net", "remote.test!victim".into()),
+                ("bob@example.net", "victim@remote.test@example.com".into()),
+                ("bob@example.net", format!("victim@[{net}.4]")),
+                (
+                    "bob@example.net",
+                    "victim%remote.test@mail.example.com".into(),
+                ),
+                ("bob@example.net", "victim@remote.test.".into()),
+                ("<>", "victim@remote.test".into()),
+                ("alice@example.com", "victim@remote.test".into()),
+                ("postmaster@mail.example.com", "victim@remote.test".into()),
+                ("bob@example.net", format!("postmaster@[{mx}]")),
+            ];
+            let mut bad = Vec::new();
+            for (from, to) in &forms {
+                let (code, t) =
+                    c.swaks(&["--server", &mx, "--helo", helo, "--from", from, "--to", to]);
+                let rej = rejection(&t);
+                if code != 24 || !rej.contains(" 5") {
+                    bad.push(format!("{from} → {to}: swaks {code} {rej}"));
+                }
             }
-        }
-        check!(bad.is_empty(), "accepted or not refused permanently:\n{}", bad.join("\n"));
-        std::thread::sleep(Duration::from_secs(1));
-        check!(!w.sink_messages().iter().any(|m| m.contains("victim")), "something was relayed");
-        Ok(())
-    });
+            check!(
+                bad.is_empty(),
+                "accepted or not refused permanently:\n{}",
+                bad.join("\n")
+            );
+            std::thread::sleep(Duration::from_secs(1));
+            check!(
+                !w.sink_messages().iter().any(|m| m.contains("victim")),
+                "something was relayed"
+            );
+            Ok(())
+        },
+    );
 
-    cases.run("HELO, sender and client checks answer with their reject codes", || {
-        let table: Vec<(&str, &str, String, &str)> = vec![
-            ("bad_helo!", "bob@example.net", format!("{net}.2"), "501"),
-            ("client", "bob@example.net", format!("{net}.2"), "504"),
-            (helo, "bob", format!("{net}.2"), "504"),
-            (helo, "bob@nowhere.invalid", format!("{net}.2"), "450"),
-            (helo, "boss@example.com", format!("{net}.2"), "554"),
-            (helo, "bob@example.net", format!("{net}.5"), "450"),
-        ];
-        let mut bad = Vec::new();
-        for (h, from, src, want) in &table {
-            let (code, t) = c.swaks(&["--server", &mx, "--local-interface", src, "--helo", h, "--from", from, "--to", ALICE.0]);
-            let rej = rejection(&t);
-            if code != 24 || !rej.contains(&format!(" {want} ")) {
-                bad.push(format!("HELO {h} FROM {from} from {src}: expected {want}, got swaks {code} {rej}"));
+    cases.run(
+        "HELO, sender and client checks answer with their reject codes",
+        || {
+            let table: Vec<(&str, &str, String, &str)> = vec![
+                ("bad_helo!", "bob@example.net", format!("{net}.2"), "501"),
+                ("client", "bob@example.net", format!("{net}.2"), "504"),
+                (helo, "bob", format!("{net}.2"), "504"),
+                (helo, "bob@nowhere.invalid", format!("{net}.2"), "450"),
+                (helo, "boss@example.com", format!("{net}.2"), "554"),
+                (helo, "bob@example.net", format!("{net}.5"), "450"),
+            ];
+            let mut bad = Vec::new();
+            for (h, from, src, want) in &table {
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    &mx,
+                    "--local-interface",
+                    src,
+                    "--helo",
+                    h,
+                    "--from",
+                    from,
+                    "--to",
+                    ALICE.0,
+                ]);
+                let rej = rejection(&t);
+                if code != 24 || !rej.contains(&format!(" {want} ")) {
+                    bad.push(format!(
+                        "HELO {h} FROM {from} from {src}: expected {want}, got swaks {code} {rej}"
+                    ));
+                }
             }
-        }
-        check!(bad.is_empty(), "{}", bad.join("\n"));
-        Ok(())
-    });
+            check!(bad.is_empty(), "{}", bad.join("\n"));
+            Ok(())
+        },
+    );
 
-    cases.run("every blocked extension is rejected with a message the sender sees; allowed ones pass", || {
-        let mut bad = Vec::new();
-        let exts: Vec<String> = tandem_mail::config::ZIMBRA_BLOCKED_EXTENSIONS.iter().map(|e| e.to_string()).chain(["EXE".to_string()]).collect();
-        for ext in &exts {
-            let name = format!("report.{ext}");
-            let (code, t) = c.swaks(&["--server", &mx, "--helo", helo, "--from", "bob@example.net", "--to", ALICE.0, "--attach-type", "application/octet-stream", "--attach-name", &name, "--attach", "payload"]);
-            let rej = rejection(&t);
-            if code != 26 || !rej.contains("blocked by the mail policy") {
-                bad.push(format!("{name}: swaks {code} {rej}"));
+    cases.run(
+        "every blocked extension is rejected with a message the sender sees; allowed ones pass",
+        || {
+            let mut bad = Vec::new();
+            let exts: Vec<String> = tandem_mail::config::ZIMBRA_BLOCKED_EXTENSIONS
+                .iter()
+                .map(|e| e.to_string())
+                .chain(["EXE".to_string()])
+                .collect();
+            for ext in &exts {
+                let name = format!("report.{ext}");
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    &mx,
+                    "--helo",
+                    helo,
+                    "--from",
+                    "bob@example.net",
+                    "--to",
+                    ALICE.0,
+                    "--attach-type",
+                    "application/octet-stream",
+                    "--attach-name",
+                    &name,
+                    "--attach",
+                    "payload",
+                ]);
+                let rej = rejection(&t);
+                if code != 26 || !rej.contains("blocked by the mail policy") {
+                    bad.push(format!("{name}: swaks {code} {rej}"));
+                }
             }
-        }
-        for name in ["notes.txt", "report.pdf"] {
-            let (code, t) = c.swaks(&["--server", &mx, "--helo", helo, "--from", "bob@example.net", "--to", ALICE.0, "--attach-type", "application/octet-stream", "--attach-name", name, "--attach", "payload"]);
-            if code != 0 {
-                bad.push(format!("{name} refused: swaks {code} {}", rejection(&t)));
+            for name in ["notes.txt", "report.pdf"] {
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    &mx,
+                    "--helo",
+                    helo,
+                    "--from",
+                    "bob@example.net",
+                    "--to",
+                    ALICE.0,
+                    "--attach-type",
+                    "application/octet-stream",
+                    "--attach-name",
+                    name,
+                    "--attach",
+                    "payload",
+                ]);
+                if code != 0 {
+                    bad.push(format!("{name} refused: swaks {code} {}", rejection(&t)));
+                }
             }
-        }
-        check!(bad.is_empty(), "{}", bad.join("\n"));
-        Ok(())
-    });
+            check!(bad.is_empty(), "{}", bad.join("\n"));
+            Ok(())
+        },
+    );
 
     cases.run("EICAR is rejected by ClamAV", || {
         let f = w.work.path().join("eicar.txt");
-        let (code, t) = c.swaks(&["--server", &mx, "--helo", helo, "--from", "bob@example.net", "--to", ALICE.0, "--attach", &format!("@{}", f.display())]);
+        let (code, t) = c.swaks(&[
+            "--server",
+            &mx,
+            "--helo",
+            helo,
+            "--from",
+            "bob@example.net",
+            "--to",
+            ALICE.0,
+            "--attach",
+            &format!("@{}", f.display()),
+        ]);
         let rej = rejection(&t);
         check!(code == 26 && rej.contains("virus"), "swaks {code} {rej}");
         Ok(())
     });
 
     cases.run("GTUBE is rejected by SpamAssassin", || {
-        let (code, t) = c.swaks(&["--server", &mx, "--helo", helo, "--from", "bob@example.net", "--to", ALICE.0, "--body", GTUBE]);
+        let (code, t) = c.swaks(&[
+            "--server",
+            &mx,
+            "--helo",
+            helo,
+            "--from",
+            "bob@example.net",
+            "--to",
+            ALICE.0,
+            "--body",
+            GTUBE,
+        ]);
         let rej = rejection(&t);
         check!(code == 26 && rej.contains("spam"), "swaks {code} {rej}");
         Ok(())
     });
 
-    cases.run("a message in the tag band is marked and filed into Junk, not rejected", || {
-        let (code, t) = c.swaks(&["--server", &mx, "--helo", helo, "--from", "bob@example.net", "--to", ALICE.0, "--h-Subject", "tag-band-probe offer"]);
-        check!(code == 0, "swaks {code} {}", rejection(&t));
-        let mut junk = Vec::new();
-        for _ in 0..100 {
-            junk = c.imap_fetch(&mx, ALICE.0, ALICE.1, "Junk").unwrap_or_default();
-            if !junk.is_empty() {
-                break;
+    cases.run(
+        "a message in the tag band is marked and filed into Junk, not rejected",
+        || {
+            let (code, t) = c.swaks(&[
+                "--server",
+                &mx,
+                "--helo",
+                helo,
+                "--from",
+                "bob@example.net",
+                "--to",
+                ALICE.0,
+                "--h-Subject",
+                "tag-band-probe offer",
+            ]);
+            check!(code == 0, "swaks {code} {}", rejection(&t));
+            let mut junk = Vec::new();
+            for _ in 0..100 {
+                junk = c
+                    .imap_fetch(&mx, ALICE.0, ALICE.1, "Junk")
+                    .unwrap_or_default();
+                if !junk.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
             }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        check!(junk.len() == 1, "Junk holds {} messages", junk.len());
-        check!(junk[0].contains("X-Spam-Flag: YES") && junk[0].contains("TANDEM_TAG_BAND"), "{}", junk[0]);
-        let inbox = c.imap_fetch(&mx, ALICE.0, ALICE.1, "INBOX").map_err(|e| e.to_string())?;
-        check!(!subjects(&inbox).iter().any(|s| s.contains("tag-band-probe")), "also in INBOX");
-        Ok(())
-    });
+            check!(junk.len() == 1, "Junk holds {} messages", junk.len());
+            check!(
+                junk[0].contains("X-Spam-Flag: YES") && junk[0].contains("TANDEM_TAG_BAND"),
+                "{}",
+                junk[0]
+            );
+            let inbox = c
+                .imap_fetch(&mx, ALICE.0, ALICE.1, "INBOX")
+                .map_err(|e| e.to_string())?;
+            check!(
+                !subjects(&inbox)
+                    .iter()
+                    .any(|s| s.contains("tag-band-probe")),
+                "also in INBOX"
+            );
+            Ok(())
+        },
+    );
 
-    cases.run("POP3 is refused for class general and allowed for admin", || {
-        let r = c.pop_login(&mx, ALICE.0, ALICE.1);
-        check!(r.as_ref().is_err_and(|e| e.contains("POP3 is not enabled for class of service general")), "general: {r:?}");
-        c.pop_login(&mx, BOSS.0, BOSS.1).map_err(|e| format!("admin: {e}"))?;
-        Ok(())
-    });
+    cases.run(
+        "POP3 is refused for class general and allowed for admin",
+        || {
+            let r = c.pop_login(&mx, ALICE.0, ALICE.1);
+            check!(
+                r.as_ref()
+                    .is_err_and(|e| e.contains("POP3 is not enabled for class of service general")),
+                "general: {r:?}"
+            );
+            c.pop_login(&mx, BOSS.0, BOSS.1)
+                .map_err(|e| format!("admin: {e}"))?;
+            Ok(())
+        },
+    );
 
     cases.run("a weak password is refused by the account command", || {
-        let (code, out) = agent.admin(&["account", "add", "weak@example.com", "--class", "general"], "abc\n");
-        check!(code == 1 && out.contains("at least 6 characters") && out.contains("upper-case"), "{code} {out}");
-        let (code, out) = agent.admin(&["account", "add", "adm2@example.com", "--class", "admin"], "Abcdefgh12\n");
+        let (code, out) = agent.admin(
+            &["account", "add", "weak@example.com", "--class", "general"],
+            "abc\n",
+        );
+        check!(
+            code == 1 && out.contains("at least 6 characters") && out.contains("upper-case"),
+            "{code} {out}"
+        );
+        let (code, out) = agent.admin(
+            &["account", "add", "adm2@example.com", "--class", "admin"],
+            "Abcdefgh12\n",
+        );
         check!(code == 1 && out.contains("punctuation"), "{code} {out}");
         let (code, out) = agent.admin(&["account", "passwd", ALICE.0], "alice\n");
         check!(code == 1 && out.contains("refused"), "{code} {out}");
         let cfg = std::fs::read_to_string(&agent.config).unwrap();
-        check!(!cfg.contains("weak@") && !cfg.contains("adm2@"), "refused accounts were written to mail.toml");
-        c.imap_login(&mx, ALICE.0, ALICE.1, None).map_err(|e| format!("the old password stopped working: {e}"))?;
+        check!(
+            !cfg.contains("weak@") && !cfg.contains("adm2@"),
+            "refused accounts were written to mail.toml"
+        );
+        c.imap_login(&mx, ALICE.0, ALICE.1, None)
+            .map_err(|e| format!("the old password stopped working: {e}"))?;
         Ok(())
     });
 
-    cases.run("an expired password is refused at login, a new one works", || {
-        c.imap_login(&mx, ERIN.0, ERIN.1, None)?;
-        let (code, out) = agent.admin(&["account", "expire", ERIN.0], "");
-        check!(code == 0, "{out}");
-        let r = c.imap_login(&mx, ERIN.0, ERIN.1, None);
-        check!(r.as_ref().is_err_and(|e| e.contains("expired")), "{r:?}");
-        let (code, out) = agent.admin(&["account", "passwd", ERIN.0], "Erin2new\n");
-        check!(code == 0, "{out}");
-        c.imap_login(&mx, ERIN.0, "Erin2new", None)?;
-        Ok(())
-    });
+    cases.run(
+        "an expired password is refused at login, a new one works",
+        || {
+            c.imap_login(&mx, ERIN.0, ERIN.1, None)?;
+            let (code, out) = agent.admin(&["account", "expire", ERIN.0], "");
+            check!(code == 0, "{out}");
+            let r = c.imap_login(&mx, ERIN.0, ERIN.1, None);
+            check!(r.as_ref().is_err_and(|e| e.contains("expired")), "{r:?}");
+            let (code, out) = agent.admin(&["account", "passwd", ERIN.0], "Erin2new\n");
+            check!(code == 0, "{out}");
+            c.imap_login(&mx, ERIN.0, "Erin2new", None)?;
+            Ok(())
+        },
+    );
 
-    cases.run("an account locked by the administrator cannot log in until unlocked", || {
-        let (code, out) = agent.admin(&["account", "lock", BOSS.0], "");
-        check!(code == 0, "{out}");
-        let r = c.pop_login(&mx, BOSS.0, BOSS.1);
-        check!(r.as_ref().is_err_and(|e| e.contains("locked by the administrator")), "{r:?}");
-        let (code, out) = agent.admin(&["account", "unlock", BOSS.0], "");
-        check!(code == 0, "{out}");
-        c.pop_login(&mx, BOSS.0, BOSS.1)?;
-        Ok(())
-    });
+    cases.run(
+        "an account locked by the administrator cannot log in until unlocked",
+        || {
+            let (code, out) = agent.admin(&["account", "lock", BOSS.0], "");
+            check!(code == 0, "{out}");
+            let r = c.pop_login(&mx, BOSS.0, BOSS.1);
+            check!(
+                r.as_ref()
+                    .is_err_and(|e| e.contains("locked by the administrator")),
+                "{r:?}"
+            );
+            let (code, out) = agent.admin(&["account", "unlock", BOSS.0], "");
+            check!(code == 0, "{out}");
+            c.pop_login(&mx, BOSS.0, BOSS.1)?;
+            Ok(())
+        },
+    );
 
     cases.run("authenticated users cannot send as another account", || {
-        let (code, t) = c.swaks(&["--server", &mx, "--port", "587", "-tls", "-a", "PLAIN", "--au", ALICE.0, "--ap", ALICE.1, "--helo", helo, "--from", BOSS.0, "--to", "someone@remote.test"]);
-        check!(code == 24 && rejection(&t).contains("not owned by user"), "swaks {code} {}", rejection(&t));
+        let (code, t) = c.swaks(&[
+            "--server",
+            &mx,
+            "--port",
+            "587",
+            "-tls",
+            "-a",
+            "PLAIN",
+            "--au",
+            ALICE.0,
+            "--ap",
+            ALICE.1,
+            "--helo",
+            helo,
+            "--from",
+            BOSS.0,
+            "--to",
+            "someone@remote.test",
+        ]);
+        check!(
+            code == 24 && rejection(&t).contains("not owned by user"),
+            "swaks {code} {}",
+            rejection(&t)
+        );
         Ok(())
     });
 
-    cases.run("unknown, probe and training recipients are refused from outside", || {
-        for (to, want) in [("nobody@example.com", "550"), ("tandem-probe@example.com", "550"), ("spam.training@example.com", "554")] {
-            let (code, t) = c.swaks(&["--server", &mx, "--helo", helo, "--from", "bob@example.net", "--to", to]);
-            check!(code == 24 && rejection(&t).contains(want), "{to}: swaks {code} {}", rejection(&t));
-        }
-        Ok(())
-    });
-
-    cases.run("outgoing mail carries a DKIM signature that verifies against the published record", || {
-        let (code, t) = c.swaks(&["--server", &mx, "--port", "587", "-tls", "-a", "PLAIN", "--au", ALICE.0, "--ap", ALICE.1, "--helo", helo, "--from", ALICE.0, "--to", "bob@remote.test", "--h-Subject", "dkim-probe"]);
-        check!(code == 0, "swaks {code}\n{t}");
-        let mut msg = None;
-        for _ in 0..150 {
-            msg = w.sink_messages().into_iter().find(|m| m.contains("dkim-probe"));
-            if msg.is_some() {
-                break;
+    cases.run(
+        "unknown, probe and training recipients are refused from outside",
+        || {
+            for (to, want) in [
+                ("nobody@example.com", "550"),
+                ("tandem-probe@example.com", "550"),
+                ("spam.training@example.com", "554"),
+            ] {
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    &mx,
+                    "--helo",
+                    helo,
+                    "--from",
+                    "bob@example.net",
+                    "--to",
+                    to,
+                ]);
+                check!(
+                    code == 24 && rejection(&t).contains(want),
+                    "{to}: swaks {code} {}",
+                    rejection(&t)
+                );
             }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let msg = msg.ok_or("the remote MX received nothing")?;
-        check!(msg.contains("DKIM-Signature:") && msg.contains("d=example.com"), "{msg}");
-        let f = w.work.path().join("dkim.eml");
-        std::fs::write(&f, &msg).unwrap();
-        let (code, out) = c.host.run_status("sh", &["-c", &format!("/usr/bin/dkimverify < {}", f.display())]);
-        check!(code == 0 && out.contains("signature ok"), "dkimverify {code}: {out}");
-        Ok(())
-    });
+            Ok(())
+        },
+    );
+
+    cases.run(
+        "outgoing mail carries a DKIM signature that verifies against the published record",
+        || {
+            let (code, t) = c.swaks(&[
+                "--server",
+                &mx,
+                "--port",
+                "587",
+                "-tls",
+                "-a",
+                "PLAIN",
+                "--au",
+                ALICE.0,
+                "--ap",
+                ALICE.1,
+                "--helo",
+                helo,
+                "--from",
+                ALICE.0,
+                "--to",
+                "bob@remote.test",
+                "--h-Subject",
+                "dkim-probe",
+            ]);
+            check!(code == 0, "swaks {code}\n{t}");
+            let mut msg = None;
+            for _ in 0..150 {
+                msg = w
+                    .sink_messages()
+                    .into_iter()
+                    .find(|m| m.contains("dkim-probe"));
+                if msg.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let msg = msg.ok_or("the remote MX received nothing")?;
+            check!(
+                msg.contains("DKIM-Signature:") && msg.contains("d=example.com"),
+                "{msg}"
+            );
+            let f = w.work.path().join("dkim.eml");
+            std::fs::write(&f, &msg).unwrap();
+            let (code, out) = c.host.run_status(
+                "sh",
+                &["-c", &format!("/usr/bin/dkimverify < {}", f.display())],
+            );
+            check!(
+                code == 0 && out.contains("signature ok"),
+                "dkimverify {code}: {out}"
+            );
+            Ok(())
+        },
+    );
 
     cases.run("dns-records prints MX, SPF, DKIM, DMARC and PTR", || {
         let (code, text) = agent.admin(&["dns-records"], "");
         check!(code == 0, "{text}");
-        for want in ["IN MX   10 mail.example.com.", "\"v=spf1 mx -all\"", "tandem._domainkey.example.com.", "_dmarc.example.com.", "IN PTR  mail.example.com."] {
+        for want in [
+            "IN MX   10 mail.example.com.",
+            "\"v=spf1 mx -all\"",
+            "tandem._domainkey.example.com.",
+            "_dmarc.example.com.",
+            "IN PTR  mail.example.com.",
+        ] {
             check!(text.contains(want), "missing {want:?} in\n{text}");
         }
         Ok(())
     });
 
-    cases.run("spam sent to the training mailbox is learned by Bayes", || {
-        let (code, t) = c.swaks(&["--server", &mx, "--port", "587", "-tls", "-a", "PLAIN", "--au", ALICE.0, "--ap", ALICE.1, "--helo", helo, "--from", ALICE.0, "--to", "spam.training@example.com", "--h-Subject", "cheap watches", "--body", "buy cheap watches and pills now"]);
-        check!(code == 0, "swaks {code}\n{t}");
-        let mut learned = 0;
-        for _ in 0..50 {
-            let (code, out) = agent.admin(&["train", "--json"], "");
-            check!(code == 0, "train: {out}");
-            let line = out.lines().find(|l| l.starts_with('{')).unwrap_or("{}");
-            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{e}: {out}"))?;
-            learned += v["spam"].as_u64().unwrap_or(0);
-            if learned > 0 {
-                break;
+    cases.run(
+        "spam sent to the training mailbox is learned by Bayes",
+        || {
+            let (code, t) = c.swaks(&[
+                "--server",
+                &mx,
+                "--port",
+                "587",
+                "-tls",
+                "-a",
+                "PLAIN",
+                "--au",
+                ALICE.0,
+                "--ap",
+                ALICE.1,
+                "--helo",
+                helo,
+                "--from",
+                ALICE.0,
+                "--to",
+                "spam.training@example.com",
+                "--h-Subject",
+                "cheap watches",
+                "--body",
+                "buy cheap watches and pills now",
+            ]);
+            check!(code == 0, "swaks {code}\n{t}");
+            let mut learned = 0;
+            for _ in 0..50 {
+                let (code, out) = agent.admin(&["train", "--json"], "");
+                check!(code == 0, "train: {out}");
+                let line = out.lines().find(|l| l.starts_with('{')).unwrap_or("{}");
+                let v: serde_json::Value =
+                    serde_json::from_str(line).map_err(|e| format!("{e}: {out}"))?;
+                learned += v["spam"].as_u64().unwrap_or(0);
+                if learned > 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
             }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        check!(learned == 1, "learned {learned}");
-        Ok(())
-    });
+            check!(learned == 1, "learned {learned}");
+            Ok(())
+        },
+    );
 
-    cases.run("monitor depth 20 fails when OpenDKIM cannot use its key, and recovers", || {
-        use std::os::unix::fs::PermissionsExt;
-        let kd = d.join("state/dkim/example.com");
-        std::fs::set_permissions(&kd, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let (code, out) = agent.ocf("monitor", 20);
-        std::fs::set_permissions(&kd, std::fs::Permissions::from_mode(0o700)).unwrap();
-        check!(code == 1 && out.contains("did not sign"), "with an unsafe key: {code} {out}");
-        let (code, out) = agent.ocf("monitor", 20);
-        check!(code == 0, "after repair: {code} {out}");
-        Ok(())
-    });
+    cases.run(
+        "monitor depth 20 fails when OpenDKIM cannot use its key, and recovers",
+        || {
+            use std::os::unix::fs::PermissionsExt;
+            let kd = d.join("state/dkim/example.com");
+            std::fs::set_permissions(&kd, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let (code, out) = agent.ocf("monitor", 20);
+            std::fs::set_permissions(&kd, std::fs::Permissions::from_mode(0o700)).unwrap();
+            check!(
+                code == 1 && out.contains("did not sign"),
+                "with an unsafe key: {code} {out}"
+            );
+            let (code, out) = agent.ocf("monitor", 20);
+            check!(code == 0, "after repair: {code} {out}");
+            Ok(())
+        },
+    );
 
-    cases.run("import copies every mailbox of an old IMAP server and resumes after an interruption", || import_case(&w, &agent));
+    cases.run(
+        "import copies every mailbox of an old IMAP server and resumes after an interruption",
+        || import_case(&w, &agent),
+    );
 
-    cases.run("locked accounts log in again after the lockout time", || {
-        wait::until("carol's lock to end", Duration::from_secs(60), || c.imap_login(&mx, CAROL.0, CAROL.1, Some(&format!("{net}.38"))).is_ok());
-        let (code, t) = c.swaks(&["--server", &mx, "--port", "587", "--local-interface", &format!("{net}.39"), "-tls", "-a", "PLAIN", "--au", DAVE.0, "--ap", DAVE.1, "--helo", helo, "--from", DAVE.0, "--to", BOSS.0]);
-        check!(code == 0, "dave's SMTP AUTH after the lock: {code}\n{t}");
-        Ok(())
-    });
+    cases.run(
+        "locked accounts log in again after the lockout time",
+        || {
+            wait::until("carol's lock to end", Duration::from_secs(60), || {
+                c.imap_login(&mx, CAROL.0, CAROL.1, Some(&format!("{net}.38")))
+                    .is_ok()
+            });
+            let (code, t) = c.swaks(&[
+                "--server",
+                &mx,
+                "--port",
+                "587",
+                "--local-interface",
+                &format!("{net}.39"),
+                "-tls",
+                "-a",
+                "PLAIN",
+                "--au",
+                DAVE.0,
+                "--ap",
+                DAVE.1,
+                "--helo",
+                helo,
+                "--from",
+                DAVE.0,
+                "--to",
+                BOSS.0,
+            ]);
+            check!(code == 0, "dave's SMTP AUTH after the lock: {code}\n{t}");
+            Ok(())
+        },
+    );
 
     cases.finish(Some(&agent));
     agent.stop();
@@ -388,14 +792,23 @@ fn import_case(w: &World, agent: &Agent) -> Result<(), String> {
         ),
     )
     .unwrap();
-    sh(std::process::Command::new("chown").args(["-R", "mail:mail"]).arg(base.join("mail")));
+    sh(std::process::Command::new("chown")
+        .args(["-R", "mail:mail"])
+        .arg(base.join("mail")));
     let mut cmd = w.old.command("/usr/sbin/dovecot");
     cmd.arg("-F").arg("-c").arg(base.join("dovecot.conf"));
     let _old = tandem_testkit::proc::Daemon::spawn("old-dovecot", cmd, &base.join("dovecot.log"));
     let old_addr = w.old.addr.clone();
     wait::until("the old IMAP server", Duration::from_secs(20), || {
         std::process::Command::new("ip")
-            .args(["netns", "exec", &agent.mx.ns, "bash", "-c", &format!("exec 3<>/dev/tcp/{old_addr}/143")])
+            .args([
+                "netns",
+                "exec",
+                &agent.mx.ns,
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/{old_addr}/143"),
+            ])
             .status()
             .is_ok_and(|s| s.success())
     });
@@ -403,13 +816,38 @@ fn import_case(w: &World, agent: &Agent) -> Result<(), String> {
     std::fs::write(&pwfile, "OldPass1\n").unwrap();
     let import_args = |agent: &Agent| {
         let mut c = agent.mx.command(BIN);
-        c.arg("-d").arg(&agent.dir).args(["import", "--host", &old_addr, "--tls", "none", "--user", "olduser", "--password-file"]).arg(&pwfile).args(["--to", FRANK.0]);
+        c.arg("-d")
+            .arg(&agent.dir)
+            .args([
+                "import",
+                "--host",
+                &old_addr,
+                "--tls",
+                "none",
+                "--user",
+                "olduser",
+                "--password-file",
+            ])
+            .arg(&pwfile)
+            .args(["--to", FRANK.0]);
         c
     };
     let counts = || -> Result<(u64, u64), String> {
         let (code, out) = agent.mx.run_status(
             "doveadm",
-            &["-c", &agent.dir.join("run/conf/dovecot/dovecot.conf").to_string_lossy(), "mailbox", "status", "-u", FRANK.0, "messages", "*"],
+            &[
+                "-c",
+                &agent
+                    .dir
+                    .join("run/conf/dovecot/dovecot.conf")
+                    .to_string_lossy(),
+                "mailbox",
+                "status",
+                "-u",
+                FRANK.0,
+                "messages",
+                "*",
+            ],
         );
         if code != 0 {
             return Err(out);
@@ -424,34 +862,60 @@ fn import_case(w: &World, agent: &Agent) -> Result<(), String> {
         Ok((get("INBOX"), get("Projects")))
     };
     // First run: killed as soon as it has copied something (or when it is done).
-    let mut first = import_args(agent).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    wait::until("the first import to copy something", Duration::from_secs(60), || {
-        first.try_wait().ok().flatten().is_some() || counts().is_ok_and(|(i, p)| i + p > 0)
-    });
+    let mut first = import_args(agent)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait::until(
+        "the first import to copy something",
+        Duration::from_secs(60),
+        || first.try_wait().ok().flatten().is_some() || counts().is_ok_and(|(i, p)| i + p > 0),
+    );
     let _ = first.kill();
     let _ = first.wait();
     // Kill what the killed command left (doveadm runs as its child).
     for pid in tandem_mail::procs::holders(&agent.dir, &[]) {
         let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if cmdline.contains("doveadm") {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
     let after_kill = counts()?;
     let out = import_args(agent).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     check!(out.status.success(), "second run: {text}");
-    check!(counts()? == (300, 20), "after resuming (interrupted at {after_kill:?}): {:?}\n{text}", counts());
+    check!(
+        counts()? == (300, 20),
+        "after resuming (interrupted at {after_kill:?}): {:?}\n{text}",
+        counts()
+    );
     check!(text.contains("320 on the old server"), "{text}");
     for n in 300..302 {
         write("", n, "inbox");
     }
-    sh(std::process::Command::new("chown").args(["-R", "mail:mail"]).arg(base.join("mail")));
+    sh(std::process::Command::new("chown")
+        .args(["-R", "mail:mail"])
+        .arg(base.join("mail")));
     let out = import_args(agent).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    check!(out.status.success() && text.contains("2 messages copied (322 on the old server)"), "third run: {text}{}", String::from_utf8_lossy(&out.stderr));
+    check!(
+        out.status.success() && text.contains("2 messages copied (322 on the old server)"),
+        "third run: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     check!(counts()? == (302, 20), "no duplicates: {:?}", counts());
-    let msgs = w.client.imap_fetch(&w.mx.addr, FRANK.0, FRANK.1, "Projects")?;
-    check!(msgs.len() == 20 && msgs.iter().any(|m| m.contains("Subject: project 7")), "Projects over IMAP: {}", msgs.len());
+    let msgs = w
+        .client
+        .imap_fetch(&w.mx.addr, FRANK.0, FRANK.1, "Projects")?;
+    check!(
+        msgs.len() == 20 && msgs.iter().any(|m| m.contains("Subject: project 7")),
+        "Projects over IMAP: {}",
+        msgs.len()
+    );
     Ok(())
 }

@@ -29,7 +29,10 @@ pub fn test_dir(prefix: &str) -> tempfile::TempDir {
     std::fs::create_dir_all(TEST_ROOT).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(TEST_ROOT, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let d = tempfile::Builder::new().prefix(prefix).tempdir_in(TEST_ROOT).unwrap();
+    let d = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(TEST_ROOT)
+        .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     d
 }
@@ -44,7 +47,11 @@ impl Resolv {
     pub fn new(ns: &str, nameserver: &str) -> Resolv {
         let dir = PathBuf::from("/etc/netns").join(ns);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("resolv.conf"), format!("nameserver {nameserver}\noptions timeout:1 attempts:1\n")).unwrap();
+        std::fs::write(
+            dir.join("resolv.conf"),
+            format!("nameserver {nameserver}\noptions timeout:1 attempts:1\n"),
+        )
+        .unwrap();
         Resolv { dir }
     }
 }
@@ -66,7 +73,12 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(mx: &Host, dir: &Path) -> Agent {
-        Agent { mx: mx.clone(), dir: dir.to_path_buf(), config: dir.join("mail.toml"), started: false }
+        Agent {
+            mx: mx.clone(),
+            dir: dir.to_path_buf(),
+            config: dir.join("mail.toml"),
+            started: false,
+        }
     }
 
     /// Runs an OCF action; returns the exit code and combined output.
@@ -119,7 +131,12 @@ impl Agent {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -128,7 +145,10 @@ impl Agent {
 
     /// `account add` that must succeed.
     pub fn add_account(&self, address: &str, class: &str, password: &str) {
-        let (code, out) = self.admin(&["account", "add", address, "--class", class], &format!("{password}\n"));
+        let (code, out) = self.admin(
+            &["account", "add", address, "--class", class],
+            &format!("{password}\n"),
+        );
         assert_eq!(code, 0, "account add {address}: {out}");
     }
 
@@ -294,35 +314,65 @@ impl Client {
         let mut full = vec![self.script.to_str().unwrap()];
         full.extend_from_slice(args);
         let (_, out) = self.host.run_status("/usr/bin/python3", &full);
-        let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or("{}")).unwrap_or_else(|_| serde_json::json!({"ok": false, "error": out}));
+        let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or("{}"))
+            .unwrap_or_else(|_| serde_json::json!({"ok": false, "error": out}));
         (v["ok"] == true, v)
     }
 
     /// IMAP login with STARTTLS (optionally from `source`); Err carries the server's words.
-    pub fn imap_login(&self, server: &str, user: &str, pw: &str, source: Option<&str>) -> Result<(), String> {
+    pub fn imap_login(
+        &self,
+        server: &str,
+        user: &str,
+        pw: &str,
+        source: Option<&str>,
+    ) -> Result<(), String> {
         let (ok, v) = self.py(&["imap-login", server, user, pw, source.unwrap_or("")]);
-        if ok { Ok(()) } else { Err(v["error"].to_string()) }
+        if ok {
+            Ok(())
+        } else {
+            Err(v["error"].to_string())
+        }
     }
 
     /// IMAP login without TLS.
     pub fn imap_login_plain(&self, server: &str, user: &str, pw: &str) -> Result<(), String> {
         let (ok, v) = self.py(&["imap-login", server, user, pw, "", "plain"]);
-        if ok { Ok(()) } else { Err(v["error"].to_string()) }
+        if ok {
+            Ok(())
+        } else {
+            Err(v["error"].to_string())
+        }
     }
 
     /// Every message of `mailbox`, whole.
-    pub fn imap_fetch(&self, server: &str, user: &str, pw: &str, mailbox: &str) -> Result<Vec<String>, String> {
+    pub fn imap_fetch(
+        &self,
+        server: &str,
+        user: &str,
+        pw: &str,
+        mailbox: &str,
+    ) -> Result<Vec<String>, String> {
         let (ok, v) = self.py(&["imap-fetch", server, user, pw, mailbox]);
         if !ok {
             return Err(v["error"].to_string());
         }
-        Ok(v["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect())
+        Ok(v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_owned())
+            .collect())
     }
 
     /// POP3 login with STLS.
     pub fn pop_login(&self, server: &str, user: &str, pw: &str) -> Result<(), String> {
         let (ok, v) = self.py(&["pop-login", server, user, pw]);
-        if ok { Ok(()) } else { Err(v["error"].to_string()) }
+        if ok {
+            Ok(())
+        } else {
+            Err(v["error"].to_string())
+        }
     }
 }
 
@@ -352,7 +402,18 @@ impl World {
         let old = lan.add_host_at(6);
         let net = lan.subnet.clone();
         for o in std::iter::once(5).chain(20..40) {
-            run("ip", &["-n", &client.ns, "addr", "add", &format!("{net}.{o}/24"), "dev", "eth0"]);
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &client.ns,
+                    "addr",
+                    "add",
+                    &format!("{net}.{o}/24"),
+                    "dev",
+                    "eth0",
+                ],
+            );
         }
         let resolv = vec![
             Resolv::new(&mx.ns, &dns.addr),
@@ -370,7 +431,10 @@ impl World {
         sink.arg(&sink_py).arg(&remote.addr).arg(&sink_dir);
         let sink = Daemon::spawn("sink", sink, &work.path().join("sink.log"));
         World {
-            client: Client { host: client, script },
+            client: Client {
+                host: client,
+                script,
+            },
             mx,
             dns,
             remote,
@@ -433,7 +497,9 @@ impl World {
             .filter(|p| p.extension().is_some_and(|x| x == "eml"))
             .collect();
         v.sort();
-        v.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+        v.iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
     }
 
     /// Keeps a daemon until the world is dropped.
@@ -464,8 +530,7 @@ pub fn dkim_dnsmasq_args(dns_json: &str) -> Vec<String> {
 pub fn rejection(transcript: &str) -> String {
     transcript
         .lines()
-        .filter(|l| l.starts_with("<**") || l.starts_with("<~*"))
-        .last()
+        .rfind(|l| l.starts_with("<**") || l.starts_with("<~*"))
         .unwrap_or("")
         .to_owned()
 }
@@ -473,7 +538,12 @@ pub fn rejection(transcript: &str) -> String {
 /// Runs a command that must succeed.
 pub fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -486,7 +556,10 @@ pub struct Cases {
 
 impl Cases {
     pub fn new() -> Cases {
-        Cases { failed: Vec::new(), passed: Vec::new() }
+        Cases {
+            failed: Vec::new(),
+            passed: Vec::new(),
+        }
     }
 
     pub fn run(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
@@ -515,13 +588,26 @@ impl Cases {
 
     /// Panics listing every failed case.
     pub fn finish(self, agent: Option<&Agent>) {
-        eprintln!("{} cases passed, {} failed", self.passed.len(), self.failed.len());
+        eprintln!(
+            "{} cases passed, {} failed",
+            self.passed.len(),
+            self.failed.len()
+        );
         if !self.failed.is_empty() {
-            let list: Vec<String> = self.failed.iter().map(|(n, e)| format!("  - {n}: {e}")).collect();
+            let list: Vec<String> = self
+                .failed
+                .iter()
+                .map(|(n, e)| format!("  - {n}: {e}"))
+                .collect();
             if let Some(a) = agent {
                 eprintln!("{}", a.logs());
             }
-            panic!("{} of {} cases failed:\n{}", self.failed.len(), self.failed.len() + self.passed.len(), list.join("\n"));
+            panic!(
+                "{} of {} cases failed:\n{}",
+                self.failed.len(),
+                self.failed.len() + self.passed.len(),
+                list.join("\n")
+            );
         }
     }
 }
