@@ -837,6 +837,25 @@ impl Sched<'_> {
                 weights[n] = add(self.rscs[k].priority, weights[n]);
             }
         }
+        // The clone is "merging" while its own colocations feed back into it.
+        self.rscs[ci].merging = true;
+        // "Promoted clone with X": X's node scores (and its dependents') count for promotion.
+        for c in self.rscs[ci].this_with.clone() {
+            let col = self.colocs[c].clone();
+            if col.dependent_role != Some(Role::Promoted) {
+                continue;
+            }
+            let primary = self.merge_target(col.primary);
+            weights = self.merge_scores(
+                primary,
+                Some(&weights),
+                f64::from(col.score) / f64::from(INFINITY),
+                false,
+                col.score < INFINITY,
+                false,
+            );
+        }
+        // "X with the Promoted clone": X's preferences pull the promotion.
         for c in self.rscs[ci].with_this.clone() {
             let col = self.colocs[c].clone();
             if col.primary_role != Some(Role::Promoted) {
@@ -852,6 +871,7 @@ impl Sched<'_> {
                 true,
             );
         }
+        self.rscs[ci].merging = false;
         for &k in &info.children {
             let currently_promoted = self.instance_role_now(k) == Role::Promoted;
             if !self.rscs[k].managed && currently_promoted {
