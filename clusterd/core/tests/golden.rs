@@ -1,6 +1,6 @@
 //! Golden scheduler cases in the style of Pacemaker's cts/scheduler: a configuration and a
-//! status in, the exact transition summary (and placement) out. Expected outputs were checked
-//! against crm_simulate 2.1.5 for the same CIB.
+//! status in, the exact transition summary, placement and action order out. (Scenarios checked
+//! against crm_simulate itself are in `oracle_cases.rs` and `differential.rs`.)
 
 mod common;
 use clusterd_core::cib::Role;
