@@ -123,6 +123,26 @@ fn count(conf: &Path, user: &str, imapc: bool) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("unexpected doveadm output {text:?}"))
 }
 
+/// Removes override files (they hold a password) left by imports that were killed.
+fn remove_stale_confs(layout: &Layout) {
+    let Ok(rd) = std::fs::read_dir(layout.run()) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("import-")
+            .and_then(|r| r.strip_suffix(".conf"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Imports one job; returns (remote total, local messages added by this run).
 pub fn import_one(
     layout: &Layout,
@@ -137,6 +157,7 @@ pub fn import_one(
             main_conf.display()
         );
     }
+    remove_stale_confs(layout);
     let tmp: PathBuf = layout.run_file(&format!("import-{}.conf", std::process::id()));
     crate::store::write_atomic(&tmp, imapc_conf(&main_conf, src, job).as_bytes(), 0o600)?;
     struct Remove(PathBuf);

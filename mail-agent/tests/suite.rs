@@ -718,6 +718,35 @@ fn mail_suite() {
     );
 
     cases.run(
+        "an account added while running receives mail and logs in at once",
+        || {
+            let (code, out) = agent.admin(
+                &["account", "add", "gina@example.com", "--class", "general"],
+                "Gina1xx\n",
+            );
+            check!(code == 0, "{out}");
+            let (code, t) = c.swaks(&[
+                "--server",
+                &mx,
+                "--helo",
+                helo,
+                "--from",
+                "bob@example.net",
+                "--to",
+                "gina@example.com",
+                "--h-Subject",
+                "welcome-gina",
+            ]);
+            check!(code == 0, "swaks {code} {}", rejection(&t));
+            wait::until("gina's first message", Duration::from_secs(20), || {
+                c.imap_fetch(&mx, "gina@example.com", "Gina1xx", "INBOX")
+                    .is_ok_and(|m| subjects(&m).iter().any(|s| s == "welcome-gina"))
+            });
+            Ok(())
+        },
+    );
+
+    cases.run(
         "import copies every mailbox of an old IMAP server and resumes after an interruption",
         || import_case(&w, &agent),
     );
@@ -909,6 +938,15 @@ fn import_case(w: &World, agent: &Agent) -> Result<(), String> {
         String::from_utf8_lossy(&out.stderr)
     );
     check!(counts()? == (302, 20), "no duplicates: {:?}", counts());
+    let stale: Vec<_> = std::fs::read_dir(agent.dir.join("run"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("import-"))
+        .collect();
+    check!(
+        stale.is_empty(),
+        "import override files left behind: {stale:?}"
+    );
     let msgs = w
         .client
         .imap_fetch(&w.mx.addr, FRANK.0, FRANK.1, "Projects")?;
