@@ -302,6 +302,7 @@ fn nbdcopy_and_fio_verify_through_the_event_loop_and_killed_clients() {
             "--iodepth=16",
             "--verify=crc32c",
             "--do_verify=1",
+            "--verify_state_save=0",
             "--group_reporting",
             "--output-format=terse",
         ],
