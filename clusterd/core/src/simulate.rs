@@ -14,7 +14,7 @@ fn change(p: &Placement, t: &Transition) -> Option<(&'static str, String)> {
     };
     let role_word = |r: Role| r.as_str();
     match (&p.current_node, &p.node) {
-        (None, None) => None,
+        (None, None) => p.blocked_on.as_ref().map(|n| ("Start", n.clone())),
         (None, Some(n)) => match p.role {
             Role::Promoted => Some(("Promote", format!("Stopped -> Promoted {n}"))),
             _ => Some(("Start", n.clone())),
@@ -85,7 +85,20 @@ pub fn summary_lines(t: &Transition) -> Vec<String> {
     let width = changes.iter().map(|(_, r, _)| r.len()).max().unwrap_or(0);
     changes
         .into_iter()
-        .map(|(verb, rsc, detail)| format!("  * {verb:<10} {rsc:<width$} ( {detail} )"))
+        .map(|(verb, rsc, detail)| {
+            let blocked = t
+                .placements
+                .iter()
+                .find(|p| p.resource == rsc && p.node.is_none() && p.blocked_on.is_some())
+                .map(|p| {
+                    format!(
+                        "  due to {} (blocked)",
+                        p.blocked_reason.as_deref().unwrap_or("an order")
+                    )
+                })
+                .unwrap_or_default();
+            format!("  * {verb:<10} {rsc:<width$} ( {detail} ){blocked}")
+        })
         .collect()
 }
 

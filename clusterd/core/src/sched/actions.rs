@@ -31,6 +31,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 #[derive(Clone, Debug)]
 pub struct Final {
     pub node: Option<usize>,
+    /// The node placement chose when an order then blocked the start.
+    pub blocked_on: Option<usize>,
     pub role: Role,
     /// Must be stopped and started again where it is (failure, or a restart of what it is
     /// ordered after).
@@ -109,6 +111,7 @@ impl Sched<'_> {
                 self.rscs[i].is_primitive().then(|| {
                     if self.untouchable(i) {
                         Final {
+                            blocked_on: None,
                             node: self.rscs[i].current_node(),
                             role: self.rscs[i].current_role(),
                             restart: false,
@@ -116,6 +119,7 @@ impl Sched<'_> {
                         }
                     } else {
                         Final {
+                            blocked_on: None,
                             node: self.rscs[i].assigned,
                             role: self.assigned_role(i),
                             restart: self.rscs[i].failed(),
@@ -180,6 +184,7 @@ impl Sched<'_> {
                     );
                     match o.then_action {
                         OrderAction::Start if f.node.is_some() => {
+                            f.blocked_on = f.node;
                             f.node = None;
                             f.role = Role::Stopped;
                             f.reasons.push(why);
@@ -776,6 +781,15 @@ impl Sched<'_> {
                 },
                 unmanaged: self.untouchable(i),
                 failed: r.failed(),
+                blocked_on: f
+                    .blocked_on
+                    .filter(|&n| r.current_node() != Some(n))
+                    .map(|n| self.nodes[n].name.clone()),
+                blocked_reason: f
+                    .reasons
+                    .first()
+                    .cloned()
+                    .filter(|_| f.blocked_on.is_some()),
             });
         }
         out

@@ -197,5 +197,58 @@ pub fn check(case: &Case, seed: u64, dir: &std::path::Path) -> Result<(), String
             t.summary()
         ));
     }
+    // On a fresh cluster (nothing running, so no "resource definition change" restarts from
+    // injected history) the transition summaries must agree too, line for line, up to clone
+    // instance numbers and column widths.
+    if case.running.is_empty() && case.failures.is_empty() {
+        let t = schedule(&imported.cib, &imported.status, now);
+        let ours = normalize(&t.summary().join("\n"));
+        let section = summary.split("Transition Summary:").nth(1).unwrap_or("");
+        let section = section
+            .split("Executing Cluster Transition")
+            .next()
+            .unwrap_or("");
+        let theirs = normalize(section);
+        if ours != theirs {
+            return Err(format!(
+                "seed {seed}: transition summaries differ\n  commands:\n    {}\n  master scores: {:?}\n  ours:   {ours:#?}\n  theirs: {theirs:#?}",
+                case.commands.join("\n    "),
+                case.master_scores,
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Summary lines as sorted `verb rsc (detail)` with clone instance numbers and spacing removed.
+pub fn normalize(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("* "))
+        .map(|l| {
+            let words: Vec<String> = l[2..]
+                .split_whitespace()
+                .map(|w| match w.split_once(':') {
+                    Some((base, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
+                        base.to_string()
+                    }
+                    _ => w.to_string(),
+                })
+                .collect();
+            // Keep `verb rsc ( detail )`, and whether the start is blocked; reasons are
+            // worded differently.
+            let mut line = words.join(" ");
+            let blocked = line.ends_with("(blocked)");
+            if let Some(end) = line.find(" )") {
+                line.truncate(end + 2);
+            }
+            if blocked {
+                line.push_str(" (blocked)");
+            }
+            line
+        })
+        .collect();
+    out.sort();
+    out
 }
