@@ -243,7 +243,7 @@ fn generate(seed: u64) -> Case {
         }
     }
     // One case in four is a fresh cluster, where the transition summaries are compared too.
-    if seed % 4 == 0 {
+    if seed.is_multiple_of(4) {
         running.clear();
         failures.clear();
     }
