@@ -751,17 +751,13 @@ impl Sched<'_> {
     /// The promotion score of an instance on a node: `master-BASE` attributes (summed over a
     /// group's members), or `None` when no member has one.
     fn promotion_score(&self, k: usize, n: usize) -> Option<i32> {
-        let attrs = &self.nodes[n].attrs;
-        let one = |r: usize| {
-            attrs
-                .get(&format!("master-{}", self.rscs[r].base))
-                .and_then(|v| Score::parse(v))
-                .map(|s| s.value())
-        };
         match &self.rscs[k].kind {
-            Kind::Primitive => one(k),
+            Kind::Primitive => self.primitive_promotion_score(k, n),
             Kind::Group { children } => {
-                let scores: Vec<i32> = children.iter().filter_map(|&c| one(c)).collect();
+                let scores: Vec<i32> = children
+                    .iter()
+                    .filter_map(|&c| self.primitive_promotion_score(c, n))
+                    .collect();
                 if scores.is_empty() {
                     None
                 } else {
@@ -911,6 +907,7 @@ impl Sched<'_> {
                 }
             } else if no_promote
                 || self.rscs[k].sort_priority < 0
+                || self.rscs[k].priority < 0
                 || promoted >= info.promoted_max
                 || per_node[n] >= info.promoted_node_max
             {

@@ -254,22 +254,60 @@ impl<'a> Sched<'a> {
             if !matches!(&self.rscs[ci].kind, Kind::Clone(c) if c.promotable) {
                 continue;
             }
-            let key = format!("master-{}", self.rscs[i].base);
             for n in 0..self.nodes.len() {
                 if !self.nodes[n].available() || self.rscs[i].allowed[n] == ABSENT {
                     continue;
                 }
-                let Some(score) = self.nodes[n].attrs.get(&key).and_then(|v| Score::parse(v))
-                else {
+                let Some(score) = self.primitive_promotion_score(i, n) else {
                     continue;
                 };
-                if score.value() > 0 {
+                if score > 0 {
                     self.rscs[i].allowed[n] = Score::new(i64::from(self.rscs[i].allowed[n]))
-                        .add(score)
+                        .add(Score::new(i64::from(score)))
                         .value();
                 }
             }
         }
+    }
+
+    /// The `master-BASE` attribute of primitive instance `i` on node `n`, when it counts for
+    /// this instance there (Pacemaker's promotion_score_applies): the instance runs there; or
+    /// no instance runs there and the resource was probed there; or the instance runs nowhere
+    /// and was never seen anywhere (cluster start); or the instance is known there. Anonymous
+    /// clone history without an active instance belongs to the first instance that runs
+    /// nowhere, as Pacemaker attributes it.
+    pub fn primitive_promotion_score(&self, i: usize, n: usize) -> Option<i32> {
+        let value = self.nodes[n]
+            .attrs
+            .get(&format!("master-{}", self.rscs[i].base))
+            .and_then(|v| Score::parse(v))?;
+        let (ci, k) = self.instance_number(i)?;
+        let Kind::Clone(info) = &self.rscs[ci].kind else {
+            return None;
+        };
+        let current = |c: usize| self.instance_current(c);
+        let active_here = info.children.iter().position(|&c| current(c) == Some(n));
+        let applies = if active_here == Some(k) {
+            true
+        } else if active_here.is_none() && self.rscs[i].seen_on.contains(&n) {
+            true
+        } else {
+            let running = current(info.children[k]);
+            let spare = info.children.iter().position(|&c| current(c).is_none());
+            let known: Vec<usize> = match running {
+                Some(m) => vec![m],
+                None if spare == Some(k) => self.rscs[i]
+                    .seen_on
+                    .iter()
+                    .copied()
+                    .filter(|&m| !info.children.iter().any(|&c| current(c) == Some(m)))
+                    .collect(),
+                None => Vec::new(),
+            };
+            (running.is_none() && known.is_empty()) || known.contains(&n)
+        };
+        let allowed = |r: usize| self.rscs[r].allowed[n] != ABSENT && self.rscs[r].allowed[n] >= 0;
+        (applies && allowed(i)).then_some(value.value())
     }
 
     fn push(&mut self, r: Rsc) -> usize {
