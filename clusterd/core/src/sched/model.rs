@@ -287,9 +287,9 @@ impl<'a> Sched<'a> {
         };
         let current = |c: usize| self.instance_current(c);
         let active_here = info.children.iter().position(|&c| current(c) == Some(n));
-        let applies = if active_here == Some(k) {
-            true
-        } else if active_here.is_none() && self.rscs[i].seen_on.contains(&n) {
+        let applies = if active_here == Some(k)
+            || (active_here.is_none() && self.rscs[i].seen_on.contains(&n))
+        {
             true
         } else {
             let running = current(info.children[k]);
