@@ -19,6 +19,7 @@ pub mod bins;
 pub mod blockdev;
 pub mod netns;
 pub mod proc;
+pub mod stack;
 pub mod wait;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -114,3 +114,46 @@ pub fn ocf_tester(
     );
     o.output
 }
+
+/// A fake `crm_master` in a directory of its own that appends `INSTANCE ARGS...` to a log
+/// for each call: put [`FakeCrmMaster::path_var`] first in `PATH` and the agent's promotion
+/// scores land in [`FakeCrmMaster::calls`] (as `crm_master` would get them from Pacemaker's
+/// ocf-shellfuncs or clusterd's shim).
+pub struct FakeCrmMaster {
+    dir: tempfile::TempDir,
+}
+
+impl FakeCrmMaster {
+    pub fn new() -> FakeCrmMaster {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("crm_master");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$OCF_RESOURCE_INSTANCE $*\" >> {}\n",
+                dir.path().join("calls").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeCrmMaster { dir }
+    }
+
+    /// `PATH` with the fake first.
+    pub fn path_var(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.path().display(),
+            tandem_testkit::debian_path()
+        )
+    }
+
+    /// The calls since the last `take`, one `INSTANCE ARGS...` per call.
+    pub fn take(&self) -> Vec<String> {
+        let log = self.dir.path().join("calls");
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        calls.lines().map(str::to_owned).collect()
+    }
+}
