@@ -205,6 +205,127 @@ impl Drop for Replicator {
     }
 }
 
+/// A single-node clusterd (in a namespace or not) with its own configuration and state
+/// directory in the test's directory, driven with `clusterctl` as an operator would.
+#[derive(Debug)]
+pub struct Clusterd {
+    /// This node's name.
+    pub node: String,
+    /// clusterd's state directory (`clusterctl --state-dir`).
+    pub state_dir: PathBuf,
+    work: PathBuf,
+    daemon: Option<Daemon>,
+}
+
+impl Clusterd {
+    /// Writes a one-node configuration for cluster `cluster_name` and starts clusterd as
+    /// `node` (in `host`'s namespace if given: its agents then act on that host's interfaces
+    /// and mount in that namespace's mount namespace); waits until `clusterctl status` answers.
+    pub fn start(work: &Path, host: Option<&Host>, cluster_name: &str, node: &str) -> Self {
+        crate::require_root();
+        let config = work.join("clusterd.toml");
+        std::fs::write(
+            &config,
+            format!("cluster_name = \"{cluster_name}\"\n\n[[node]]\nname = \"{node}\"\n"),
+        )
+        .expect("write clusterd.toml");
+        let bin = bins::bin("clusterd");
+        let mut cmd = match host {
+            Some(h) => h.command(&bin.to_string_lossy()),
+            None => Command::new(&bin),
+        };
+        let state_dir = work.join("clusterd");
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--node")
+            .arg(node)
+            .arg("--state-dir")
+            .arg(&state_dir);
+        let daemon = Daemon::spawn("clusterd", cmd, &work.join("clusterd.log"));
+        let c = Clusterd {
+            node: node.to_owned(),
+            state_dir,
+            work: work.to_path_buf(),
+            daemon: Some(daemon),
+        };
+        wait::until(
+            "clusterd to answer clusterctl",
+            Duration::from_secs(30),
+            || c.ctl_status(&["status"]).0 == 0,
+        );
+        c
+    }
+
+    /// `clusterctl --state-dir S ARGS...`: exit code and combined output.
+    pub fn ctl_status(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(bins::bin("clusterctl"))
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(args)
+            .output()
+            .expect("run clusterctl");
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// Like [`Self::ctl_status`], panicking (with clusterd's log) unless it succeeds.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let (code, out) = self.ctl_status(args);
+        assert_eq!(
+            code,
+            0,
+            "clusterctl {args:?} failed:\n{out}\nclusterd log:\n{}",
+            self.log()
+        );
+        out
+    }
+
+    /// clusterd's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.work.join("clusterd.log")).unwrap_or_default()
+    }
+
+    /// clusterd's pid (its agents run in its namespaces: `/proc/PID/root` reaches its mounts).
+    pub fn pid(&self) -> u32 {
+        self.daemon.as_ref().map(Daemon::pid).unwrap_or(0)
+    }
+
+    /// The operations clusterd finished, in order, as `(primitive, action)` (clone instance
+    /// suffixes dropped), from its log's `operation done` lines with their stable `resource`
+    /// and `action` fields; probes, recurring monitors and notifications left out.
+    pub fn operations(&self) -> Vec<(String, String)> {
+        let field = |line: &str, name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_owned)
+        };
+        self.log()
+            .lines()
+            .filter(|l| l.contains("operation done"))
+            .filter_map(|l| {
+                let rsc = field(l, "resource=")?;
+                let action = field(l, "action=")?;
+                let primitive = rsc.split(':').next().unwrap_or(&rsc).to_owned();
+                (!matches!(action.as_str(), "monitor" | "notify")).then_some((primitive, action))
+            })
+            .collect()
+    }
+
+    /// SIGTERM: clusterd stops every resource of this node, then exits (waited for up to
+    /// `grace`). Returns whether it exited by itself.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        self.daemon.take().and_then(|mut d| d.stop(grace)).is_some()
+    }
+}
+
+impl Drop for Clusterd {
+    fn drop(&mut self) {
+        // Give it time to stop its resources (a filesystem, a replicated device) cleanly.
+        self.stop(Duration::from_secs(30));
+    }
+}
+
 /// Mount points (field 5 of mountinfo) under `dir` in the mount namespace of process `pid`
 /// (`None`: this process's).
 pub fn mounts_under(pid: Option<u32>, dir: &Path) -> Vec<String> {
