@@ -242,17 +242,44 @@ pub fn nbd_client_args(target: &NbdTarget, dev: &str) -> Vec<String> {
     a
 }
 
-fn pid_alive(pid: i32) -> bool {
-    let pid = nix::unistd::Pid::from_raw(pid);
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `Z`...) and the command name, if the
+/// process exists.
+fn proc_state(pid: i32) -> Option<(char, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)
+}
+
+/// Parses `PID (COMM) STATE ...`; COMM may itself contain `)` and spaces.
+fn parse_stat(stat: &str) -> Option<(char, String)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let state = stat
+        .get(close + 1..)?
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()?;
+    Some((state, comm))
+}
+
+/// Whether `pid` is a running nbdfuse. A zombie is not (nbdfuse may die while the agent that
+/// started it is long gone, and nobody reaps it at once: `kill(pid, 0)` would still
+/// succeed), nor is another program that reused the pid (it must never be signalled).
+fn nbdfuse_running(pid: i32) -> bool {
     // Reap it first if it is our own child (nbdfuse started by this same process, during a
-    // start that is cleaning up after itself): a zombie still answers kill(pid, 0).
-    let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-    nix::sys::signal::kill(pid, None).is_ok()
+    // start that is cleaning up after itself).
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
+    proc_state(pid)
+        .is_some_and(|(state, comm)| !matches!(state, 'Z' | 'X' | 'x') && comm == "nbdfuse")
 }
 
 /// Whether nbdfuse (as recorded) still runs.
 pub fn nbdfuse_alive(state: &State) -> bool {
-    state.nbdfuse_pid.is_some_and(pid_alive)
+    state.nbdfuse_pid.is_some_and(nbdfuse_running)
 }
 
 fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
@@ -397,12 +424,12 @@ pub fn detach(state_file: &Path, state: &mut State, deadline: Instant) -> Result
             // nbdfuse exits by itself once unmounted; a TERM is the fallback for one stuck
             // before it mounted.
             let soon = (Instant::now() + Duration::from_secs(5)).min(deadline);
-            if !wait_until(soon, || !pid_alive(pid)) {
+            if !wait_until(soon, || !nbdfuse_running(pid)) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGTERM,
                 );
-                if !wait_until(deadline, || !pid_alive(pid)) {
+                if !wait_until(deadline, || !nbdfuse_running(pid)) {
                     return Err(OcfError::generic(format!(
                         "nbdfuse (pid {pid}) does not exit"
                     )));
@@ -416,7 +443,7 @@ pub fn detach(state_file: &Path, state: &mut State, deadline: Instant) -> Result
         state.fuse_dir = None;
         ocf::info!("stopped nbdfuse");
     } else if let Some(pid) = state.nbdfuse_pid.take()
-        && pid_alive(pid)
+        && nbdfuse_running(pid)
     {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -536,6 +563,23 @@ mod tests {
             nbd_client_args(&t, "/dev/nbd0"),
             ["-N", "r0", "h", "10809", "/dev/nbd0"]
         );
+    }
+
+    #[test]
+    fn proc_stat_state_and_command_name() {
+        assert_eq!(
+            parse_stat("4242 (nbdfuse) S 1 4242 4242 0 -1"),
+            Some(('S', "nbdfuse".to_owned()))
+        );
+        assert_eq!(
+            parse_stat("4242 (nbdfuse) Z 1 4242"),
+            Some(('Z', "nbdfuse".to_owned()))
+        );
+        assert_eq!(parse_stat("7 (a) b) R 1"), Some(('R', "a) b".to_owned())));
+        assert_eq!(parse_stat("garbage"), None);
+        assert!(!nbdfuse_running(i32::MAX));
+        // This test process is alive but not nbdfuse: never taken for it.
+        assert!(!nbdfuse_running(i32::try_from(std::process::id()).unwrap()));
     }
 
     #[test]

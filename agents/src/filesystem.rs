@@ -7,7 +7,8 @@
 //!   processes holding it ([`crate::mounts::holders`]) — TERM first, KILL later, within the op
 //!   timeout — then detaches everything the state file lists.
 //! - monitor: depth 0 mounted (and nbdfuse alive); 10 also reads 64 KiB of the device with
-//!   O_DIRECT; 20 also writes and reads back a status file with O_DIRECT|O_DSYNC.
+//!   O_DIRECT (and of the export itself, through nbdfuse's file); 20 also writes and reads
+//!   back a status file with O_DIRECT|O_DSYNC.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -523,6 +524,12 @@ impl Agent for FilesystemAgent {
         }
         if ctx.env.check_level >= CheckLevel::Read {
             read_direct(&m.source)?;
+            // The loop device reads its backing file through the page cache, so the read above
+            // can be served from memory after the export went away; nbdfuse's file read with
+            // O_DIRECT goes to the NBD server.
+            if let Some(dir) = &state.fuse_dir {
+                read_direct(&dir.join("nbd").to_string_lossy())?;
+            }
         }
         if ctx.env.check_level >= CheckLevel::Write {
             if m.read_only() {

@@ -1,7 +1,8 @@
 //! `ocf:tandem:Filesystem` on a replicatord export (the stack's real device, not nbdkit):
 //! ext4 mounted, written, unmounted while a process holds a file open (it is killed, the
 //! unmount succeeds), remounted with the data intact, and nothing left behind; the writes
-//! went through replicatord; a start on a Secondary's export fails cleanly. The replicator is
+//! went through replicatord; a start on a Secondary's export fails cleanly; an export that
+//! vanishes under the mount is reported by monitor and cleaned up by stop. The replicator is
 //! driven by its own agent, so this is the thesis's pair `mailData` + `ZimbraFS` run by hand.
 
 mod common;
@@ -190,6 +191,29 @@ fn ext4_on_a_replicatord_export_survives_stop_with_a_holder_and_remount() {
         std::fs::read(fs.mnt.join("mailbox.bin")).unwrap(),
         data,
         "data intact after remount"
+    );
+
+    // The export goes away behind the filesystem's back (someone demotes the replicator by
+    // hand; replicatord disconnects the client): monitor reports the error, stop still
+    // unmounts and detaches everything, and after the promotion the data is intact.
+    r.ctl(&["secondary", &r.resource]);
+    expect_rc(
+        &fs.run("monitor", "10"),
+        1,
+        "monitor depth 10 without the export",
+    );
+    expect_rc(&fs.run("stop", "0"), 0, "stop without the export");
+    fs.assert_nothing_left(&socket);
+    expect_rc(
+        &replicator_agent(&r, "promote"),
+        0,
+        "replicator promoted again",
+    );
+    expect_rc(&fs.run("start", "0"), 0, "start after the promotion");
+    assert_eq!(
+        std::fs::read(fs.mnt.join("mailbox.bin")).unwrap(),
+        data,
+        "data intact after losing the export"
     );
     expect_rc(&fs.run("stop", "0"), 0, "final stop");
     fs.assert_nothing_left(&socket);

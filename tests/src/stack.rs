@@ -312,6 +312,21 @@ impl Clusterd {
             .collect()
     }
 
+    /// The promotion score of `instance` on this node, as an agent reads it through
+    /// clusterd's `crm_master` shim (`crm_master -q -l reboot -G`); `None` when it has none.
+    pub fn promotion_score(&self, instance: &str) -> Option<String> {
+        let out = Command::new(self.state_dir.join("sbin/crm_master"))
+            .args(["-q", "-l", "reboot", "-G"])
+            .env("CLUSTERD_CONTROL", self.state_dir.join("control.sock"))
+            .env("CLUSTERD_NODE", &self.node)
+            .env("OCF_RESOURCE_INSTANCE", instance)
+            .output()
+            .expect("run clusterd's crm_master shim");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     /// SIGTERM: clusterd stops every resource of this node, then exits (waited for up to
     /// `grace`). Returns whether it exited by itself.
     pub fn stop(&mut self, grace: Duration) -> bool {

@@ -187,6 +187,8 @@ fn thesis_stack_on_one_node_under_clusterd() {
         ],
     );
     assert_eq!(r.state(), (true, "Primary".into(), "UpToDate".into()));
+    // The agent's promotion score (UpToDate, standalone), set through clusterd's crm_master.
+    assert_eq!(c.promotion_score("mailData:0").as_deref(), Some("10000"));
 
     // Chapter 5.4 (fs_cfg) and 4.2: the filesystem on the Promoted instance, after the
     // promotion; the virtual IP with the filesystem.
@@ -328,6 +330,11 @@ fn thesis_stack_on_one_node_under_clusterd() {
         ],
     );
     assert_nothing_left(work, Some(pid), &socket, &host, &vip, &r);
+    assert_eq!(
+        c.promotion_score("mailData:0"),
+        None,
+        "score left after stop"
+    );
     let (code, _) = client.run_status("ping", &["-c", "1", "-W", "1", &vip]);
     assert_ne!(code, 0, "the virtual IP still answers after standby");
 
