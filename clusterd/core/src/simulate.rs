@@ -14,7 +14,10 @@ fn change(p: &Placement, t: &Transition) -> Option<(&'static str, String)> {
     };
     let role_word = |r: Role| r.as_str();
     match (&p.current_node, &p.node) {
-        (None, None) => p.blocked_on.as_ref().map(|n| ("Start", n.clone())),
+        (None, None) => p.blocked_on.as_ref().map(|n| match p.blocked_role {
+            Some(Role::Promoted) => ("Promote", format!("Stopped -> Promoted {n}")),
+            _ => ("Start", n.clone()),
+        }),
         (None, Some(n)) => match p.role {
             Role::Promoted => Some(("Promote", format!("Stopped -> Promoted {n}"))),
             _ => Some(("Start", n.clone())),

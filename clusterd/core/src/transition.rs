@@ -157,6 +157,9 @@ pub struct Placement {
     /// that will not happen): Pacemaker's "(blocked)" start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_on: Option<String>,
+    /// The role it would have had there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_role: Option<Role>,
     /// Why it is blocked, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_reason: Option<String>,

@@ -31,8 +31,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 #[derive(Clone, Debug)]
 pub struct Final {
     pub node: Option<usize>,
-    /// The node placement chose when an order then blocked the start.
+    /// The node (and role) placement chose when an order then blocked the start.
     pub blocked_on: Option<usize>,
+    pub blocked_role: Option<Role>,
     pub role: Role,
     /// Must be stopped and started again where it is (failure, or a restart of what it is
     /// ordered after).
@@ -112,6 +113,7 @@ impl Sched<'_> {
                     if self.untouchable(i) {
                         Final {
                             blocked_on: None,
+                            blocked_role: None,
                             node: self.rscs[i].current_node(),
                             role: self.rscs[i].current_role(),
                             restart: false,
@@ -120,6 +122,7 @@ impl Sched<'_> {
                     } else {
                         Final {
                             blocked_on: None,
+                            blocked_role: None,
                             node: self.rscs[i].assigned,
                             role: self.assigned_role(i),
                             restart: self.rscs[i].failed(),
@@ -185,6 +188,7 @@ impl Sched<'_> {
                     match o.then_action {
                         OrderAction::Start if f.node.is_some() => {
                             f.blocked_on = f.node;
+                            f.blocked_role = Some(f.role);
                             f.node = None;
                             f.role = Role::Stopped;
                             f.reasons.push(why);
@@ -785,6 +789,7 @@ impl Sched<'_> {
                     .blocked_on
                     .filter(|&n| r.current_node() != Some(n))
                     .map(|n| self.nodes[n].name.clone()),
+                blocked_role: f.blocked_role.filter(|_| f.blocked_on.is_some()),
                 blocked_reason: f
                     .reasons
                     .first()

@@ -89,11 +89,21 @@ impl Sched<'_> {
                     out.extend(self.effective_this_with(p))
                 }
                 Kind::Clone(_) => {
+                    // Pacemaker prepends the clone's colocations to the instance's one by one
+                    // (so in reverse order, before the instance's own).
                     let all = self.all_coloc(p);
-                    out.extend(self.rscs[p].this_with.iter().copied().filter(|&c| {
-                        let s = self.colocs[c].score;
-                        all || !(0..INFINITY).contains(&s)
-                    }));
+                    let mut inherited: Vec<usize> = self.rscs[p]
+                        .this_with
+                        .iter()
+                        .copied()
+                        .filter(|&c| {
+                            let s = self.colocs[c].score;
+                            all || !(0..INFINITY).contains(&s)
+                        })
+                        .collect();
+                    inherited.reverse();
+                    inherited.extend(out);
+                    out = inherited;
                 }
                 _ => {}
             }
@@ -111,13 +121,15 @@ impl Sched<'_> {
                 }
                 Kind::Clone(_) => {
                     let all = self.all_coloc(p);
-                    out.extend(
-                        self.rscs[p]
-                            .with_this
-                            .iter()
-                            .copied()
-                            .filter(|&c| all || self.colocs[c].score < 0),
-                    );
+                    let mut inherited: Vec<usize> = self.rscs[p]
+                        .with_this
+                        .iter()
+                        .copied()
+                        .filter(|&c| all || self.colocs[c].score < 0)
+                        .collect();
+                    inherited.reverse();
+                    inherited.extend(out);
+                    out = inherited;
                 }
                 _ => {}
             }

@@ -753,13 +753,32 @@ impl<'a> Sched<'a> {
             self.rscs[d].this_with.push(ci);
             self.rscs[p_list].with_this.push(ci);
         }
-        // Sort colocations by score (Pacemaker applies the strongest first).
+        // Pacemaker keeps each list sorted by the other resource: higher `priority` first,
+        // then clones before groups before primitives, promotable clones first, then by id.
+        let key = |s: &Self, other: usize| {
+            let r = &s.rscs[other];
+            let prio = s
+                .index
+                .get(r.base.as_str())
+                .map_or(0, |x| s.cib.priority(x));
+            let (variant, promotable) = match &r.kind {
+                Kind::Primitive => (0, false),
+                Kind::Group { .. } => (1, false),
+                Kind::Clone(c) => (2, c.promotable),
+            };
+            (
+                std::cmp::Reverse(prio),
+                std::cmp::Reverse(variant),
+                std::cmp::Reverse(promotable),
+                r.id.clone(),
+            )
+        };
         for r in 0..self.rscs.len() {
             let mut tw = std::mem::take(&mut self.rscs[r].this_with);
-            tw.sort_by_key(|&c| std::cmp::Reverse(self.colocs[c].score));
+            tw.sort_by_cached_key(|&c| key(self, self.colocs[c].primary));
             self.rscs[r].this_with = tw;
             let mut wt = std::mem::take(&mut self.rscs[r].with_this);
-            wt.sort_by_key(|&c| std::cmp::Reverse(self.colocs[c].score));
+            wt.sort_by_cached_key(|&c| key(self, self.colocs[c].dependent));
             self.rscs[r].with_this = wt;
         }
     }
