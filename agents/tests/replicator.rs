@@ -251,6 +251,23 @@ fn replicatord_down_or_not_knowing_the_resource() {
     r.start_daemon();
     expect_rc(&a.run("start", &[]), 0, "start once replicatord is back");
     expect_rc(&a.monitor(), 0, "monitor");
+
+    // replicatord crashes: its control socket is left behind but refuses connections
+    // (replicatorctl exit 3); that is "not running" too, and stop succeeds.
+    r.kill9();
+    assert!(r.state_dir.join("control.sock").exists());
+    expect_rc(&a.monitor(), 7, "monitor after replicatord crashed");
+    expect_rc(&a.run("stop", &[]), 0, "stop after replicatord crashed");
+    let o = a.run("start", &[]);
+    expect_rc(&o, 1, "start while replicatord is down");
+    assert!(o.output.contains("not running"), "{}", o.output);
+    r.start_daemon();
+    expect_rc(
+        &a.run("monitor", &[]),
+        7,
+        "probe after replicatord restarted",
+    );
+    expect_rc(&a.run("start", &[]), 0, "start after replicatord restarted");
     expect_rc(&a.run("stop", &[]), 0, "stop");
 }
 

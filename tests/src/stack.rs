@@ -104,6 +104,13 @@ impl Replicator {
         }
     }
 
+    /// SIGKILLs replicatord (a crash: its control socket stays behind, refusing connections).
+    pub fn kill9(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill9();
+        }
+    }
+
     /// `replicatorctl --config C --node N --state-dir S ARGS...`; returns exit code and
     /// combined output.
     pub fn ctl_status(&self, args: &[&str]) -> (i32, String) {
