@@ -35,6 +35,9 @@ impl Replicator {
     /// Writes a thesis-style `.res` (protocol C, internal meta-data, `device /dev/drbd1`,
     /// `verify-alg sha1`) for a standalone `resource` on `node` over a `size_mib` file in
     /// `work`, runs `create-md`, and starts replicatord (in `host`'s namespace if given).
+    /// The replication address is a loopback address of its own (`127.X.Y.1:7789`, from the
+    /// pid and a counter): a standalone resource does not listen on it today, and tests
+    /// running side by side must not share one if it ever does.
     pub fn create(
         work: &Path,
         host: Option<&Host>,
@@ -49,11 +52,17 @@ impl Replicator {
             .set_len(size_mib << 20)
             .expect("size backing file");
         let config = work.join(format!("{resource}.res"));
+        let address = {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            format!("127.{}.{}.1:7789", 1 + std::process::id() % 250, n % 250)
+        };
         std::fs::write(
             &config,
             format!(
                 "resource {resource} {{\n  protocol C;\n  meta-disk internal;\n  device /dev/drbd1;\n  \
-                 syncer {{ verify-alg sha1; }}\n  on {node} {{\n    disk {};\n    address 127.0.0.1:7789;\n  }}\n}}\n",
+                 syncer {{ verify-alg sha1; }}\n  on {node} {{\n    disk {};\n    address {address};\n  }}\n}}\n",
                 disk.display()
             ),
         )
