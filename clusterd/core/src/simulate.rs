@@ -14,10 +14,7 @@ fn change(p: &Placement, t: &Transition) -> Option<(&'static str, String)> {
     };
     let role_word = |r: Role| r.as_str();
     match (&p.current_node, &p.node) {
-        (None, None) => p.blocked_on.as_ref().map(|n| match p.blocked_role {
-            Some(Role::Promoted) => ("Promote", format!("Stopped -> Promoted {n}")),
-            _ => ("Start", n.clone()),
-        }),
+        (None, None) => None,
         (None, Some(n)) => match p.role {
             Role::Promoted => Some(("Promote", format!("Stopped -> Promoted {n}"))),
             _ => Some(("Start", n.clone())),
@@ -79,26 +76,36 @@ fn change(p: &Placement, t: &Transition) -> Option<(&'static str, String)> {
 
 /// `  * Start      ClusterIP     ( hermes )` lines, sorted as the placements are.
 pub fn summary_lines(t: &Transition) -> Vec<String> {
-    let changes: Vec<(&str, &str, String)> = t
+    summary_lines_with(t, &[])
+}
+
+/// Summary lines plus Pacemaker's "(blocked)" lines for starts an order prevents.
+pub fn summary_lines_with(t: &Transition, blocked: &[crate::sched::BlockedStart]) -> Vec<String> {
+    let changes: Vec<(&str, &str, String, Option<&str>)> = t
         .placements
         .iter()
         .filter(|p| !p.unmanaged)
-        .filter_map(|p| change(p, t).map(|(v, d)| (v, p.resource.as_str(), d)))
+        .filter_map(|p| {
+            if let Some(b) = blocked.iter().find(|b| b.resource == p.resource) {
+                let (verb, detail) = match b.role {
+                    Role::Promoted => ("Promote", format!("Stopped -> Promoted {}", b.node)),
+                    _ => ("Start", b.node.clone()),
+                };
+                return Some((verb, p.resource.as_str(), detail, Some(b.reason.as_str())));
+            }
+            change(p, t).map(|(v, d)| (v, p.resource.as_str(), d, None))
+        })
         .collect();
-    let width = changes.iter().map(|(_, r, _)| r.len()).max().unwrap_or(0);
+    let width = changes
+        .iter()
+        .map(|(_, r, _, _)| r.len())
+        .max()
+        .unwrap_or(0);
     changes
         .into_iter()
-        .map(|(verb, rsc, detail)| {
-            let blocked = t
-                .placements
-                .iter()
-                .find(|p| p.resource == rsc && p.node.is_none() && p.blocked_on.is_some())
-                .map(|p| {
-                    format!(
-                        "  due to {} (blocked)",
-                        p.blocked_reason.as_deref().unwrap_or("an order")
-                    )
-                })
+        .map(|(verb, rsc, detail, why)| {
+            let blocked = why
+                .map(|w| format!("  due to {w} (blocked)"))
                 .unwrap_or_default();
             format!("  * {verb:<10} {rsc:<width$} ( {detail} ){blocked}")
         })

@@ -153,16 +153,6 @@ pub struct Placement {
     /// The resource is active but failed and will be recovered (stopped and started).
     #[serde(default)]
     pub failed: bool,
-    /// Placement chose this node, but the start cannot happen (a mandatory order on something
-    /// that will not happen): Pacemaker's "(blocked)" start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blocked_on: Option<String>,
-    /// The role it would have had there.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blocked_role: Option<Role>,
-    /// Why it is blocked, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blocked_reason: Option<String>,
 }
 
 /// The whole plan.

@@ -383,7 +383,9 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
                     (c, s)
                 }
             };
-            let t = sched::schedule(&cib, &status, now_s());
+            let analysis = sched::analyse(&cib, &status, now_s());
+            let summary = analysis.summary();
+            let t = analysis.transition;
             if json {
                 writeln!(
                     ctx.out,
@@ -392,7 +394,7 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
                 )?;
             } else {
                 writeln!(ctx.out, "Transition Summary:")?;
-                for l in t.summary() {
+                for l in summary {
                     writeln!(ctx.out, "{l}")?;
                 }
                 writeln!(ctx.out, "\nActions:")?;

@@ -785,16 +785,6 @@ impl Sched<'_> {
                 },
                 unmanaged: self.untouchable(i),
                 failed: r.failed(),
-                blocked_on: f
-                    .blocked_on
-                    .filter(|&n| r.current_node() != Some(n))
-                    .map(|n| self.nodes[n].name.clone()),
-                blocked_role: f.blocked_role.filter(|_| f.blocked_on.is_some()),
-                blocked_reason: f
-                    .reasons
-                    .first()
-                    .cloned()
-                    .filter(|_| f.blocked_on.is_some()),
             });
         }
         out

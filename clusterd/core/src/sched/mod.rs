@@ -34,6 +34,48 @@ pub struct Analysis<'a> {
     pub finals: Vec<Option<Final>>,
 }
 
+/// A start that placement chose but an order blocks (Pacemaker's "(blocked)" summary line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockedStart {
+    pub resource: String,
+    pub node: String,
+    pub role: crate::cib::Role,
+    pub reason: String,
+}
+
+impl Analysis<'_> {
+    /// Starts that cannot happen, with the node they would have used.
+    pub fn blocked_starts(&self) -> Vec<BlockedStart> {
+        let s = &self.sched;
+        self.finals
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let f = f.as_ref()?;
+                let n = f.blocked_on?;
+                if s.rscs[i].current_node() == Some(n) {
+                    return None;
+                }
+                Some(BlockedStart {
+                    resource: s.rscs[i].id.clone(),
+                    node: s.nodes[n].name.clone(),
+                    role: f.blocked_role.unwrap_or(crate::cib::Role::Started),
+                    reason: f
+                        .reasons
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "an order".into()),
+                })
+            })
+            .collect()
+    }
+
+    /// The transition summary, blocked starts included.
+    pub fn summary(&self) -> Vec<String> {
+        crate::simulate::summary_lines_with(&self.transition, &self.blocked_starts())
+    }
+}
+
 /// Runs the scheduler and keeps its working state (node scores, bans) for explanations.
 pub fn analyse<'a>(cib: &'a Cib, status: &'a ClusterStatus, now_s: u64) -> Analysis<'a> {
     let mut sched = Sched::build(cib, status, now_s);

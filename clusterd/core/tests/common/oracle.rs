@@ -207,8 +207,8 @@ pub fn check(case: &Case, seed: u64, dir: &std::path::Path) -> Result<(), String
     // injected history) the transition summaries must agree too, line for line, up to clone
     // instance numbers and column widths.
     if case.running.is_empty() && case.failures.is_empty() {
-        let t = schedule(&imported.cib, &imported.status, now);
-        let ours = normalize(&t.summary().join("\n"));
+        let analysis = clusterd_core::sched::analyse(&imported.cib, &imported.status, now);
+        let ours = normalize(&analysis.summary().join("\n"));
         let section = summary.split("Transition Summary:").nth(1).unwrap_or("");
         let section = section
             .split("Executing Cluster Transition")
