@@ -447,7 +447,16 @@ impl Agent for FilesystemAgent {
         {
             return Err(OcfError::new(
                 Status::ErrInstalled,
-                format!("device {} does not exist on this node", p.display()),
+                format!(
+                    "device {} does not exist on this node{}",
+                    p.display(),
+                    if p.to_string_lossy().starts_with("/dev/drbd") {
+                        " (Tandem's replicator has no kernel device: give its NBD export, the URI \
+                         `replicatorctl status RES` shows, e.g. nbd+unix:///RES?socket=/run/replicatord/RES.nbd.sock)"
+                    } else {
+                        ""
+                    }
+                ),
             ));
         }
         let deadline = ctx.deadline() - Duration::from_secs(2).min(ctx.timeout / 4);

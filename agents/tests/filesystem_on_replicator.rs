@@ -125,6 +125,12 @@ fn ext4_on_a_replicatord_export_survives_stop_with_a_holder_and_remount() {
     let socket = uri.split("socket=").nth(1).unwrap().to_owned();
     let fs = Fs::new(dir.path(), &uri);
 
+    // The thesis's device="/dev/drbd1" does not exist here: the error says what to give.
+    let drbd = Fs::new(dir.path(), "/dev/drbd1");
+    let o = drbd.run("start", "0");
+    expect_rc(&o, 5, "start on /dev/drbd1");
+    assert!(o.output.contains("replicatorctl status"), "{}", o.output);
+
     // The replicator is up but Secondary: its export refuses clients, so the filesystem
     // cannot start (this is what the order constraint prevents) and leaves nothing attached.
     expect_rc(&replicator_agent(&r, "start"), 0, "replicator start");

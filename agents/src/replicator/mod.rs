@@ -91,9 +91,9 @@ const META: Metadata = Metadata {
     actions: ACTIONS,
 };
 
-/// Pause between promotion attempts that were refused for a reason that may pass (another
-/// command running, a peer still Primary).
-const PROMOTE_RETRY: Duration = Duration::from_secs(1);
+/// Pause between attempts refused for a reason that may pass (another command running, a peer
+/// still Primary, replicatord shutting down).
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The `ocf:tandem:replicator` agent.
 #[derive(Debug, Default)]
@@ -150,6 +150,22 @@ fn known_state(ctl: &Ctl) -> Result<ResState, OcfError> {
         Seen::Res(s) => Ok(s),
         Seen::NoDaemon(why) => Err(OcfError::generic(why)),
         Seen::NotConfigured(why) => Err(OcfError::new(Status::ErrInstalled, why)),
+    }
+}
+
+/// Runs `replicatorctl VERB RES`, retrying each second while replicatord refuses for a reason
+/// that passes (exit 10: another command on the resource still running, the daemon shutting
+/// down) and the op's time allows; other failures are returned at once.
+fn run_retrying(ctx: &Context, ctl: &Ctl, verb: &[&str]) -> Result<(), OcfError> {
+    loop {
+        match ctl.run(verb) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.exit == CtlExit::Refused && ctx.remaining() >= RETRY_PAUSE * 2 => {
+                ocf::info!("{}: {}; retrying", e.command, e.message);
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            Err(e) => return Err(e.into_ocf()),
+        }
     }
 }
 
@@ -224,12 +240,10 @@ impl Agent for ReplicatorAgent {
     fn start(&self, ctx: &Context) -> OcfResult {
         let ctl = ctl_of(ctx)?;
         match known_state(&ctl)? {
-            ResState::Down => {
-                ctl.run(&["up"]).map_err(ctl::CtlError::into_ocf)?;
-            }
+            ResState::Down => run_retrying(ctx, &ctl, &["up"])?,
             ResState::Up { primary: true, .. } => {
                 ocf::warn!("{} already Primary at start, demoting", ctl.resource);
-                ctl.run(&["secondary"]).map_err(ctl::CtlError::into_ocf)?;
+                run_retrying(ctx, &ctl, &["secondary"])?;
             }
             ResState::Up { .. } => {}
         }
@@ -263,26 +277,33 @@ impl Agent for ReplicatorAgent {
 
     fn stop(&self, ctx: &Context) -> OcfResult {
         let ctl = ctl_of(ctx)?;
-        match ctl.status()? {
-            Seen::NoDaemon(why) => {
-                ocf::info!("{why}: {} cannot be up", ctl.resource);
-            }
-            Seen::NotConfigured(why) => {
-                ocf::warn!("{why}: nothing to stop");
-            }
-            Seen::Res(ResState::Down) => {}
-            Seen::Res(ResState::Up { primary, .. }) => {
-                if primary {
+        // A failed stop gets the node fenced: keep trying (as the DRBD agent) until the
+        // resource is down or the op's time is nearly out.
+        loop {
+            let step = match ctl.status()? {
+                Seen::NoDaemon(why) => {
+                    ocf::info!("{why}: {} cannot be up", ctl.resource);
+                    break;
+                }
+                Seen::NotConfigured(why) => {
+                    ocf::warn!("{why}: nothing to stop");
+                    break;
+                }
+                Seen::Res(ResState::Down) => break,
+                Seen::Res(ResState::Up { primary: true, .. }) => {
                     ocf::warn!("{} still Primary at stop, demoting", ctl.resource);
-                    ctl.run(&["secondary"]).map_err(ctl::CtlError::into_ocf)?;
+                    ctl.run(&["secondary"])
                 }
-                ctl.run(&["down"]).map_err(ctl::CtlError::into_ocf)?;
-                if let Seen::Res(ResState::Up { .. }) = ctl.status()? {
-                    return Err(OcfError::generic(format!(
-                        "{} is still up after down",
-                        ctl.resource
-                    )));
+                Seen::Res(ResState::Up { .. }) => ctl.run(&["down"]),
+            };
+            if let Err(e) = step {
+                if ctx.remaining() < RETRY_PAUSE * 2 {
+                    return Err(e
+                        .into_ocf()
+                        .context(format!("{} is still up", ctl.resource)));
                 }
+                ocf::info!("{}: {}; retrying", e.command, e.message);
+                std::thread::sleep(RETRY_PAUSE);
             }
         }
         // Do not leave a score behind: it may confuse the cluster after a standby.
@@ -372,12 +393,12 @@ impl Agent for ReplicatorAgent {
                 )));
             }
             if matches!(e.exit, CtlExit::MetaData | CtlExit::Config)
-                || ctx.remaining() < PROMOTE_RETRY * 2
+                || ctx.remaining() < RETRY_PAUSE * 2
             {
                 return Err(e.into_ocf().context("promotion refused"));
             }
             ocf::info!("{}: {}; retrying", e.command, e.message);
-            std::thread::sleep(PROMOTE_RETRY);
+            std::thread::sleep(RETRY_PAUSE);
         }
     }
 
@@ -391,7 +412,7 @@ impl Agent for ReplicatorAgent {
             }
             ResState::Up { primary: false, .. } => Ok(Status::Success),
             ResState::Up { .. } => {
-                ctl.run(&["secondary"]).map_err(ctl::CtlError::into_ocf)?;
+                run_retrying(ctx, &ctl, &["secondary"])?;
                 match known_state(&ctl)? {
                     s @ ResState::Up { primary: false, .. } => {
                         update_score(ctx, &s);
