@@ -5,9 +5,10 @@
 //!
 //! - start = `replicatorctl up RES` (Secondary; a resource found Primary is demoted first, as
 //!   the DRBD agent does: start leaves a promotable resource unpromoted);
-//!   stop = `secondary` if needed, then `down`; promote = `primary` (retried each second
-//!   within the timeout while the refusal may pass, failing at once when this node has no
-//!   good data: only an operator's `primary --force` helps then); demote = `secondary`.
+//!   stop = `secondary` if needed, then `down`, tried until down within the timeout (a failed
+//!   stop gets the node fenced); promote = `primary` (retried each second within the timeout
+//!   while the refusal may pass, failing at once when this node has no good data: only an
+//!   operator's `primary --force` helps then); demote = `secondary`.
 //! - monitor: 8 Primary, 0 Secondary with a healthy disk, 7 down or replicatord not running,
 //!   `OCF_FAILED_PROMOTED` (Primary) / `OCF_ERR_GENERIC` when the disk has Failed.
 //! - A resource replicatord does not know on this node (its configuration lacks it): a probe
@@ -15,8 +16,8 @@
 //!   `OCF_ERR_INSTALLED`, which bans this node only — as the DRBD agent does.
 //! - promotion score from the disk states, with the DRBD agent's rules and default numbers
 //!   (`adjust_master_score` = "0 10 1000 10000"): see [`state::score`]. Set through
-//!   [`ocf::set_promotion_score`] (crm_master) in start, monitor (not probes of a stopped
-//!   resource) and post notifications; removed at stop.
+//!   [`ocf::set_promotion_score`] (crm_master) in start, promote, demote, monitor (not probes
+//!   of a stopped resource) and post notifications; removed at stop.
 
 pub mod ctl;
 pub mod state;
