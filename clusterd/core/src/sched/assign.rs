@@ -85,12 +85,17 @@ impl Sched<'_> {
         let mut out = self.rscs[i].this_with.clone();
         if let Some(p) = self.rscs[i].parent {
             match &self.rscs[p].kind {
-                Kind::Group { children } if children.first() == Some(&i) => {
+                // A group's own colocations move to its first member (as dependent) and last
+                // member (as primary) when the group's assignment starts, as in Pacemaker;
+                // merges done before that do not see them through the members.
+                Kind::Group { children }
+                    if children.first() == Some(&i) && self.group_started(p) =>
+                {
                     out.extend(self.effective_this_with(p))
                 }
                 Kind::Clone(_) => {
-                    // Pacemaker prepends the clone's colocations to the instance's one by one
-                    // (so in reverse order, before the instance's own).
+                    // Pacemaker inserts the clone's colocations into the instance's (sorted)
+                    // list; an instance has none of its own, so the clone's order stands.
                     let all = self.all_coloc(p);
                     let mut inherited: Vec<usize> = self.rscs[p]
                         .this_with
@@ -101,7 +106,6 @@ impl Sched<'_> {
                             all || !(0..INFINITY).contains(&s)
                         })
                         .collect();
-                    inherited.reverse();
                     inherited.extend(out);
                     out = inherited;
                 }
@@ -116,7 +120,9 @@ impl Sched<'_> {
         let mut out = self.rscs[i].with_this.clone();
         if let Some(p) = self.rscs[i].parent {
             match &self.rscs[p].kind {
-                Kind::Group { children } if children.last() == Some(&i) => {
+                Kind::Group { children }
+                    if children.last() == Some(&i) && self.group_started(p) =>
+                {
                     out.extend(self.effective_with_this(p))
                 }
                 Kind::Clone(_) => {
@@ -127,7 +133,6 @@ impl Sched<'_> {
                         .copied()
                         .filter(|&c| all || self.colocs[c].score < 0)
                         .collect();
-                    inherited.reverse();
                     inherited.extend(out);
                     out = inherited;
                 }
@@ -135,6 +140,11 @@ impl Sched<'_> {
             }
         }
         out
+    }
+
+    /// Has the group's assignment begun (so its colocations act through its members)?
+    fn group_started(&self, g: usize) -> bool {
+        self.rscs[g].allocating || !self.rscs[g].provisional
     }
 
     /// Fewer instances than available nodes: every dependent preference matters.

@@ -276,6 +276,31 @@ impl<'a> Sched<'a> {
     /// and was never seen anywhere (cluster start); or the instance is known there. Anonymous
     /// clone history without an active instance belongs to the first instance that runs
     /// nowhere, as Pacemaker attributes it.
+    /// Nodes where anonymous clone instance `k` has history, as Pacemaker attributes it when it
+    /// unpacks the status node by node (in name order): history on a node where an instance is
+    /// active belongs to that instance; other history belongs to the first instance not yet
+    /// found active on an earlier node.
+    fn known_on(&self, children: &[usize], i: usize, k: usize) -> Vec<usize> {
+        let mut active_so_far: Vec<usize> = Vec::new();
+        let mut out = Vec::new();
+        for &n in &self.rscs[i].seen_on {
+            let owner = match children
+                .iter()
+                .position(|&c| self.instance_current(c) == Some(n))
+            {
+                Some(a) => {
+                    active_so_far.push(a);
+                    Some(a)
+                }
+                None => (0..children.len()).find(|c| !active_so_far.contains(c)),
+            };
+            if owner == Some(k) {
+                out.push(n);
+            }
+        }
+        out
+    }
+
     pub fn primitive_promotion_score(&self, i: usize, n: usize) -> Option<i32> {
         let value = self.nodes[n]
             .attrs
@@ -293,17 +318,7 @@ impl<'a> Sched<'a> {
             true
         } else {
             let running = current(info.children[k]);
-            let spare = info.children.iter().position(|&c| current(c).is_none());
-            let known: Vec<usize> = match running {
-                Some(m) => vec![m],
-                None if spare == Some(k) => self.rscs[i]
-                    .seen_on
-                    .iter()
-                    .copied()
-                    .filter(|&m| !info.children.iter().any(|&c| current(c) == Some(m)))
-                    .collect(),
-                None => Vec::new(),
-            };
+            let known = self.known_on(&info.children, i, k);
             (running.is_none() && known.is_empty()) || known.contains(&n)
         };
         let allowed = |r: usize| self.rscs[r].allowed[n] != ABSENT && self.rscs[r].allowed[n] >= 0;
@@ -734,24 +749,13 @@ impl<'a> Sched<'a> {
                 }
             }
         }
-        // Colocation lists; a group's own colocations move to its first (dependent side) and
-        // last (primary side) member, as Pacemaker does when it assigns the group.
+        // Colocation lists. A group keeps its own: they act through its first member (as
+        // dependent) and last member (as primary) once its assignment starts (see
+        // `effective_this_with`).
         for ci in 0..self.colocs.len() {
             let (d, p) = (self.colocs[ci].dependent, self.colocs[ci].primary);
-            let d = match &self.rscs[d].kind {
-                Kind::Group { children } if !self.colocs[ci].id.ends_with("-internal") => {
-                    children[0]
-                }
-                _ => d,
-            };
-            let p_list = match &self.rscs[p].kind {
-                Kind::Group { children } if !self.colocs[ci].id.ends_with("-internal") => {
-                    *children.last().expect("non-empty group")
-                }
-                _ => p,
-            };
             self.rscs[d].this_with.push(ci);
-            self.rscs[p_list].with_this.push(ci);
+            self.rscs[p].with_this.push(ci);
         }
         // Pacemaker keeps each list sorted by the other resource: higher `priority` first,
         // then clones before groups before primitives, promotable clones first, then by id.
