@@ -7,7 +7,9 @@
 //! another version, or one that does not parse, with an error response (exit code 30) and
 //! keeps running.
 //!
-//! Changelog: version 1 — up, down, primary, secondary, status.
+//! Changelog: version 1 — up, down, primary, secondary, status; then (still version 1: verbs
+//! and status fields were only added) connect, disconnect, invalidate, verify, and the status
+//! fields `sync`, `counters`, `refusal`, `split_brain`, `last_verify`, `link`.
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -61,6 +63,32 @@ pub enum Command {
         /// Resource name.
         resource: String,
     },
+    /// Connect to the peer (StandAlone → WFConnection).
+    Connect {
+        /// Resource name.
+        resource: String,
+        /// This node is the split-brain victim: its changes are discarded.
+        #[serde(default)]
+        discard_my_data: bool,
+    },
+    /// Drop the connection and stay StandAlone.
+    Disconnect {
+        /// Resource name.
+        resource: String,
+    },
+    /// Discard the local data and take the peer's (full resync as SyncTarget).
+    Invalidate {
+        /// Resource name.
+        resource: String,
+    },
+    /// Online verify against the peer.
+    Verify {
+        /// Resource name.
+        resource: String,
+        /// Answer only when the verify has finished (with its result).
+        #[serde(default)]
+        wait: bool,
+    },
     /// Report state; every resource of this node when `resource` is absent.
     Status {
         /// Resource name.
@@ -70,7 +98,7 @@ pub enum Command {
 }
 
 /// A response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     /// [`PROTOCOL_VERSION`].
     pub version: u32,

@@ -1,6 +1,7 @@
 //! `replicatorctl`: drbdadm's verbs. `create-md`, `dump` and `show-gi` work on files and need
-//! no daemon; `up`, `down`, `primary`, `secondary` and `status` ask `replicatord` over its
-//! control socket (the daemon reads its own configuration).
+//! no daemon; `up`, `down`, `primary`, `secondary`, `connect`, `disconnect`, `invalidate`,
+//! `verify` and `status` ask `replicatord` over its control socket (the daemon reads its own
+//! configuration).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -74,6 +75,33 @@ pub enum Verb {
         /// Resource name.
         resource: String,
     },
+    /// Connect RES to its peer (after `disconnect`, a refused handshake or a split brain).
+    Connect {
+        /// Resource name.
+        resource: String,
+        /// This node is the split-brain victim: discard its changes and resync it from the peer.
+        #[arg(long)]
+        discard_my_data: bool,
+    },
+    /// Drop RES's connection to its peer and stay StandAlone.
+    Disconnect {
+        /// Resource name.
+        resource: String,
+    },
+    /// Discard this node's data of RES and resync it in full from the peer (Secondary only).
+    Invalidate {
+        /// Resource name.
+        resource: String,
+    },
+    /// Online verify of RES against its peer (needs verify-alg): differing blocks are marked
+    /// out of sync; `disconnect` + `connect` resyncs them.
+    Verify {
+        /// Resource name.
+        resource: String,
+        /// Wait until the verify has finished and print its result.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Show the state of RES (every resource of this node without RES).
     Status {
         /// Resource name.
@@ -130,6 +158,35 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             &cli,
             Command::Secondary {
                 resource: resource.clone(),
+            },
+        ),
+        Verb::Connect {
+            resource,
+            discard_my_data,
+        } => online(
+            &cli,
+            Command::Connect {
+                resource: resource.clone(),
+                discard_my_data: *discard_my_data,
+            },
+        ),
+        Verb::Disconnect { resource } => online(
+            &cli,
+            Command::Disconnect {
+                resource: resource.clone(),
+            },
+        ),
+        Verb::Invalidate { resource } => online(
+            &cli,
+            Command::Invalidate {
+                resource: resource.clone(),
+            },
+        ),
+        Verb::Verify { resource, wait } => online(
+            &cli,
+            Command::Verify {
+                resource: resource.clone(),
+                wait: *wait,
             },
         ),
         Verb::Status { resource, json } => status(&cli, resource.clone(), *json),

@@ -81,6 +81,11 @@ pub struct ReplicaConfig {
     pub barrier_interval: Duration,
     /// Bounds.
     pub limits: Limits,
+    /// A resource with a single node (one `on` section): there is no peer, so nothing is ever
+    /// out of sync. Writes take no activity-log extents, mark no bitmap bits and are settled
+    /// as soon as they complete; the disk comes up UpToDate when consistent (no peer can hold
+    /// newer data); `connect` is refused.
+    pub standalone: bool,
 }
 
 impl ReplicaConfig {
@@ -100,6 +105,7 @@ impl ReplicaConfig {
             ping_timeout: Duration::from_millis(500),
             barrier_interval: Duration::from_millis(100),
             limits: Limits::default(),
+            standalone: false,
         }
     }
 }

@@ -3,9 +3,11 @@
 //! state machine never sees raw bytes. The daemon reads a [`frame::HEADER_BYTES`] header, checks
 //! it with [`decode_header`], reads exactly the payload it announces and decodes it with
 //! [`decode_payload`] (or uses [`decode`] on a buffer). Any [`WireError`] drops the connection.
+//! Before the first frame, [`preamble`] settles which of two crossing TCP connections is used.
 
 pub mod frame;
 pub mod message;
+pub mod preamble;
 
 pub use frame::{
     FrameHeader, HEADER_BYTES, MAX_PAYLOAD_BYTES, WireError, decode, decode_header, decode_payload,

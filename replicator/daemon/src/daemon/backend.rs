@@ -1,6 +1,7 @@
-//! The NBD side of a resource: the [`Backend`] its export serves (writes go through the event
-//! loop, reads straight to the backing file) and the [`ExportLookup`] of each listener, which
-//! asks the loop — the only owner of resource state — whether to serve or refuse.
+//! The NBD side of a resource: the [`Backend`] its export serves (writes, zeroing and flushes go
+//! to the event loop through the resource's bounded request queue; reads go straight to the
+//! backing file) and the [`ExportLookup`] of each listener, which asks the loop — the only
+//! owner of resource state — whether to serve or refuse.
 
 use std::io;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tandem_nbd::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::event::{DataOp, Event, Nbd};
+use super::event::{Event, Nbd, NbdReq};
 
 fn gone() -> io::Error {
     io::Error::from_raw_os_error(libc::ESHUTDOWN)
@@ -21,33 +22,25 @@ fn gone() -> io::Error {
 
 /// The exported device of a Primary resource.
 pub struct ReplicatedBackend {
-    resource: Arc<str>,
     data: FileBackend,
     size: u64,
-    events: mpsc::Sender<Event>,
+    requests: mpsc::Sender<NbdReq>,
 }
 
 impl ReplicatedBackend {
-    /// A backend for `resource` over its data file.
-    pub fn new(resource: Arc<str>, data: FileBackend, events: mpsc::Sender<Event>) -> Self {
+    /// A backend over the resource's data file, sending changes to `requests`.
+    pub fn new(data: FileBackend, requests: mpsc::Sender<NbdReq>) -> Self {
         let size = data.len();
         ReplicatedBackend {
-            resource,
             data,
             size,
-            events,
+            requests,
         }
     }
 
-    async fn data_op(&self, offset: u64, op: DataOp) -> io::Result<()> {
+    async fn ask(&self, make: impl FnOnce(super::event::IoReply) -> NbdReq) -> io::Result<()> {
         let (reply, rx) = oneshot::channel();
-        let ev = Event::Nbd(Nbd::Data {
-            resource: self.resource.clone(),
-            offset,
-            op,
-            reply,
-        });
-        self.events.send(ev).await.map_err(|_| gone())?;
+        self.requests.send(make(reply)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 }
@@ -68,25 +61,26 @@ impl Backend for ReplicatedBackend {
     }
 
     fn write(&self, offset: u64, data: Bytes, fua: bool) -> BoxFuture<'_, io::Result<()>> {
-        Box::pin(self.data_op(offset, DataOp::Write { data, fua }))
+        Box::pin(self.ask(move |reply| NbdReq::Write {
+            offset,
+            data,
+            fua,
+            reply,
+        }))
     }
 
     fn flush(&self) -> BoxFuture<'_, io::Result<()>> {
-        Box::pin(async move {
-            let (reply, rx) = oneshot::channel();
-            self.events
-                .send(Event::Nbd(Nbd::Flush {
-                    resource: self.resource.clone(),
-                    reply,
-                }))
-                .await
-                .map_err(|_| gone())?;
-            rx.await.map_err(|_| gone())?
-        })
+        Box::pin(self.ask(|reply| NbdReq::Flush { reply }))
     }
 
     fn trim(&self, offset: u64, len: u64, fua: bool) -> BoxFuture<'_, io::Result<()>> {
-        Box::pin(self.data_op(offset, DataOp::Trim { len, fua }))
+        // A trim is only a hint, but both nodes must read the same afterwards: zero the range.
+        Box::pin(self.ask(move |reply| NbdReq::Zero {
+            offset,
+            len,
+            fua,
+            reply,
+        }))
     }
 
     fn write_zeroes(
@@ -95,7 +89,16 @@ impl Backend for ReplicatedBackend {
         len: u64,
         flags: ZeroFlags,
     ) -> BoxFuture<'_, io::Result<()>> {
-        Box::pin(self.data_op(offset, DataOp::Zero { len, flags }))
+        if flags.fast {
+            // Zeroes are replicated like data: never faster than writing them.
+            return Box::pin(async { Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP)) });
+        }
+        Box::pin(self.ask(move |reply| NbdReq::Zero {
+            offset,
+            len,
+            fua: flags.fua,
+            reply,
+        }))
     }
 
     fn cache(&self, offset: u64, len: u64) -> BoxFuture<'_, io::Result<()>> {

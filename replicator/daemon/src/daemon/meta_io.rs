@@ -2,8 +2,8 @@
 //! blocking thread, so records land in the order they were produced. Jobs queued while another
 //! runs are merged and share one flush (group commit of activity-log transactions).
 //!
-//! The queue's length is bounded by the writes in flight (each produces at most one job) plus
-//! a few control jobs; the NBD server bounds writes in flight.
+//! The queue holds at most one group of sync points (the output queue waits for it), one
+//! bitmap write-back of the tick and the final job of a detach.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -17,11 +17,13 @@ use crate::md;
 /// What a job made durable, reported back to the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Done {
-    /// Activity-log transactions up to this sequence.
-    Al(u64),
+    /// A group of sync points of the replication machine (the output queue waits for it).
+    Group(u64),
+    /// Activity-log transactions up to this sequence (and how many).
+    Al(u64, u64),
     /// A superblock of this sequence.
     Superblock(u64),
-    /// Bitmap pages (write-back or eviction).
+    /// Bitmap pages (write-back).
     Pages,
 }
 

@@ -1,29 +1,39 @@
 //! `replicatord`: one event loop that owns every resource of this node.
 //!
 //! ```text
-//!  control socket (0600) ─┐                         ┌─► spawned disk work (data writes,
-//!  NBD listeners ─────────┼─► mpsc<Event> ─► loop ──┤     meta-data jobs, attach, fsync)
-//!  tick (1 s), signals ───┘      (bounded)   apply  └─► replies (oneshot) to waiting tasks
-//!            ▲                                             │
-//!            └────────────── completions as events ◄───────┘
+//!  control socket (0600) ─┐                              ┌─► disk work (inline when the page
+//!  NBD lookups ───────────┤                              │    cache takes it, else a task)
+//!  peer readers, dials ───┼─► mpsc<Event> ──┐            ├─► meta-data jobs (one at a time)
+//!  disk completions ──────┤   (bounded)     ├─► loop ────┼─► peer writers (frames)
+//!  tick (1 s), signals ───┘                 │   apply    └─► replies to NBD and control
+//!  NBD data requests ─► one mpsc per resource┘  (read only while the replication machine
+//!                        (bounded)               gives write credit)
 //! ```
 //!
-//! `let ev = rx.recv().await; self.apply(ev);` — only receiving is async; `apply` is plain code
-//! that changes state and spawns I/O, whose completion comes back as another event. Nothing
-//! else touches resource state: the NBD lookup asks the loop whether a client is served.
+//! `let ev = select().await; apply(ev);` — only waiting is async; `apply` is plain code that
+//! feeds the resource's replication machine (`replicator_core::protocol::Replica`, the one
+//! owner of role, disk state, connection state, bitmap and activity log) and carries its
+//! outputs out in order (`drive.rs`). After each wake-up the loop takes every event already
+//! queued (up to [`BATCH`]) before it sleeps again, so a burst of completions and
+//! acknowledgements costs one wake-up. The machines' timers come from `poll_timeout()`.
 
 pub mod backend;
+pub mod drive;
 pub mod event;
 pub mod io_path;
 pub mod meta_io;
+pub mod peer;
+pub mod replica_cfg;
 pub mod resource;
 pub mod status_of;
+pub mod up;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use tandem_nbd::{ExportListing, Listener, Refusal, Server, ServerConfig};
@@ -31,9 +41,12 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
+use replicator_core::protocol::AdminCommand;
+
 use self::backend::LoopLookup;
-use self::event::{Disk, EVENT_QUEUE, Event, Nbd};
-use self::resource::{Ctx, Res, listener_key};
+use self::event::{Disk, EVENT_QUEUE, Event, Nbd, NbdReq, Peer};
+use self::resource::{Res, listener_key};
+use self::up::Ctx;
 use crate::control::{self, Command, Response};
 use crate::exit::{Exit, Failure};
 
@@ -47,6 +60,8 @@ pub const MAX_CONTROL_CONNECTIONS: usize = 32;
 pub const CONTROL_IDLE: Duration = Duration::from_secs(60);
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/run/replicatord";
+/// Events the loop takes per wake-up before it looks at its timers again.
+pub const BATCH: usize = 256;
 
 /// What `replicatord` runs with.
 #[derive(Debug, Clone)]
@@ -67,6 +82,15 @@ struct Daemon {
     listeners: BTreeMap<String, watch::Sender<bool>>,
     server_stop: watch::Receiver<bool>,
     shutting_down: bool,
+    origin: Instant,
+}
+
+/// What woke the loop.
+enum Woke {
+    Event(Event),
+    Nbd(String, NbdReq),
+    Timer,
+    Closed,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; resources come up only when told (`replicatorctl up`).
@@ -93,6 +117,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         listeners: BTreeMap::new(),
         server_stop: stop_rx,
         shutting_down: false,
+        origin: Instant::now(),
     };
     let mine: Vec<_> = loaded
         .config
@@ -104,7 +129,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         warn!(node = %args.node, config = %args.config.display(), "no resource of the configuration has an 'on {}' section", args.node);
     }
     for (r, h) in mine {
-        let res = Res::new(r, h, &state_dir);
+        let res = Res::new(r, h, &state_dir, &args.config.to_string_lossy());
         if let Err(e) = d.ensure_listener(&res) {
             error!(resource = %res.name, node = %args.node, "{}", e.message);
         }
@@ -117,23 +142,65 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     tokio::spawn(signals(tx.clone()));
     info!(node = %args.node, state_dir = %state_dir, control = %control_path.display(), resources = d.resources.len(), "replicatord running");
     let mut deadline: Option<tokio::time::Instant> = None;
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
     loop {
-        let ev = match deadline {
-            Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
-                Ok(ev) => ev,
-                Err(_) => {
-                    error!(node = %args.node, "resources did not go down within {SHUTDOWN_GRACE:?}; exiting anyway");
-                    break;
-                }
-            },
-            None => rx.recv().await,
+        let next = d.timers();
+        let wake = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let wake = match deadline {
+            Some(t) => wake.min(t.into_std()),
+            None => wake,
         };
-        let Some(ev) = ev else { break };
-        if matches!(ev, Event::Shutdown) && deadline.is_none() {
-            deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+        sleep.as_mut().reset(tokio::time::Instant::from_std(wake));
+        let woke = std::future::poll_fn(|cx| {
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(ev)) => return Poll::Ready(Woke::Event(ev)),
+                Poll::Ready(None) => return Poll::Ready(Woke::Closed),
+                Poll::Pending => {}
+            }
+            for (name, r) in d.resources.iter_mut() {
+                if let Some(up) = r.up_mut()
+                    && up.accepting_nbd()
+                    && let Poll::Ready(Some(req)) = up.nbd_rx.poll_recv(cx)
+                {
+                    return Poll::Ready(Woke::Nbd(name.clone(), req));
+                }
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Woke::Closed => break,
+            Woke::Timer => {}
+            Woke::Event(ev) => {
+                if matches!(ev, Event::Shutdown) && deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                }
+                d.apply(ev);
+            }
+            Woke::Nbd(name, req) => d.nbd_data(&name, req),
         }
-        d.apply(ev);
+        // Take what is already queued before sleeping again: one wake-up per burst.
+        for _ in 0..BATCH {
+            match rx.try_recv() {
+                Ok(ev) => {
+                    if matches!(ev, Event::Shutdown) && deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                    }
+                    d.apply(ev);
+                }
+                Err(_) => break,
+            }
+        }
+        d.drain_nbd(BATCH);
         if d.shutting_down && d.resources.values().all(Res::is_down) {
+            break;
+        }
+        if deadline.is_some_and(|t| t <= tokio::time::Instant::now()) {
+            error!(node = %args.node, "resources did not go down within {SHUTDOWN_GRACE:?}; exiting anyway");
             break;
         }
     }
@@ -151,16 +218,83 @@ impl Daemon {
         (self.events.clone(), self.args.node.clone())
     }
 
+    /// Runs due timers of every resource; returns when the next one is due.
+    fn timers(&mut self) -> Option<Instant> {
+        let (events, node) = self.ctx();
+        let ctx = Ctx {
+            events: &events,
+            node: &node,
+            origin: self.origin,
+        };
+        let mut next: Option<Instant> = None;
+        for r in self.resources.values_mut() {
+            if let Some(t) = r.timers(&ctx) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        next
+    }
+
+    /// Takes NBD data requests already queued, while their resources give credit.
+    fn drain_nbd(&mut self, max: usize) {
+        let (events, node) = self.ctx();
+        let ctx = Ctx {
+            events: &events,
+            node: &node,
+            origin: self.origin,
+        };
+        let mut n = 0;
+        for r in self.resources.values_mut() {
+            let name = r.name.clone();
+            let Some(up) = r.up_mut() else { continue };
+            while n < max && up.accepting_nbd() {
+                let Ok(req) = up.nbd_rx.try_recv() else { break };
+                up.nbd_request(req, &name, &ctx);
+                n += 1;
+            }
+            r.advance(&ctx);
+        }
+    }
+
+    fn nbd_data(&mut self, name: &str, req: NbdReq) {
+        let (events, node) = self.ctx();
+        let ctx = Ctx {
+            events: &events,
+            node: &node,
+            origin: self.origin,
+        };
+        if let Some(r) = self.resources.get_mut(name) {
+            let rname = r.name.clone();
+            if let Some(up) = r.up_mut() {
+                up.nbd_request(req, &rname, &ctx);
+            }
+            r.advance(&ctx);
+        }
+    }
+
     fn apply(&mut self, ev: Event) {
         let (events, node) = self.ctx();
         let ctx = Ctx {
             events: &events,
             node: &node,
+            origin: self.origin,
         };
         match ev {
             Event::Control(cmd, reply) => self.control(&ctx, cmd, reply),
             Event::Nbd(n) => self.nbd(&ctx, n),
             Event::Disk(d) => self.disk(&ctx, d),
+            Event::Peer(p) => {
+                let name = match &p {
+                    Peer::Offered { resource, .. }
+                    | Peer::Dialed { resource, .. }
+                    | Peer::ListenFailed { resource, .. }
+                    | Peer::Message { resource, .. }
+                    | Peer::Closed { resource, .. } => resource.clone(),
+                };
+                if let Some(r) = self.resources.get_mut(&*name) {
+                    r.peer(&ctx, p);
+                }
+            }
             Event::Tick => {
                 for r in self.resources.values_mut() {
                     r.tick(&ctx);
@@ -187,7 +321,7 @@ impl Daemon {
             Command::Status { resource } => {
                 let all: Vec<_> = match &resource {
                     Some(n) => match self.resources.get(n) {
-                        Some(r) => vec![r.status(ctx.node)],
+                        Some(r) => vec![r.status(ctx.node, ctx.now())],
                         None => {
                             let _ = reply.send(self.unknown(n));
                             return;
@@ -196,7 +330,7 @@ impl Daemon {
                     None => self
                         .resources
                         .values()
-                        .map(|r| r.status(ctx.node))
+                        .map(|r| r.status(ctx.node, ctx.now()))
                         .collect(),
                 };
                 let mut r = Response::ok("");
@@ -218,6 +352,33 @@ impl Daemon {
             },
             Command::Secondary { resource } => match self.resources.get_mut(&resource) {
                 Some(r) => r.secondary(ctx, reply),
+                None => {
+                    let _ = reply.send(self.unknown(&resource));
+                }
+            },
+            Command::Connect {
+                resource,
+                discard_my_data,
+            } => match self.resources.get_mut(&resource) {
+                Some(r) => r.connect(ctx, discard_my_data, reply),
+                None => {
+                    let _ = reply.send(self.unknown(&resource));
+                }
+            },
+            Command::Disconnect { resource } => match self.resources.get_mut(&resource) {
+                Some(r) => r.simple_verb(ctx, AdminCommand::Disconnect, reply),
+                None => {
+                    let _ = reply.send(self.unknown(&resource));
+                }
+            },
+            Command::Invalidate { resource } => match self.resources.get_mut(&resource) {
+                Some(r) => r.simple_verb(ctx, AdminCommand::Invalidate, reply),
+                None => {
+                    let _ = reply.send(self.unknown(&resource));
+                }
+            },
+            Command::Verify { resource, wait } => match self.resources.get_mut(&resource) {
+                Some(r) => r.verify(ctx, wait, reply),
                 None => {
                     let _ = reply.send(self.unknown(&resource));
                 }
@@ -282,7 +443,12 @@ impl Daemon {
             _ => {}
         }
         // Down or new: take the configuration as it is now.
-        let fresh = Res::new(res_cfg.clone(), host.clone(), &self.state_dir);
+        let fresh = Res::new(
+            res_cfg.clone(),
+            host.clone(),
+            &self.state_dir,
+            &self.args.config.to_string_lossy(),
+        );
         if let Some(old) = self.resources.get(&name)
             && old.listener != fresh.listener
         {
@@ -302,23 +468,6 @@ impl Daemon {
 
     fn nbd(&mut self, ctx: &Ctx, n: Nbd) {
         match n {
-            Nbd::Data {
-                resource,
-                offset,
-                op,
-                reply,
-            } => match self.resources.get_mut(&*resource) {
-                Some(r) => r.data(ctx, offset, op, reply),
-                None => {
-                    let _ = reply.send(Err(std::io::Error::from_raw_os_error(libc::ESHUTDOWN)));
-                }
-            },
-            Nbd::Flush { resource, reply } => match self.resources.get_mut(&*resource) {
-                Some(r) => r.flush(ctx, reply),
-                None => {
-                    let _ = reply.send(Err(std::io::Error::from_raw_os_error(libc::ESHUTDOWN)));
-                }
-            },
             Nbd::Lookup {
                 listener,
                 name,
@@ -370,38 +519,16 @@ impl Daemon {
     }
 
     fn disk(&mut self, ctx: &Ctx, d: Disk) {
-        match d {
-            Disk::Attached { resource, result } => {
-                if let Some(r) = self.resources.get_mut(&resource) {
-                    r.attached(ctx, result);
-                    if self.shutting_down {
-                        // It was attaching when the shutdown began: take it down now.
-                        r.down(ctx, None);
-                    }
-                }
-            }
-            Disk::DataDone {
-                resource,
-                id,
-                result,
-            } => {
-                if let Some(r) = self.resources.get_mut(&*resource) {
-                    r.data_done(ctx, id, result);
-                }
-            }
-            Disk::MetaDone {
-                resource,
-                done,
-                result,
-            } => {
-                if let Some(r) = self.resources.get_mut(&*resource) {
-                    r.meta_done(ctx, done, result);
-                }
-            }
-            Disk::Synced { resource, result } => {
-                if let Some(r) = self.resources.get_mut(&*resource) {
-                    r.synced(ctx, result);
-                }
+        let name: String = match &d {
+            Disk::Attached { resource, .. } => resource.clone(),
+            Disk::Io { resource, .. } | Disk::MetaDone { resource, .. } => resource.to_string(),
+        };
+        let attach = matches!(d, Disk::Attached { .. });
+        if let Some(r) = self.resources.get_mut(&name) {
+            r.disk(ctx, d);
+            if attach && self.shutting_down {
+                // It was attaching when the shutdown began: take it down now.
+                r.down(ctx, None);
             }
         }
     }

@@ -200,6 +200,9 @@ impl Replica {
     }
 
     pub(super) fn cmd_connect(&mut self, discard_my_data: bool) -> Result<(), AdminError> {
+        if self.cfg.standalone {
+            return Err(self.wrong("a standalone resource (one 'on' section) has no peer"));
+        }
         if self.conn != ConnState::StandAlone {
             return Err(self.wrong("already connecting or connected; disconnect first"));
         }
@@ -232,6 +235,11 @@ impl Replica {
 
     pub(super) fn cmd_invalidate(&mut self) -> Result<(), AdminError> {
         use ConnState::*;
+        if self.cfg.standalone {
+            return Err(
+                self.wrong("a standalone resource (one 'on' section) has no peer to resync from")
+            );
+        }
         if self.role == Role::Primary {
             return Err(self.wrong("invalidate needs the Secondary role"));
         }

@@ -127,7 +127,10 @@ impl Replica {
         self.writes_in_flight += 1;
         self.write_bytes_in_flight += len;
         self.app_sectors_this_step += len / 512;
-        if self.al_wait.is_empty() && self.try_al_begin(wseq) {
+        if self.cfg.standalone {
+            // No peer: no activity log, nothing to resync after a crash.
+            self.issue_write(wseq);
+        } else if self.al_wait.is_empty() && self.try_al_begin(wseq) {
             self.issue_write(wseq);
         } else {
             self.al_wait.push_back(wseq);
@@ -197,7 +200,9 @@ impl Replica {
             w.net = net;
             self.seq_to_wseq.insert(seq, wseq);
         } else {
-            self.mark_range_out_of_sync(offset, len);
+            if !self.cfg.standalone {
+                self.mark_range_out_of_sync(offset, len);
+            }
             let w = self.writes.get_mut(&wseq).expect("write");
             w.net = Net::Local;
             w.peer_settled = true;
@@ -213,7 +218,9 @@ impl Replica {
                 w.local = Local::Failed;
                 let (o, l) = (w.offset, w.len);
                 // The local disk may now hold anything there: the peer's copy is the good one.
-                self.mark_range_out_of_sync(o, l);
+                if !self.cfg.standalone {
+                    self.mark_range_out_of_sync(o, l);
+                }
                 self.notice(Notice::IoError(e.0));
             }
         }
@@ -267,6 +274,11 @@ impl Replica {
     }
 
     fn settled(&self, w: &WriteReq) -> bool {
+        if self.cfg.standalone {
+            // Settlement releases activity-log extents and peer state; a standalone resource
+            // has neither (a client FLUSH still makes its writes durable).
+            return w.client_done;
+        }
         let durable = match w.local {
             Local::Pending => false,
             Local::Failed => true,

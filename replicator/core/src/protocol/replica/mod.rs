@@ -205,6 +205,9 @@ impl Replica {
             DiskState::Inconsistent
         } else if persisted.flags.outdated {
             DiskState::Outdated
+        } else if cfg.standalone {
+            // No peer exists that could hold newer data.
+            DiskState::UpToDate
         } else {
             DiskState::Consistent
         };

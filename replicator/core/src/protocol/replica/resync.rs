@@ -44,6 +44,8 @@ pub struct SourceSync {
     reads_pending: usize,
     budget_sectors: i64,
     sect_in: u64,
+    /// Sectors the controller granted in its last step (its current rate, for status).
+    last_grant: u64,
 }
 
 /// The SyncTarget's progress.
@@ -148,6 +150,7 @@ impl Replica {
             reads_pending: 0,
             budget_sectors: 0,
             sect_in: 0,
+            last_grant: 0,
         });
         self.notice(Notice::ResyncStarted {
             direction: SyncDirection::Source,
@@ -415,6 +418,7 @@ impl Replica {
             .get_or_insert_with(|| RateController::new(self.cfg.rate));
         if let Some(s) = self.source.as_mut() {
             let grant = ctl.step(std::mem::take(&mut s.sect_in), s.in_flight_bytes / 512, app);
+            s.last_grant = grant;
             s.budget_sectors = s.budget_sectors.min(0) + i64::try_from(grant).unwrap_or(i64::MAX);
             self.pump_source();
         } else if let Some(v) = self.verify_source.as_mut() {
@@ -439,7 +443,8 @@ impl Replica {
                 remaining_blocks: self.bitmap.count(),
                 started: s.started,
                 rate_kib_s: rate,
-                want_kib_s: u64::try_from(s.budget_sectors.max(0)).unwrap_or(0) * 10 / 2,
+                // Sectors per 100 ms step → KiB/s.
+                want_kib_s: s.last_grant * 10 / 2,
             });
         }
         self.target.as_ref().map(|t| Progress {

@@ -1050,3 +1050,69 @@ fn crashed_primary_resyncs_its_activity_log_only() {
     assert!(matches!(pair.r[0].status().conn, ConnState::Connected));
     let _ = SyncDirection::Source;
 }
+
+#[test]
+fn standalone_writes_take_no_activity_log_and_mark_nothing() {
+    let mut c = cfg(0, Protocol::C);
+    c.standalone = true;
+    let mut r = Replica::new(c, persisted(ids(0xA0, 0), true), 1, T0);
+    assert_eq!(
+        r.status().disk,
+        DiskState::UpToDate,
+        "no peer can hold newer data"
+    );
+    assert_eq!(
+        r.admin(
+            T0,
+            AdminCommand::Connect {
+                discard_my_data: false
+            }
+        ),
+        Err(AdminError::WrongState {
+            conn: ConnState::StandAlone,
+            disk: DiskState::UpToDate,
+            why: "a standalone resource (one 'on' section) has no peer"
+        })
+    );
+    assert_eq!(
+        r.admin(T0, AdminCommand::Primary { force: false }),
+        Ok(AdminDone::Done)
+    );
+    drain(&mut r);
+    let out = write(&mut r, 7, 8192, 4096, false);
+    assert_eq!(
+        out,
+        vec![Output::DiskWrite {
+            io: IoId(1),
+            offset: 8192,
+            data: Bytes::from(vec![7u8; 4096]),
+            fua: false
+        }],
+        "no AlUpdate, no MarkOutOfSync"
+    );
+    r.handle(
+        T0,
+        Event::DiskWriteDone {
+            io: IoId(1),
+            result: Ok(()),
+        },
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![Output::ClientDone {
+            id: ClientId(7),
+            result: Ok(())
+        }]
+    );
+    let s = r.status();
+    assert_eq!(
+        (s.out_of_sync_blocks, s.unsettled_writes, s.al_extents),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        r.poll_timeout(),
+        None,
+        "no barrier timer: nothing unsettled"
+    );
+    assert!(r.is_quiescent());
+}
