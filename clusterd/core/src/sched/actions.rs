@@ -163,7 +163,7 @@ impl Sched<'_> {
         };
         let mut changed = true;
         let mut rounds = 0;
-        while changed && rounds <= self.orders.len() + 1 {
+        while changed && rounds <= self.orders.len() + self.colocs.len() + 1 {
             changed = false;
             rounds += 1;
             for o in &self.orders {
@@ -200,6 +200,46 @@ impl Sched<'_> {
                             changed = true;
                         }
                         _ => {}
+                    }
+                }
+            }
+            // A resource that must run with (INFINITY) something that will not run cannot
+            // start either (Pacemaker blocks colocation dependents of unrunnable starts).
+            for col in &self.colocs {
+                if col.score < crate::score::INFINITY || col.dependent_role.is_some() {
+                    continue;
+                }
+                let prims = self.primitives_under(col.primary);
+                let is_clone = matches!(self.rscs[col.primary].kind, Kind::Clone(_));
+                let up = |p: &usize| match col.primary_role {
+                    Some(role) => fin[*p]
+                        .as_ref()
+                        .is_some_and(|f| f.node.is_some() && f.role == role),
+                    None => fin[*p].as_ref().is_some_and(|f| f.node.is_some()),
+                };
+                let primary_ok = if is_clone || col.primary_role.is_some() {
+                    prims.iter().any(up)
+                } else {
+                    prims.iter().all(up)
+                };
+                if primary_ok {
+                    continue;
+                }
+                for p in self.primitives_under(col.dependent) {
+                    if self.untouchable(p) {
+                        continue;
+                    }
+                    let Some(f) = fin[p].as_mut() else { continue };
+                    if f.node.is_some() {
+                        f.blocked_on = f.node;
+                        f.blocked_role = Some(f.role);
+                        f.node = None;
+                        f.role = Role::Stopped;
+                        f.reasons.push(format!(
+                            "colocation '{}': {} cannot run",
+                            col.id, self.rscs[col.primary].id
+                        ));
+                        changed = true;
                     }
                 }
             }

@@ -638,7 +638,7 @@ impl Sched<'_> {
         let mut allocated = 0usize;
         // Instances running now come first (they keep their node if it is still good).
         let mut order: Vec<usize> = info.children.clone();
-        order.sort_by_key(|&k| (self.instance_current(k).is_none(), self.rscs[k].orphan));
+        self.sort_instances(ci, &mut order);
         for &k in &order {
             if allocated >= max {
                 break;
@@ -692,6 +692,108 @@ impl Sched<'_> {
             self.rscs[k].provisional = false;
             self.rscs[k].next_role = Role::Stopped;
         }
+    }
+
+    /// Pacemaker's instance order (pcmk__cmp_instance), a stable sort from instance number
+    /// order: not active on a node it may no longer use; higher priority (for promotable clones,
+    /// the best promotion score that applies to it); active before inactive; current node
+    /// available; clone allowed there; not failed; higher colocation score on its current
+    /// node; lower instance number.
+    fn sort_instances(&mut self, ci: usize, order: &mut [usize]) {
+        // (disallowed, -priority, inactive, node unavailable, clone not allowed, failed, -colocation)
+        type Key = (bool, i32, bool, bool, bool, bool, i32);
+        let mut keys: Vec<(usize, Key)> = Vec::new();
+        for &k in order.iter() {
+            let cur = self.instance_current(k);
+            let lead = self.primitives_under(k).first().copied().unwrap_or(k);
+            let disallowed = cur.is_some_and(|n| {
+                let w = self.rscs[lead].allowed[n];
+                w == ABSENT || w < 0
+            });
+            let prio = self.instance_priority(ci, k);
+            let (avail, parent_ok, colo) = match cur {
+                Some(n) if !disallowed => (
+                    self.available(n),
+                    self.rscs[ci].allowed[n] != ABSENT,
+                    self.colocation_score_at(ci, n),
+                ),
+                _ => (false, false, 0),
+            };
+            let active = cur.is_some() && !disallowed;
+            keys.push((
+                k,
+                (
+                    disallowed,
+                    -prio,
+                    !active,
+                    !avail,
+                    !parent_ok,
+                    self.instance_failed(k),
+                    -colo,
+                ),
+            ));
+        }
+        order.sort_by(|&a, &b| {
+            let ka = &keys.iter().find(|(x, _)| *x == a).expect("keyed").1;
+            let kb = &keys.iter().find(|(x, _)| *x == b).expect("keyed").1;
+            // Two inactive instances compare equal from the activity test on.
+            if ka.0 == kb.0 && ka.1 == kb.1 && ka.2 && kb.2 {
+                return Ordering::Equal;
+            }
+            ka.cmp(kb)
+        });
+    }
+
+    /// An instance's priority for ordering: the resource's `priority`, raised to its best
+    /// applicable promotion score for promotable clones (Pacemaker's add_promotion_scores).
+    fn instance_priority(&self, ci: usize, k: usize) -> i32 {
+        let base = self
+            .index
+            .get(self.rscs[ci].base.as_str())
+            .map_or(0, |r| self.cib.priority(r));
+        let Kind::Clone(info) = &self.rscs[ci].kind else {
+            return base;
+        };
+        if !info.promotable {
+            return base;
+        }
+        (0..self.nodes.len())
+            .filter(|&n| self.available(n))
+            .filter_map(|n| self.promotion_score(k, n))
+            .fold(base, i32::max)
+    }
+
+    /// The cumulative colocation score of the clone's colocations on node `n` (Pacemaker's
+    /// cmp_instance_by_colocation): the primaries' scores (and their dependents'), then the
+    /// dependents' non-negative scores, on a table holding only `n`.
+    fn colocation_score_at(&mut self, ci: usize, n: usize) -> i32 {
+        let mut work = vec![ABSENT; self.nodes.len()];
+        work[n] = 0;
+        for c in self.rscs[ci].this_with.clone() {
+            let col = self.colocs[c].clone();
+            let other = self.merge_target(col.primary);
+            work = self.merge_scores(
+                other,
+                Some(&work),
+                f64::from(col.score) / f64::from(INFINITY),
+                false,
+                false,
+                false,
+            );
+        }
+        for c in self.rscs[ci].with_this.clone() {
+            let col = self.colocs[c].clone();
+            let other = self.merge_target(col.dependent);
+            work = self.merge_scores(
+                other,
+                Some(&work),
+                f64::from(col.score) / f64::from(INFINITY),
+                false,
+                false,
+                true,
+            );
+        }
+        work[n]
     }
 
     /// Where an instance (primitive or group) runs now.
@@ -905,14 +1007,26 @@ impl Sched<'_> {
             }
         }
         let mut order = info.children.clone();
+        // By promotion priority, then current role, then the instance order (Pacemaker's
+        // cmp_promotable_instance).
+        self.sort_instances(ci, &mut order);
+        let rank: Vec<(usize, usize)> = order.iter().enumerate().map(|(r, &k)| (k, r)).collect();
+        let rank_of = |k: usize| {
+            rank.iter()
+                .find(|(x, _)| *x == k)
+                .map_or(usize::MAX, |(_, r)| *r)
+        };
+        let role_rank = |k: usize| match self.instance_role_now(k) {
+            Role::Promoted => 2,
+            Role::Unpromoted | Role::Started => 1,
+            Role::Stopped => 0,
+        };
         order.sort_by(|&a, &b| {
             self.rscs[b]
                 .sort_priority
                 .cmp(&self.rscs[a].sort_priority)
-                .then(
-                    (self.instance_role_now(b) == Role::Promoted)
-                        .cmp(&(self.instance_role_now(a) == Role::Promoted)),
-                )
+                .then(role_rank(b).cmp(&role_rank(a)))
+                .then(rank_of(a).cmp(&rank_of(b)))
         });
         let mut promoted = 0u32;
         let mut per_node = vec![0u32; self.nodes.len()];
