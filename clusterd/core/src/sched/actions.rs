@@ -203,7 +203,7 @@ impl Sched<'_> {
                     }
                 }
             }
-            // A resource that must run with (INFINITY) something that will not run cannot
+            // A resource that must run with (INFINITY) something whose start is blocked cannot
             // start either (Pacemaker blocks colocation dependents of unrunnable starts).
             for col in &self.colocs {
                 if col.score < crate::score::INFINITY || col.dependent_role.is_some() {
@@ -222,7 +222,13 @@ impl Sched<'_> {
                 } else {
                     prims.iter().all(up)
                 };
-                if primary_ok {
+                // Only a start that was placed and then blocked propagates (Pacemaker blocks
+                // the dependents of an unrunnable start; a primary that was never placed
+                // has no start to block).
+                let primary_blocked = prims
+                    .iter()
+                    .any(|p| fin[*p].as_ref().is_some_and(|f| f.blocked_on.is_some()));
+                if primary_ok || !primary_blocked {
                     continue;
                 }
                 for p in self.primitives_under(col.dependent) {
