@@ -118,6 +118,14 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Set the generation identifiers in RES's meta-data on this node (offline, an expert's
+    /// recovery tool like drbdmeta set-gi): GI is CURRENT:BITMAP:HISTORY1:HISTORY2 in hex.
+    SetGi {
+        /// Resource name.
+        resource: String,
+        /// CURRENT:BITMAP:HISTORY1:HISTORY2 (hex, as show-gi prints them).
+        gi: String,
+    },
     /// Show the generation identifiers from RES's meta-data on this node (offline).
     ShowGi {
         /// Resource name.
@@ -135,6 +143,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Verb::CreateMd { resource, force } => create_md(&cli, &node, resource, *force),
         Verb::Dump { resource, json } => dump_cmd(&cli, resource.as_deref(), *json),
         Verb::ShowGi { resource, json } => show_gi(&cli, &node, resource, *json),
+        Verb::SetGi { resource, gi } => set_gi(&cli, &node, resource, gi),
         Verb::Up { resource } => online(
             &cli,
             Command::Up {
@@ -288,9 +297,8 @@ fn local<'a>(
     Ok((r, h))
 }
 
-fn create_md(cli: &Cli, node: &str, resource: &str, force: bool) -> Result<(), Failure> {
-    let loaded = load(cli)?;
-    let (r, h) = local(cli, &loaded, node, resource)?;
+/// Refuses offline meta-data changes while a daemon has the resource up.
+fn refuse_if_up(cli: &Cli, resource: &str) -> Result<(), Failure> {
     // DRBD refuses create-md on an attached device; so do we, when a daemon has it up.
     if let Ok(resp) = request(
         &cli.state_dir,
@@ -307,6 +315,52 @@ fn create_md(cli: &Cli, node: &str, resource: &str, force: bool) -> Result<(), F
             ),
         ));
     }
+    Ok(())
+}
+
+fn set_gi(cli: &Cli, node: &str, resource: &str, gi: &str) -> Result<(), Failure> {
+    use replicator_core::types::{GenerationIds, Uuid};
+    let loaded = load(cli)?;
+    let (_, h) = local(cli, &loaded, node, resource)?;
+    let parts: Vec<&str> = gi.split(':').collect();
+    let parsed: Result<Vec<u64>, _> = parts.iter().map(|p| u64::from_str_radix(p, 16)).collect();
+    let ids = match parsed {
+        Ok(v) if v.len() == 4 => GenerationIds {
+            current: Uuid(v[0]),
+            bitmap: Uuid(v[1]),
+            history: [Uuid(v[2]), Uuid(v[3])],
+        },
+        _ => {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "bad generation identifiers {gi:?}: expected CURRENT:BITMAP:HISTORY1:HISTORY2 in hex (as show-gi prints them)"
+                ),
+            ));
+        }
+    };
+    refuse_if_up(cli, resource)?;
+    let disks = crate::md::open(h)?;
+    let mut sb = disks.superblock()?.sb;
+    sb.gi = ids;
+    sb.seq += 1;
+    let offs =
+        replicator_core::meta::Layout::superblock_offsets(disks.placement, disks.backing_bytes);
+    let off = offs[replicator_core::meta::Superblock::slot_for_seq(sb.seq)];
+    crate::md::write_block(&disks.meta, off, &sb.encode())
+        .and_then(|()| disks.meta.sync_data())
+        .map_err(|e| Failure::new(Exit::Failed, format!("writing the superblock: {e}")))?;
+    println!(
+        "resource {resource} on node {node}: generation identifiers set to {}:{}:{}:{}",
+        ids.current, ids.bitmap, ids.history[0], ids.history[1]
+    );
+    Ok(())
+}
+
+fn create_md(cli: &Cli, node: &str, resource: &str, force: bool) -> Result<(), Failure> {
+    let loaded = load(cli)?;
+    let (r, h) = local(cli, &loaded, node, resource)?;
+    refuse_if_up(cli, resource)?;
     let created = crate::createmd::create_md(r, h, force)?;
     for w in &created.warnings {
         eprintln!("warning: {w}");

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod pair;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -73,15 +75,22 @@ pub struct Node {
     pub config: PathBuf,
     pub state: PathBuf,
     pub daemon: Option<Daemon>,
+    /// The network namespace the daemon runs in (`ip netns exec`), if any.
+    pub netns: Option<String>,
 }
 
 impl Node {
     /// A node `name` whose configuration is `config` (written to `DIR/r.res`; `@DIR@` in it is
     /// replaced by the work directory).
     pub fn new(name: &str, config: &str) -> Self {
+        Self::new_in("/tmp", name, config)
+    }
+
+    /// As [`Node::new`], with the work directory under `base` (e.g. tmpfs).
+    pub fn new_in(base: &str, name: &str, config: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rt")
-            .tempdir_in("/tmp")
+            .tempdir_in(base)
             .expect("tempdir");
         let text = config.replace("@DIR@", &dir.path().to_string_lossy());
         let path = dir.path().join("r.res");
@@ -93,6 +102,7 @@ impl Node {
             state,
             dir,
             daemon: None,
+            netns: None,
         }
     }
 
@@ -125,7 +135,14 @@ impl Node {
     /// Starts the daemon and waits for its control socket.
     pub fn start(&mut self) {
         assert!(self.daemon.is_none(), "daemon already running");
-        let mut c = Command::new(REPLICATORD);
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, REPLICATORD]);
+                c
+            }
+            None => Command::new(REPLICATORD),
+        };
         c.args([
             "--config",
             self.config.to_str().unwrap(),
@@ -134,7 +151,10 @@ impl Node {
             "--state-dir",
             self.state.to_str().unwrap(),
         ]);
-        c.env("RUST_LOG", "info");
+        c.env(
+            "RUST_LOG",
+            std::env::var("REPLICATOR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         let log = self.path(&format!("replicatord-{}.log", self.name));
         let d = Daemon::spawn("replicatord", c, &log);
         self.daemon = Some(d);
@@ -236,6 +256,7 @@ impl Node {
             state,
             dir,
             daemon: None,
+            netns: None,
         }
     }
 }
