@@ -12,6 +12,7 @@
 
 pub mod cib;
 pub mod control;
+pub mod digest;
 pub mod lint;
 pub mod pcs;
 pub mod report;

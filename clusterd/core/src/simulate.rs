@@ -5,73 +5,78 @@ use crate::cib::Role;
 use crate::transition::{ActionKind, Placement, Transition};
 use serde::Serialize;
 
-/// One changing resource, in crm_simulate's words.
+/// The part in parentheses, as Pacemaker 2.1.5 words it (`rsc_action_item`): roles are shown
+/// when the resource is or becomes more than Started/Unpromoted.
+fn details(p: &Placement) -> String {
+    let cur = if p.current_node.is_some() {
+        p.current_role
+    } else {
+        Role::Stopped
+    };
+    let next = if p.node.is_some() {
+        p.role
+    } else {
+        Role::Stopped
+    };
+    let need_role = cur > Role::Started || next > Role::Unpromoted;
+    let same_role = cur == next;
+    match (&p.current_node, &p.node) {
+        (None, Some(d)) if need_role => format!("{cur} -> {next} {d}"),
+        (None, Some(d)) => d.clone(),
+        (Some(o), None) if need_role => format!("{cur} {o}"),
+        (Some(o), None) => o.clone(),
+        (Some(o), Some(d)) if o == d && same_role && need_role => format!("{cur} {o}"),
+        (Some(o), Some(d)) if o == d && same_role => o.clone(),
+        (Some(o), Some(d)) if same_role && need_role => format!("{o} -> {d} {cur}"),
+        (Some(o), Some(d)) if same_role => format!("{o} -> {d}"),
+        (Some(o), Some(d)) if o == d => format!("{cur} -> {next} {o}"),
+        (Some(o), Some(d)) => format!("{cur} {o} -> {next} {d}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// One changing resource, in crm_simulate's words: the verb and the details.
 fn change(p: &Placement, t: &Transition) -> Option<(&'static str, String)> {
     let acted = |k: ActionKind| {
         t.actions
             .iter()
             .any(|a| a.resource == p.resource && a.kind == k)
     };
-    let role_word = |r: Role| r.as_str();
-    match (&p.current_node, &p.node) {
-        (None, None) => None,
-        (None, Some(n)) => match p.role {
-            Role::Promoted => Some(("Promote", format!("Stopped -> Promoted {n}"))),
-            _ => Some(("Start", n.clone())),
-        },
-        (Some(c), None) => match p.current_role {
-            Role::Promoted | Role::Unpromoted if p.current_role == Role::Promoted => {
-                Some(("Stop", format!("{} {c}", role_word(p.current_role))))
-            }
-            _ => Some(("Stop", c.clone())),
-        },
+    let verb = match (&p.current_node, &p.node) {
+        (None, None) => return None,
+        (None, Some(_)) if p.role == Role::Promoted => "Promote",
+        (None, Some(_)) => "Start",
+        (Some(_), None) => "Stop",
         (Some(c), Some(n)) if c != n => {
-            if p.current_role == Role::Promoted || p.role == Role::Promoted {
-                Some((
-                    "Move",
-                    format!(
-                        "{} {c} -> {} {n}",
-                        role_word(p.current_role),
-                        role_word(p.role)
-                    ),
-                ))
-            } else if p.failed {
-                Some(("Recover", format!("{c} -> {n}")))
+            if p.failed && p.current_role != Role::Promoted && p.role != Role::Promoted {
+                "Recover"
             } else {
-                Some(("Move", format!("{c} -> {n}")))
+                "Move"
             }
         }
-        (Some(_), Some(n)) => {
+        (Some(_), Some(_)) => {
             let restarted = acted(ActionKind::Stop) && acted(ActionKind::Start);
-            let verb_role = |verb| {
-                Some((
-                    verb,
-                    format!("{} -> {} {n}", role_word(p.current_role), role_word(p.role)),
-                ))
-            };
             match (p.current_role, p.role) {
-                (Role::Unpromoted, Role::Promoted) if p.failed || restarted => Some((
-                    "Recover",
-                    format!("{} -> {} {n}", role_word(p.current_role), role_word(p.role)),
-                )),
-                (Role::Promoted, Role::Unpromoted) if p.failed || restarted => Some((
-                    "Recover",
-                    format!("{} -> {} {n}", role_word(p.current_role), role_word(p.role)),
-                )),
-                (Role::Unpromoted, Role::Promoted) => verb_role("Promote"),
-                (Role::Promoted, Role::Unpromoted) => verb_role("Demote"),
-                (Role::Promoted, Role::Promoted) if p.failed => {
-                    Some(("Recover", format!("Promoted {n}")))
+                (Role::Unpromoted, Role::Promoted) | (Role::Promoted, Role::Unpromoted)
+                    if p.failed =>
+                {
+                    "Recover"
                 }
-                (Role::Promoted, Role::Promoted) if restarted => {
-                    Some(("Restart", format!("Promoted {n}")))
+                (Role::Unpromoted, Role::Promoted) | (Role::Promoted, Role::Unpromoted)
+                    if restarted =>
+                {
+                    "Restart"
                 }
-                _ if p.failed => Some(("Recover", n.clone())),
-                _ if restarted => Some(("Restart", n.clone())),
-                _ => None,
+                (Role::Unpromoted, Role::Promoted) => "Promote",
+                (Role::Promoted, Role::Unpromoted) => "Demote",
+                _ if p.failed => "Recover",
+                _ if restarted => "Restart",
+                _ if acted(ActionKind::Reload) => "Reload",
+                _ => return None,
             }
         }
-    }
+    };
+    Some((verb, details(p)))
 }
 
 /// `  * Start      ClusterIP     ( hermes )` lines, sorted as the placements are.
@@ -96,6 +101,13 @@ pub fn summary_lines_with(t: &Transition, blocked: &[crate::sched::BlockedStart]
             change(p, t).map(|(v, d)| (v, p.resource.as_str(), d, None))
         })
         .collect();
+    let reason_of = |rsc: &str, verb: &str| {
+        t.placements
+            .iter()
+            .find(|p| p.resource == rsc)
+            .and_then(|p| p.reason.as_deref())
+            .filter(|_| matches!(verb, "Restart" | "Reload"))
+    };
     let width = changes
         .iter()
         .map(|(_, r, _, _)| r.len())
@@ -106,6 +118,11 @@ pub fn summary_lines_with(t: &Transition, blocked: &[crate::sched::BlockedStart]
         .map(|(verb, rsc, detail, why)| {
             let blocked = why
                 .map(|w| format!("  due to {w} (blocked)"))
+                .or_else(|| {
+                    reason_of(rsc, verb)
+                        .filter(|_| verb == "Restart")
+                        .map(|r| format!("  due to {r}"))
+                })
                 .unwrap_or_default();
             format!("  * {verb:<10} {rsc:<width$} ( {detail} ){blocked}")
         })

@@ -71,7 +71,7 @@ pub enum OpStatus {
 }
 
 /// One operation as it ran on one node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpRecord {
     /// `start`, `stop`, `monitor`, `promote`, `demote`, `notify`.
     pub op: String,
@@ -90,6 +90,23 @@ pub struct OpRecord {
     /// The agent's `ocf_exit_reason` message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_reason: Option<String>,
+    /// Pacemaker's `op-digest`: the digest of the parameters it ran with
+    /// ([`crate::digest`]); `None` when whoever recorded it did not compute one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_digest: Option<String>,
+    /// Present when the agent supports reload: which parameters force a restart, and their
+    /// digest (Pacemaker's `op-force-restart` and `op-restart-digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadDigest>,
+}
+
+/// The reload half of an operation's digests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadDigest {
+    /// Parameters whose change needs a restart (all the others can be reloaded).
+    pub force_restart: Vec<String>,
+    /// Digest of those parameters as they were.
+    pub restart_digest: String,
 }
 
 impl OpRecord {
@@ -508,6 +525,8 @@ mod tests {
             last_rc_change_s: 100,
             exec_time_ms: 1,
             exit_reason: None,
+            op_digest: None,
+            reload: None,
         }
     }
 

@@ -140,6 +140,11 @@ pub fn large(
             let op = if running { "start" } else { "monitor" };
             let rc = if running { 0 } else { 7 };
             let call_id = calls[n];
+            let prim = match &cib.resources[k] {
+                Resource::Primitive(p) => p,
+                _ => unreachable!("synth makes primitives only"),
+            };
+            let digest = crate::digest::for_op(&cib, prim, "start", 0).op_digest();
             status.record(
                 id,
                 node,
@@ -152,6 +157,8 @@ pub fn large(
                     last_rc_change_s: 1,
                     exec_time_ms: 1,
                     exit_reason: None,
+                    op_digest: Some(digest),
+                    reload: None,
                 },
             );
         }

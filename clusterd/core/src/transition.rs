@@ -44,6 +44,9 @@ pub enum ActionKind {
     Start,
     Demote,
     Promote,
+    /// Reload the agent's parameters in place (`reload-agent`, or `reload` for OCF 1.0
+    /// agents): only reloadable parameters changed.
+    Reload,
     /// `interval_ms == 0` is a probe (one-shot monitor); otherwise start a recurring monitor.
     Monitor {
         interval_ms: u64,
@@ -67,6 +70,7 @@ impl ActionKind {
             ActionKind::Start => "start",
             ActionKind::Demote => "demote",
             ActionKind::Promote => "promote",
+            ActionKind::Reload => "reload-agent",
             ActionKind::Monitor { .. } => "monitor",
             ActionKind::Cancel { .. } => "cancel",
             ActionKind::Notify { .. } => "notify",
@@ -153,6 +157,10 @@ pub struct Placement {
     /// The resource is active but failed and will be recovered (stopped and started).
     #[serde(default)]
     pub failed: bool,
+    /// Why it restarts or reloads where it is, when that is not a failure (Pacemaker's
+    /// "due to resource definition change").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The whole plan.

@@ -392,6 +392,12 @@ impl Cib {
             .unwrap_or(Role::Started)
     }
 
+    /// In maintenance: `maintenance-mode`, or the resource's (inherited) `maintenance` meta
+    /// attribute. Nothing is done to it, its recurring monitors included.
+    pub fn in_maintenance(&self, r: &ResourceRef<'_>) -> bool {
+        self.maintenance_mode() || self.meta_of(r, "maintenance").is_some_and(|v| is_true(&v))
+    }
+
     /// `is-managed` (default true), and false everywhere under `maintenance-mode`.
     pub fn is_managed(&self, r: &ResourceRef<'_>) -> bool {
         if self.maintenance_mode() {

@@ -27,6 +27,9 @@ use crate::status::RunState;
 use crate::transition::{Action, ActionId, ActionKind, NotifyPhase, Placement, Transition};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// Pacemaker's reason for a restart or reload caused by a changed definition.
+pub const DEFINITION_CHANGE: &str = "resource definition change";
+
 /// The end state of one primitive (clone instances separately).
 #[derive(Clone, Debug)]
 pub struct Final {
@@ -120,13 +123,21 @@ impl Sched<'_> {
                             reasons: vec![],
                         }
                     } else {
+                        let node = self.rscs[i].assigned;
+                        let redefined = node.is_some_and(|n| {
+                            self.rscs[i].changes.contains(&(n, ConfigChange::Restart))
+                        }) && !self.rscs[i].failed();
                         Final {
                             blocked_on: None,
                             blocked_role: None,
-                            node: self.rscs[i].assigned,
+                            node,
                             role: self.assigned_role(i),
-                            restart: self.rscs[i].failed(),
-                            reasons: vec![],
+                            restart: self.rscs[i].failed() || redefined,
+                            reasons: if redefined {
+                                vec![DEFINITION_CHANGE.into()]
+                            } else {
+                                vec![]
+                            },
                         }
                     }
                 })
@@ -449,6 +460,16 @@ impl Sched<'_> {
         // Per-resource actions.
         for i in 0..self.rscs.len() {
             let Some(f) = &fin[i] else { continue };
+            // Maintenance cancels the recurring monitors even of what it leaves alone.
+            for &(n, c) in &self.rscs[i].changes {
+                if let ConfigChange::Cancel {
+                    interval_ms,
+                    maintenance: true,
+                } = c
+                {
+                    self.add_action(&mut b, i, ActionKind::Cancel { interval_ms }, n);
+                }
+            }
             if self.untouchable(i) {
                 continue;
             }
@@ -494,8 +515,39 @@ impl Sched<'_> {
             }
             let Some(target) = f.node else { continue };
             let mut last = None;
+            // Definition changes where it stays: reload, monitors run again, orphans cancelled.
+            let mut rerun: Vec<u64> = Vec::new();
+            let mut reload = None;
+            if let Some((n, _, _)) = &kept
+                && *n == target
+            {
+                for &(cn, c) in &r.changes {
+                    if cn != target {
+                        continue;
+                    }
+                    match c {
+                        ConfigChange::Reload => {
+                            reload = Some(self.add_action(&mut b, i, ActionKind::Reload, target));
+                        }
+                        ConfigChange::Reschedule(iv) => rerun.push(iv),
+                        ConfigChange::Cancel {
+                            interval_ms,
+                            maintenance: false,
+                        } => {
+                            self.add_action(&mut b, i, ActionKind::Cancel { interval_ms }, target);
+                        }
+                        _ => {}
+                    }
+                }
+            }
             let (now_role, mut live_monitors) = match &kept {
-                Some((n, role, mons)) if *n == target => (*role, mons.clone()),
+                Some((n, role, mons)) if *n == target => (
+                    *role,
+                    mons.iter()
+                        .copied()
+                        .filter(|iv| !rerun.contains(iv) && reload.is_none())
+                        .collect::<Vec<u64>>(),
+                ),
                 _ => {
                     let s = self.add_action(&mut b, i, ActionKind::Start, target);
                     for &st in &stops {
@@ -544,7 +596,7 @@ impl Sched<'_> {
                     continue;
                 }
                 let m = self.add_action(&mut b, i, ActionKind::Monitor { interval_ms: iv }, target);
-                if let Some(l) = last {
+                if let Some(l) = last.or(reload) {
                     b.edge(l, m);
                 }
             }
@@ -831,6 +883,11 @@ impl Sched<'_> {
                 },
                 unmanaged: self.untouchable(i),
                 failed: r.failed(),
+                reason: (f.reasons.iter().any(|x| x == DEFINITION_CHANGE)
+                    || r.changes
+                        .iter()
+                        .any(|(n, c)| Some(*n) == f.node && *c == ConfigChange::Reload))
+                .then(|| DEFINITION_CHANGE.to_string()),
             });
         }
         out
@@ -860,6 +917,7 @@ fn topo_sort(b: Builder) -> Vec<Action> {
             ActionKind::Stop => 4,
             ActionKind::Start => 5,
             ActionKind::Promote => 6,
+            ActionKind::Reload => 6,
             ActionKind::Notify {
                 phase: NotifyPhase::Post,
                 ..

@@ -86,6 +86,23 @@ pub struct Rsc {
     pub seen_on: Vec<usize>,
     /// Why the resource cannot run on a node (for `why`): node → reasons.
     pub bans: BTreeMap<usize, Vec<String>>,
+    /// Definition changes found in its history where it runs: node → what to do.
+    pub changes: Vec<(usize, ConfigChange)>,
+}
+
+/// What a running resource's history says about its current definition on one node
+/// (Pacemaker's `pcmk__check_action_config` and the maintenance cancels beside it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// A parameter changed that the agent cannot reload (or it cannot reload at all).
+    Restart,
+    /// Only reloadable parameters changed.
+    Reload,
+    /// A recurring monitor's parameters or timeout changed: run it again with the new ones.
+    Reschedule(u64),
+    /// A recurring monitor must stop: the resource or node is in maintenance, or the monitor
+    /// is no longer configured.
+    Cancel { interval_ms: u64, maintenance: bool },
 }
 
 impl Rsc {
@@ -234,6 +251,7 @@ impl<'a> Sched<'a> {
             .any(|p| p.primitive.agent.class == "stonith");
         s.stonith_blocks = cib.stonith_enabled() && !has_stonith;
         s.unpack_current();
+        s.check_config_changes();
         s.unpack_constraints();
         s.apply_stickiness_and_failures();
         s.add_promotion_scores();
@@ -368,6 +386,7 @@ impl<'a> Sched<'a> {
             orphan: false,
             seen_on: Vec::new(),
             bans: BTreeMap::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -787,6 +806,50 @@ impl<'a> Sched<'a> {
         }
     }
 
+    /// Pacemaker's check of running resources against their definition (done for each node
+    /// that can run resources, or is in maintenance): the operations since the last start are
+    /// compared with what the configuration would run now ([`crate::digest`]).
+    fn check_config_changes(&mut self) {
+        let cib = self.cib;
+        for i in 0..self.rscs.len() {
+            let Some(p) = self.rscs[i].prim.clone() else {
+                continue;
+            };
+            let Some(rref) = self.index.get(p.id.as_str()).copied() else {
+                continue;
+            };
+            let rsc_maintenance = cib.in_maintenance(&rref);
+            let mut changes = Vec::new();
+            for (n, _) in self.rscs[i].current.clone() {
+                let node = &self.nodes[n];
+                if !node.online || !(node.available() || node.maintenance) {
+                    continue;
+                }
+                let Some(ops) = self
+                    .status
+                    .history
+                    .get(&p.id)
+                    .and_then(|h| h.get(&node.name))
+                else {
+                    continue;
+                };
+                for c in definition_changes(cib, &p, ops, rsc_maintenance || node.maintenance) {
+                    if !changes.contains(&(n, c)) {
+                        changes.push((n, c));
+                    }
+                }
+            }
+            // A restart makes a reload pointless.
+            let restarts: Vec<usize> = changes
+                .iter()
+                .filter(|(_, c)| *c == ConfigChange::Restart)
+                .map(|(n, _)| *n)
+                .collect();
+            changes.retain(|(n, c)| *c != ConfigChange::Reload || !restarts.contains(n));
+            self.rscs[i].changes = changes;
+        }
+    }
+
     fn apply_stickiness_and_failures(&mut self) {
         let cib = self.cib;
         let symmetric = cib.symmetric_cluster();
@@ -834,6 +897,77 @@ impl<'a> Sched<'a> {
             }
         }
     }
+}
+
+/// The definition changes in one resource's history on one node (see
+/// [`Sched::check_config_changes`]): operations replayed by call id from the last start
+/// (Pacemaker's `calculate_active_ops`), nothing when a stop came after it.
+pub fn definition_changes(
+    cib: &Cib,
+    p: &Primitive,
+    ops: &[crate::status::OpRecord],
+    maintenance: bool,
+) -> Vec<ConfigChange> {
+    use crate::digest::{DigestVerdict, compare, for_op};
+    use crate::status::OpStatus;
+    let mut sorted: Vec<&crate::status::OpRecord> = ops
+        .iter()
+        .filter(|o| !matches!(o.status, OpStatus::Cancelled | OpStatus::Pending))
+        .collect();
+    sorted.sort_by_key(|o| o.call_id);
+    let (mut start, mut stop, mut implied_monitor, mut implied_clone) = (None, None, None, None);
+    for (k, o) in sorted.iter().enumerate() {
+        match o.op.as_str() {
+            "stop" if o.status == OpStatus::Done => stop = Some(k),
+            "start" => start = Some(k),
+            "monitor" if implied_monitor <= stop && matches!(o.rc, 0 | 8) => {
+                implied_monitor = Some(k)
+            }
+            "promote" | "demote" => implied_clone = Some(k),
+            _ => {}
+        }
+    }
+    let start = start.or(implied_clone).or(implied_monitor);
+    if start < stop {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for o in sorted.iter().skip(start.unwrap_or(0)) {
+        if o.interval_ms > 0 {
+            let configured = p.ops.iter().any(|c| {
+                c.name == o.op
+                    && c.interval_ms == o.interval_ms
+                    && c.extra
+                        .get("enabled")
+                        .is_none_or(|v| crate::cib::is_true(v))
+            });
+            let change = if maintenance || !configured {
+                Some(ConfigChange::Cancel {
+                    interval_ms: o.interval_ms,
+                    maintenance,
+                })
+            } else {
+                let now = for_op(cib, p, &o.op, o.interval_ms);
+                (compare(o, &now) != DigestVerdict::Match)
+                    .then_some(ConfigChange::Reschedule(o.interval_ms))
+            };
+            out.extend(change);
+        } else if matches!(o.op.as_str(), "monitor" | "start" | "promote") {
+            let now = for_op(cib, p, &o.op, 0);
+            match compare(o, &now) {
+                DigestVerdict::Match => {}
+                DigestVerdict::Restart => out.push(ConfigChange::Restart),
+                DigestVerdict::Changed | DigestVerdict::Unknown => {
+                    out.push(if o.reload.is_some() {
+                        ConfigChange::Reload
+                    } else {
+                        ConfigChange::Restart
+                    })
+                }
+            }
+        }
+    }
+    out
 }
 
 fn active_and<'x>(

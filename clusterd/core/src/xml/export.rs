@@ -266,6 +266,32 @@ fn status_code(s: OpStatus) -> i32 {
     }
 }
 
+/// The optional attributes of an `lrm_rsc_op`: exit reason and digests.
+fn op_extras(op: &crate::status::OpRecord) -> String {
+    let mut out = String::new();
+    if let Some(r) = &op.exit_reason {
+        let _ = write!(out, " exit-reason=\"{}\"", esc(r));
+    }
+    if let Some(d) = &op.op_digest {
+        let _ = write!(out, " op-digest=\"{}\"", esc(d));
+    }
+    if let Some(r) = &op.reload {
+        // Pacemaker's list form: names between spaces, so " NAME " finds one.
+        let list = if r.force_restart.is_empty() {
+            String::new()
+        } else {
+            format!(" {} ", r.force_restart.join(" "))
+        };
+        let _ = write!(
+            out,
+            " op-force-restart=\"{}\" op-restart-digest=\"{}\"",
+            esc(&list),
+            esc(&r.restart_digest)
+        );
+    }
+    out
+}
+
 /// Writes a whole `<cib>`; with `status`, the `<status>` section too.
 pub fn export(cib: &Cib, status: Option<&ClusterStatus>) -> String {
     let ids = node_ids(cib, status);
@@ -467,7 +493,13 @@ fn export_status(out: &mut String, cib: &Cib, s: &ClusterStatus, id_of: &dyn Fn(
                 esc(&agent.class),
                 esc(&agent.kind)
             );
-            for (k, op) in ops.iter().enumerate() {
+            // A cancelled monitor is no longer history in Pacemaker's sense (its entry is
+            // deleted there): it is not written.
+            for (k, op) in ops
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.status != OpStatus::Cancelled)
+            {
                 let key = format!("{rsc}_{}_{}", op.op, op.interval_ms);
                 let target = if op.failed() { 0 } else { op.rc };
                 let _ = writeln!(
@@ -487,10 +519,7 @@ fn export_status(out: &mut String, cib: &Cib, s: &ClusterStatus, id_of: &dyn Fn(
                     op.last_rc_change_s,
                     op.exec_time_ms,
                     esc(name),
-                    op.exit_reason
-                        .as_ref()
-                        .map(|r| format!(" exit-reason=\"{}\"", esc(r)))
-                        .unwrap_or_default()
+                    op_extras(op)
                 );
             }
             out.push_str("          </lrm_resource>\n");

@@ -4,7 +4,7 @@ use super::dom::{Element, parse};
 use super::{Imported, XmlError};
 use crate::cib::*;
 use crate::score::Score;
-use crate::status::{ClusterStatus, FailCount, NodeState, OpRecord, OpStatus};
+use crate::status::{ClusterStatus, FailCount, NodeState, OpRecord, OpStatus, ReloadDigest};
 use std::collections::BTreeMap;
 
 fn nvpairs(set: &Element) -> Result<BTreeMap<String, String>, XmlError> {
@@ -435,6 +435,14 @@ fn status_section(st: &Element, status: &mut ClusterStatus) -> Result<(), XmlErr
                             .attr("exit-reason")
                             .filter(|s| !s.is_empty())
                             .map(String::from),
+                        op_digest: op.attr("op-digest").map(String::from),
+                        reload: match (op.attr("op-force-restart"), op.attr("op-restart-digest")) {
+                            (Some(list), Some(d)) => Some(ReloadDigest {
+                                force_restart: list.split_whitespace().map(String::from).collect(),
+                                restart_digest: d.to_string(),
+                            }),
+                            _ => None,
+                        },
                     };
                     if rec.op == "migrate_to" || rec.op == "migrate_from" {
                         return Err(op.err("live migration history is not supported"));

@@ -44,6 +44,14 @@ pub fn op(op: &str, interval_ms: u64, call_id: u64, rc: i32, t: u64) -> OpRecord
         last_rc_change_s: t,
         exec_time_ms: 10,
         exit_reason: None,
+        // What clusterd records for a resource without parameters (the tests' Dummy), with the
+        // default 20 s timeout of recurring operations.
+        op_digest: Some(if interval_ms == 0 {
+            clusterd_core::digest::digest_of([])
+        } else {
+            clusterd_core::digest::digest_of([("CRM_meta_timeout", "20000")])
+        }),
+        reload: None,
     }
 }
 
