@@ -717,6 +717,16 @@ impl Negotiator {
             sent.push(req);
             push_option_reply(&mut out, code, REP_INFO, &data);
         }
+        // The spec ("Block size constraints"): a server whose constraints differ from the
+        // defaults MUST advertise them in reply to INFO/GO, requested or not; ours cap a READ
+        // or WRITE at 32 MiB where the default maximum is unlimited.
+        if !sent.contains(&INFO_BLOCK_SIZE) && !info.block.are_default_for(info.size) {
+            let mut data = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
+            data.extend_from_slice(&info.block.minimum.to_be_bytes());
+            data.extend_from_slice(&info.block.preferred.to_be_bytes());
+            data.extend_from_slice(&info.block.maximum.to_be_bytes());
+            push_option_reply(&mut out, code, REP_INFO, &data);
+        }
         push_option_reply(&mut out, code, REP_ACK, &[]);
         if enter {
             Step::Transmission {

@@ -206,14 +206,41 @@ pub fn encode_block_status(
 /// Normalises a backend's extents for the wire: drops empty ones, merges neighbours with equal
 /// flags, clips the total to `len`, splits compact extents to fit 32 bits (keeping 512-byte
 /// alignment), keeps one extent for `req_one`, and caps the count at [`MAX_EXTENTS`].
-/// Returns an empty vector only if `extents` described nothing.
+/// Returns an empty vector only if `extents` described nothing. For an export whose minimum
+/// block size is 1; see [`clip_extents_aligned`].
 pub fn clip_extents(extents: &[Extent], len: u64, req_one: bool, mode: ReplyMode) -> Vec<Extent> {
+    clip_extents_aligned(extents, len, req_one, mode, 1)
+}
+
+/// [`clip_extents`] for an export with minimum block size `min_block` (a power of two): the
+/// spec (`NBD_CMD_BLOCK_STATUS`) says every descriptor length MUST be a multiple of it. A
+/// block that straddles a boundary between backend extents gets the flags every extent in it
+/// shares (a block is a hole only if all of it is; zero only if all of it reads zero; status 0
+/// is always safe), and a partial block at the end of what the backend described is left out
+/// (the client asks again from there). `len` is the request's length, already a multiple of
+/// `min_block` (the decoder rejects unaligned requests). Returns an empty vector only if
+/// `extents` described nothing; if they describe less than one block, the answer is one
+/// block of status 0.
+pub fn clip_extents_aligned(
+    extents: &[Extent],
+    len: u64,
+    req_one: bool,
+    mode: ReplyMode,
+    min_block: u32,
+) -> Vec<Extent> {
+    assert!(
+        min_block.is_power_of_two(),
+        "the minimum block size is a power of two"
+    );
+    let min = u64::from(min_block);
+    let align = min.max(512);
     let limit = if mode == ReplyMode::Extended {
-        u64::MAX
+        !(min - 1)
     } else {
-        u64::from(u32::MAX) & !511
+        u64::from(u32::MAX) & !(align - 1)
     };
-    let mut out: Vec<Extent> = Vec::new();
+    // 1. Clip to `len`, dropping empty extents.
+    let mut clipped: Vec<Extent> = Vec::new();
     let mut total = 0u64;
     for e in extents.iter().filter(|e| e.len > 0) {
         if total >= len {
@@ -221,18 +248,56 @@ pub fn clip_extents(extents: &[Extent], len: u64, req_one: bool, mode: ReplyMode
         }
         let take = e.len.min(len - total);
         total += take;
-        match out.last_mut() {
-            Some(last) if last.flags == e.flags && last.len.saturating_add(take) <= limit => {
-                last.len += take
-            }
-            _ => out.push(Extent {
-                len: take,
-                flags: e.flags,
-            }),
-        }
+        clipped.push(Extent {
+            len: take,
+            flags: e.flags,
+        });
     }
+    if clipped.is_empty() {
+        return Vec::new();
+    }
+    // 2. Align to the minimum block, merging neighbours with equal flags.
+    let mut out: Vec<Extent> = Vec::new();
+    let push = |out: &mut Vec<Extent>, l: u64, flags: u32| match out.last_mut() {
+        Some(last) if last.flags == flags && last.len.saturating_add(l) <= limit => last.len += l,
+        _ => out.push(Extent { len: l, flags }),
+    };
+    let (mut i, mut start_i, mut cur) = (0usize, 0u64, 0u64); // extent i spans [start_i, start_i+len)
+    while cur < total && out.len() <= MAX_EXTENTS {
+        while cur >= start_i + clipped[i].len {
+            start_i += clipped[i].len;
+            i += 1;
+        }
+        let end_i = start_i + clipped[i].len;
+        let whole = (end_i - cur) / min * min;
+        if whole > 0 {
+            push(&mut out, whole, clipped[i].flags);
+            cur += whole;
+            continue;
+        }
+        // A block straddling extent boundaries: the flags all of it shares.
+        if cur + min > total {
+            break; // the backend described only part of this block
+        }
+        let (mut flags, mut j, mut start_j) = (clipped[i].flags, i, start_i);
+        while start_j + clipped[j].len < cur + min {
+            start_j += clipped[j].len;
+            j += 1;
+            flags &= clipped[j].flags;
+        }
+        push(&mut out, min, flags);
+        cur += min;
+    }
+    if out.is_empty() {
+        // Less than one block described: one block of "unknown" status, always correct.
+        out.push(Extent {
+            len: min.min(len),
+            flags: 0,
+        });
+    }
+    // 3. Split what does not fit the descriptor's length field; bound the count.
     let mut split = Vec::with_capacity(out.len());
-    for e in out {
+    'outer: for e in out {
         let mut rest = e.len;
         while rest > 0 {
             let l = rest.min(limit);
@@ -242,11 +307,8 @@ pub fn clip_extents(extents: &[Extent], len: u64, req_one: bool, mode: ReplyMode
             });
             rest -= l;
             if split.len() >= MAX_EXTENTS {
-                break;
+                break 'outer;
             }
-        }
-        if split.len() >= MAX_EXTENTS {
-            break;
         }
     }
     if req_one {

@@ -10,7 +10,7 @@
 //!    allocates or reads anything.
 
 use crate::proto::*;
-use crate::session::{ReplyMode, Session};
+use crate::session::{DEFAULT_MAX_PAYLOAD, ReplyMode, Session};
 
 /// A request header as it came off the wire (magic already checked).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,11 +259,16 @@ impl Session {
             } else {
                 0
             };
-        if payload > u64::from(max) {
+        // A payload above the maximum block size is refused, and read only to be thrown
+        // away; only one so large that reading it is a denial of service ends the connection.
+        // The spec: a length below 2^25 SHOULD NOT be taken for one, whatever maximum was
+        // advertised (a client that did not ask for block sizes may send up to 32 MiB).
+        let disconnect_above = max.max(DEFAULT_MAX_PAYLOAD);
+        if payload > u64::from(disconnect_above) {
             return Err(Violation::PayloadTooLarge {
                 command: command_name(h.kind),
                 len: payload,
-                max,
+                max: disconnect_above,
             });
         }
         let reject = |error: Errno, reason: String| {

@@ -80,6 +80,14 @@ impl Default for BlockSizes {
 }
 
 impl BlockSizes {
+    /// Whether these are the spec's default constraints for an export of `size` bytes (minimum
+    /// 1, preferred 4096, maximum "effectively unlimited": 0xffffffff or the export size if
+    /// smaller), which a client may assume without being told.
+    pub fn are_default_for(&self, size: u64) -> bool {
+        let unlimited = u32::try_from(size).unwrap_or(u32::MAX);
+        self.minimum == 1 && self.preferred == 4096 && self.maximum >= unlimited
+    }
+
     /// Checks the spec's rules for an advertised triple; `Err` names the rule broken.
     pub fn validate(&self) -> Result<(), &'static str> {
         if !self.minimum.is_power_of_two() || self.minimum > 65_536 {

@@ -923,6 +923,175 @@ mod libc_errno {
     pub const EDQUOT: i32 = 122;
 }
 
+/// Regression: an export larger than 32 MiB has non-default constraints (the default maximum
+/// is unlimited, ours 32 MiB), which the spec says a server MUST advertise in reply to INFO and
+/// GO even when the client did not ask — the kernel's nbd-client never asks.
+#[test]
+fn info_and_go_advertise_non_default_block_sizes_unasked() {
+    let block_info = |min: u32, pref: u32, max: u32| {
+        let mut d = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
+        for v in [min, pref, max] {
+            d.extend_from_slice(&v.to_be_bytes());
+        }
+        d
+    };
+    let replies = |reply: &[u8]| {
+        // (type, data) of every option reply in `reply`.
+        let mut out = Vec::new();
+        let mut rest = reply;
+        while !rest.is_empty() {
+            let kind = u32::from_be_bytes(rest[12..16].try_into().unwrap());
+            let len = u32::from_be_bytes(rest[16..20].try_into().unwrap()) as usize;
+            out.push((kind, rest[20..20 + len].to_vec()));
+            rest = &rest[20 + len..];
+        }
+        out
+    };
+    for code in [OPT_INFO, OPT_GO] {
+        let mut n = neg();
+        let opt = parse(code, &go_payload("r0", &[]));
+        let step = n.step(code, opt, Lookup::Export(Ok(info(1 << 30))));
+        let (Step::Reply(reply) | Step::Transmission { reply, .. }) = step else {
+            panic!("INFO/GO of a known export succeeds")
+        };
+        let got = replies(&reply);
+        assert_eq!(got.len(), 3, "INFO_EXPORT, INFO_BLOCK_SIZE, ACK: {got:?}");
+        assert_eq!(got[0].0, REP_INFO);
+        assert_eq!(&got[0].1[..2], &INFO_EXPORT.to_be_bytes());
+        assert_eq!(got[1], (REP_INFO, block_info(1, 4096, 32 << 20)));
+        assert_eq!(got[2], (REP_ACK, Vec::new()));
+        // Asked for: sent once, not twice.
+        let mut n = neg();
+        let opt = parse(code, &go_payload("r0", &[INFO_BLOCK_SIZE]));
+        let (Step::Reply(reply) | Step::Transmission { reply, .. }) =
+            n.step(code, opt, Lookup::Export(Ok(info(1 << 30))))
+        else {
+            panic!()
+        };
+        let n_block = replies(&reply)
+            .iter()
+            .filter(|(k, d)| *k == REP_INFO && d[..2] == INFO_BLOCK_SIZE.to_be_bytes())
+            .count();
+        assert_eq!(n_block, 1);
+    }
+    // A 1 MiB export: 32 MiB is no limit at all, the defaults hold, nothing extra is sent.
+    let mut n = neg();
+    let Step::Transmission { reply, .. } = step(&mut n, OPT_GO, &go_payload("r0", &[])) else {
+        panic!()
+    };
+    assert_eq!(replies(&reply).len(), 2);
+    // A minimum block size is never a default.
+    let big_min = ExportInfo {
+        block: BlockSizes {
+            minimum: 512,
+            preferred: 4096,
+            maximum: 32 << 20,
+        },
+        ..info(1 << 20)
+    };
+    let mut n = neg();
+    let opt = parse(OPT_GO, &go_payload("r0", &[]));
+    let Step::Transmission { reply, .. } = n.step(OPT_GO, opt, Lookup::Export(Ok(big_min))) else {
+        panic!()
+    };
+    assert_eq!(
+        replies(&reply)[1],
+        (REP_INFO, block_info(512, 4096, 32 << 20))
+    );
+}
+
+/// Regression: with a maximum block size below 32 MiB, a WRITE between the maximum and
+/// 32 MiB was a hard disconnect; the spec says such a length SHOULD NOT be taken for a denial
+/// of service. It is refused with EINVAL and its payload skipped; only one above 32 MiB (or the
+/// maximum, if larger) ends the connection.
+#[test]
+fn write_above_a_small_maximum_is_refused_not_disconnected() {
+    let s = Session {
+        size: 1 << 30,
+        block: BlockSizes {
+            minimum: 1,
+            preferred: 4096,
+            maximum: 1 << 20,
+        },
+        ..session(ReplyMode::Structured, Capabilities::FULL)
+    };
+    let (err, discard, reason) = rejected(decode(&s, hdr(CMD_WRITE, 0, 0, 2 << 20)));
+    assert_eq!((err, discard), (Errno::Inval, 2 << 20));
+    assert!(
+        reason.contains("exceeds the 1048576-byte maximum"),
+        "{reason}"
+    );
+    let just_32 = u64::from(DEFAULT_MAX_PAYLOAD);
+    assert_eq!(
+        rejected(decode(&s, hdr(CMD_WRITE, 0, 0, just_32))).1,
+        just_32
+    );
+    assert_eq!(
+        s.decode(&hdr(CMD_WRITE, 0, 0, just_32 + 1)),
+        Err(Violation::PayloadTooLarge {
+            command: "NBD_CMD_WRITE",
+            len: just_32 + 1,
+            max: DEFAULT_MAX_PAYLOAD
+        })
+    );
+}
+
+/// Regression: descriptor lengths MUST be multiples of the minimum block size. Backend extents
+/// that do not fall on block boundaries are merged: a straddling block gets the flags all of
+/// it shares; a partial block at the end is left for the client's next request.
+#[test]
+fn block_status_descriptors_are_whole_minimum_blocks() {
+    const H: u32 = STATE_HOLE | STATE_ZERO;
+    let e = |len: u64, flags: u32| Extent { len, flags };
+    let clip =
+        |v: &[Extent], len: u64| clip_extents_aligned(v, len, false, ReplyMode::Structured, 4096);
+    // 1000 data + 7192 hole + 8192 data: the first block is part data → data; then one whole
+    // hole block; then the data.
+    assert_eq!(
+        clip(&[e(1000, 0), e(7192, H), e(8192, 0)], 16384),
+        [e(4096, 0), e(4096, H), e(8192, 0)]
+    );
+    // Hole, then a block half hole half zero-but-allocated: only ZERO is shared.
+    assert_eq!(
+        clip(&[e(6144, H), e(6144, STATE_ZERO)], 12288),
+        [e(4096, H), e(8192, STATE_ZERO)]
+    );
+    // The backend described 5000 bytes: one block, the partial one left out.
+    assert_eq!(clip(&[e(5000, H)], 65536), [e(4096, H)]);
+    // Less than one block described: one block of status 0 (always true).
+    assert_eq!(clip(&[e(100, H)], 65536), [e(4096, 0)]);
+    // The 32-bit split point is itself a multiple of a 64 KiB minimum.
+    let out = clip_extents_aligned(
+        &[e(1 << 33, H)],
+        1 << 33,
+        false,
+        ReplyMode::Structured,
+        65536,
+    );
+    assert!(
+        out.iter()
+            .all(|x| x.len % 65536 == 0 && x.len <= u64::from(u32::MAX)),
+        "{out:?}"
+    );
+    assert_eq!(out.iter().map(|x| x.len).sum::<u64>(), 1 << 33);
+    // A minimum of 1 is the old behaviour exactly.
+    assert_eq!(
+        clip_extents_aligned(
+            &[e(1000, 0), e(7192, H)],
+            8192,
+            false,
+            ReplyMode::Structured,
+            1
+        ),
+        clip_extents(
+            &[e(1000, 0), e(7192, H)],
+            8192,
+            false,
+            ReplyMode::Structured
+        )
+    );
+}
+
 proptest! {
     /// Header encode/parse round-trips for both header sizes.
     #[test]
@@ -982,6 +1151,32 @@ proptest! {
             Ok(Decoded::Disconnect) => prop_assert_eq!(kind, CMD_DISC),
             Err(Violation::PayloadTooLarge { len, .. }) => prop_assert!(len > u64::from(DEFAULT_MAX_PAYLOAD)),
             Err(Violation::BadMagic { .. }) => prop_assert!(false, "magic was right"),
+        }
+    }
+
+    /// Aligned extents: every descriptor a whole number of minimum blocks, total ≤ requested,
+    /// at least one, and each block's flags a subset of the flags of every input byte in it.
+    #[test]
+    fn aligned_extents_are_whole_blocks_with_shared_flags(raw in prop::collection::vec((0u64..20_000, 0u32..4), 1..40), blocks in 1u64..64, shift in 0u32..17, req_one: bool, ext: bool) {
+        let min = 1u64 << shift;
+        let len = blocks * min;
+        let mode = if ext { ReplyMode::Extended } else { ReplyMode::Structured };
+        let input: Vec<Extent> = raw.iter().map(|&(l, f)| Extent { len: l, flags: f }).collect();
+        let out = clip_extents_aligned(&input, len, req_one, mode, min as u32);
+        let total_in: u64 = input.iter().map(|e| e.len).sum();
+        if total_in == 0 { prop_assert!(out.is_empty()); return Ok(()); }
+        prop_assert!(!out.is_empty());
+        prop_assert!(out.iter().all(|e| e.len > 0 && e.len % min == 0));
+        prop_assert!(out.iter().map(|e| e.len).sum::<u64>() <= len);
+        if req_one { prop_assert_eq!(out.len(), 1); }
+        let flag_at = |pos: u64| { let mut p = 0; for e in &input { if pos < p + e.len { return Some(e.flags) } p += e.len; } None };
+        let mut pos = 0;
+        for e in &out {
+            // Sample the block edges and middle: the output's flags hold for every input byte.
+            for probe in [pos, pos + e.len / 2, pos + e.len - 1] {
+                if let Some(f) = flag_at(probe) { prop_assert_eq!(e.flags & !f, 0, "flags {:#x} at {} not in input {:#x}", e.flags, probe, f); }
+            }
+            pos += e.len;
         }
     }
 

@@ -17,7 +17,9 @@ use crate::handshake::{
     greeting, parse_client_flags, parse_option, parse_option_header,
 };
 use crate::proto::{Errno, OPTION_HEADER_LEN, option_name};
-use crate::reply::{clip_extents, encode_block_status, encode_error, encode_ok, encode_read};
+use crate::reply::{
+    clip_extents_aligned, encode_block_status, encode_error, encode_ok, encode_read,
+};
 use crate::request::{Command, Decoded, Request, RequestHeader};
 use crate::session::Session;
 
@@ -195,11 +197,15 @@ async fn transmission(
     let session = Arc::new(session);
     let conn = ctx.id;
     let (tx, rx) = mpsc::channel::<Outgoing>(ctx.config.max_in_flight + 1);
-    let writer = tokio::spawn(writer_loop(wr, rx, conn));
+    // Aborted if this task is (the server's shutdown grace ran out): the writer must not
+    // outlive its connection, holding the socket open for a client that stopped reading.
+    let mut writer = AbortOnDrop(tokio::spawn(writer_loop(wr, rx, conn)));
     // Released when a reply has been written (the permits ride in `Outgoing`), so they bound
     // both the requests being executed and the replies queued for the socket.
     let count = Arc::new(Semaphore::new(ctx.config.max_in_flight));
-    let bytes_kib = u32::try_from(ctx.config.max_in_flight_bytes / 1024).unwrap_or(u32::MAX);
+    let bytes_kib = u32::try_from(ctx.config.max_in_flight_bytes / 1024)
+        .unwrap_or(u32::MAX)
+        .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
     let bytes = Arc::new(Semaphore::new(bytes_kib as usize));
     let mut shutdown = ctx.shutdown.clone();
     let mut closed = export.closed_signal();
@@ -280,9 +286,19 @@ async fn transmission(
             Decoded::Request(req) => {
                 let buffer = req.command.buffer_len();
                 let byte_permit = if buffer > 0 {
+                    // A request larger than the whole budget (a backend whose maximum block
+                    // size exceeds `max_in_flight_bytes`) takes all of it rather than waiting
+                    // forever for more than exists.
+                    let want_kib = kib(buffer).min(bytes_kib);
+                    if bytes.available_permits() < want_kib as usize {
+                        debug!(
+                            conn,
+                            want_kib, "byte budget exhausted; waiting for replies to free it"
+                        );
+                    }
                     // Waiting here stops reading the socket, but the requests in flight must
                     // still be driven: their replies are what release the bytes.
-                    let want = bytes.clone().acquire_many_owned(kib(buffer));
+                    let want = bytes.clone().acquire_many_owned(want_kib);
                     tokio::pin!(want);
                     let p = loop {
                         tokio::select! {
@@ -339,8 +355,29 @@ async fn transmission(
     // client is gone), then the writer drains and closes.
     while in_flight.next().await.is_some() {}
     drop(tx);
-    let _ = writer.await;
+    // The replies left go out, but only for so long: a client that stopped reading (hung,
+    // SIGSTOPped) would otherwise keep this connection, its buffers and its export forever
+    // after a DISC, an export close or a shutdown.
+    let grace = ctx.config.shutdown_grace;
+    if tokio::time::timeout(grace, &mut writer.0).await.is_err() {
+        warn!(
+            conn,
+            export = export.name(),
+            grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+            "client does not read its last replies; closing the connection"
+        );
+        writer.0.abort();
+    }
     debug!(conn, ?end, "connection closed");
+}
+
+/// A task aborted when this handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn discard(rd: &mut BufReader<BoxRead>, mut n: u64) -> io::Result<()> {
@@ -394,7 +431,8 @@ async fn execute(
             context,
         } => match b.block_status(offset, len).await {
             Ok(extents) => {
-                let extents = clip_extents(&extents, len, req_one, mode);
+                let extents =
+                    clip_extents_aligned(&extents, len, req_one, mode, session.block.minimum);
                 if extents.is_empty() {
                     Err(io::Error::other("the backend returned no extents"))
                 } else {
