@@ -8,14 +8,26 @@
 //! FLUSH is `fdatasync`, TRIM punches a hole, WRITE_ZEROES punches a hole or uses
 //! `FALLOC_FL_ZERO_RANGE` (with NO_HOLE), BLOCK_STATUS walks `SEEK_DATA`/`SEEK_HOLE`, CACHE is
 //! `POSIX_FADV_WILLNEED`.
+//!
+//! Two rules a sysadmin would otherwise learn the hard way:
+//! - **A failed flush is final.** When `fdatasync` (or the sync part of a FUA write) fails,
+//!   Linux reports the write-back error once and may drop the dirty pages: a later
+//!   `fdatasync` succeeds although data acknowledged before it never reached the disk
+//!   ("fsyncgate"). So after one failure every later FLUSH fails too (`EIO`, naming the first
+//!   error), as PostgreSQL does; the export must be checked and reopened (replicatord:
+//!   `down`/`up`, DRBD's `on-io-error detach` in spirit).
+//! - **Block devices take `fallocate` only in whole logical blocks** (`EINVAL` otherwise), while
+//!   we advertise a minimum block size of 1. TRIM is rounded inward to those blocks (the spec
+//!   allows it: a trim is a hint); WRITE_ZEROES writes the unaligned head and tail as zero bytes
+//!   and zeroes the aligned middle with `fallocate`.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -69,6 +81,10 @@ struct Inner {
     nowait_write: AtomicBool,
     punch_hole: AtomicBool,
     zero_range: AtomicBool,
+    /// `fallocate` granularity: the logical block size of a block device, 1 for a file.
+    falloc_align: u64,
+    /// The first failed sync, if any: every later FLUSH fails with it (module docs).
+    sync_failed: Mutex<Option<String>>,
 }
 
 /// A file or block device exported as is. Cheap to clone (shared handle).
@@ -125,6 +141,7 @@ impl FileBackend {
             Some(s) => s,
             None => len,
         };
+        let falloc_align = logical_block_size(&file)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 file,
@@ -134,6 +151,8 @@ impl FileBackend {
                 nowait_write: AtomicBool::new(true),
                 punch_hole: AtomicBool::new(true),
                 zero_range: AtomicBool::new(true),
+                falloc_align,
+                sync_failed: Mutex::new(None),
             }),
         })
     }
@@ -190,14 +209,62 @@ impl FileBackend {
         pool(move || inner.write_full(&data[done..], offset + done as u64, fua)).await
     }
 
-    /// `fdatasync`.
+    /// `fdatasync`. Once a sync has failed, every later one fails too (module docs).
     pub async fn sync(&self) -> io::Result<()> {
+        self.inner.check_sync()?;
         let inner = self.inner.clone();
-        pool(move || inner.file.sync_data()).await
+        pool(move || inner.sync_data()).await
+    }
+}
+
+/// The logical block size of a block device (what `fallocate` on it must be aligned to), or 1
+/// for anything else.
+fn logical_block_size(file: &File) -> io::Result<u64> {
+    use std::os::unix::fs::FileTypeExt;
+    if !file.metadata()?.file_type().is_block_device() {
+        return Ok(1);
+    }
+    let mut size: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one c_int through the pointer, which points to `size`; the fd
+    // is open for the call.
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), libc::BLKSSZGET, &raw mut size) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    match u64::try_from(size) {
+        Ok(s) if s.is_power_of_two() => Ok(s),
+        _ => Ok(512),
     }
 }
 
 impl Inner {
+    /// Fails if a sync has failed before: its write-back error may have cost acknowledged
+    /// writes, which no later sync can vouch for.
+    fn check_sync(&self) -> io::Result<()> {
+        match &*self.sync_failed.lock().expect("sync state lock") {
+            None => Ok(()),
+            Some(first) => Err(io::Error::other(format!(
+                "an earlier flush failed ({first}); writes acknowledged before it may not be on \
+                     stable storage, so no flush can succeed on this export: check the disk and reopen it"
+            ))),
+        }
+    }
+
+    /// Records a failed sync (the first one is kept for the message).
+    fn sync_failed(&self, e: &io::Error) {
+        let mut failed = self.sync_failed.lock().expect("sync state lock");
+        if failed.is_none() {
+            tracing::error!(error = %e, "flush failed; every later flush of this export will fail");
+            *failed = Some(e.to_string());
+        }
+    }
+
+    /// `fdatasync`, recording a failure (every sync of the file goes through here).
+    fn sync_data(&self) -> io::Result<()> {
+        self.check_sync()?;
+        self.file.sync_data().inspect_err(|e| self.sync_failed(e))
+    }
+
     /// `preadv2(RWF_NOWAIT)` until done or it would block; returns bytes read.
     fn nowait_read(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut done = 0usize;
@@ -304,9 +371,14 @@ impl Inner {
                     libc::EOPNOTSUPP => {
                         self.file
                             .write_all_at(&data[done..], offset + done as u64)?;
-                        return self.file.sync_data();
+                        return self.sync_data();
                     }
-                    e => return Err(errno(e)),
+                    e => {
+                        // The sync half of RWF_DSYNC may have consumed a write-back error.
+                        let e = errno(e);
+                        self.sync_failed(&e);
+                        return Err(e);
+                    }
                 }
             }
             done += n as usize;
@@ -371,31 +443,62 @@ impl Inner {
         }
     }
 
+    /// The part of `[offset, offset+len)` made of whole `fallocate` blocks: `(start, end)`,
+    /// empty when `start >= end`.
+    fn aligned_inside(&self, offset: u64, len: u64) -> (u64, u64) {
+        let a = self.falloc_align;
+        let end = offset + len;
+        (offset.next_multiple_of(a), end - end % a)
+    }
+
+    /// TRIM: punches the whole blocks inside the range (a hint: doing less is correct).
+    fn trim(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (start, end) = self.aligned_inside(offset, len);
+        if start < end {
+            self.punch(start, end - start)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `len` zero bytes at `offset`, 1 MiB at a time.
+    fn write_zero_bytes(&self, offset: u64, len: u64) -> io::Result<()> {
+        const CHUNK: usize = 1 << 20;
+        let zeroes = vec![0u8; usize::try_from(len).map_or(CHUNK, |l| l.min(CHUNK))];
+        let mut pos = 0u64;
+        while pos < len {
+            let n = usize::try_from(len - pos).map_or(zeroes.len(), |r| r.min(zeroes.len()));
+            self.file.write_all_at(&zeroes[..n], offset + pos)?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
     fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> io::Result<()> {
-        let fast_done = if flags.no_hole {
-            self.zero_range(offset, len)?
+        // fallocate takes whole blocks: the middle goes to it, an unaligned head and tail
+        // (less than two blocks in all, so still "fast") are written as zero bytes.
+        let (start, end) = self.aligned_inside(offset, len);
+        let (start, end) = if start < end {
+            (start, end)
         } else {
-            self.punch(offset, len)? || self.zero_range(offset, len)?
+            (offset, offset)
         };
+        let fast_done = start == end
+            || if flags.no_hole {
+                self.zero_range(start, end - start)?
+            } else {
+                self.punch(start, end - start)? || self.zero_range(start, end - start)?
+            };
         if !fast_done {
             if flags.fast {
                 return Err(errno(libc::EOPNOTSUPP));
             }
-            // Slow path: write zero buffers, 1 MiB at a time.
-            const CHUNK: usize = 1 << 20;
-            let zeroes = vec![0u8; usize::try_from(len).map_or(CHUNK, |l| l.min(CHUNK))];
-            let mut pos = 0u64;
-            while pos < len {
-                let n = usize::try_from(len - pos).map_or(zeroes.len(), |r| r.min(zeroes.len()));
-                self.file.write_all_at(&zeroes[..n], offset + pos)?;
-                pos += n as u64;
-            }
-        }
-        if flags.fua {
-            self.file.sync_data()
+            self.write_zero_bytes(offset, len)?;
         } else {
-            Ok(())
+            self.write_zero_bytes(offset, start.max(offset) - offset)?;
+            let tail_from = if start == end { offset } else { end };
+            self.write_zero_bytes(tail_from, offset + len - tail_from)?;
         }
+        if flags.fua { self.sync_data() } else { Ok(()) }
     }
 
     fn lseek(&self, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
@@ -497,8 +600,8 @@ impl Backend for FileBackend {
         let inner = self.inner.clone();
         Box::pin(pool(move || {
             // A trim is a hint: where holes cannot be punched, doing nothing is correct.
-            inner.punch(offset, len)?;
-            if fua { inner.file.sync_data() } else { Ok(()) }
+            inner.trim(offset, len)?;
+            if fua { inner.sync_data() } else { Ok(()) }
         }))
     }
 
