@@ -10,6 +10,7 @@
 //! - [`transition::Transition`]: the actions the scheduler wants, with their dependencies.
 //! - [`control`]: the clusterctl ↔ clusterd protocol (frames, requests, responses, push rule).
 
+pub mod agent_meta;
 pub mod cib;
 pub mod control;
 pub mod digest;

@@ -180,8 +180,10 @@ pub enum Action {
     Demote,
     /// `notify`.
     Notify,
-    /// `reload`.
+    /// `reload` (OCF 1.0 agents).
     Reload,
+    /// `reload-agent` (OCF 1.1 agents).
+    ReloadAgent,
     /// `meta-data`.
     MetaData,
     /// `validate-all`.
@@ -199,6 +201,7 @@ impl Action {
             Action::Demote => "demote",
             Action::Notify => "notify",
             Action::Reload => "reload",
+            Action::ReloadAgent => "reload-agent",
             Action::MetaData => "meta-data",
             Action::ValidateAll => "validate-all",
         }
@@ -226,6 +229,7 @@ impl FromStr for Action {
             "demote" => Action::Demote,
             "notify" => Action::Notify,
             "reload" => Action::Reload,
+            "reload-agent" => Action::ReloadAgent,
             "meta-data" => Action::MetaData,
             "validate-all" => Action::ValidateAll,
             other => return Err(format!("unknown OCF action `{other}`")),

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use clusterd_core::agent_meta::AgentMeta;
 use clusterd_core::cib::{Cib, Node, PrimitiveRef};
 use clusterd_core::control::{ErrorKind, Request, Response, accept_push};
 use clusterd_core::status::{ClusterStatus, NodeState, rc};
@@ -35,7 +36,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::agent::{Action, AgentRef, AgentResolver, OcfRc};
 use crate::config::DaemonConfig;
-use crate::exec::{ExecEnv, OpRequest, OpResult, run_op};
+use crate::exec::{ExecEnv, ExecStatus, OpRequest, OpResult, run_op};
 use crate::history;
 use crate::lrm::{Monitors, Op, OpQueue, Origin};
 use crate::meta;
@@ -76,8 +77,8 @@ pub const SHUTDOWN_MAX_MS: u64 = 120_000;
 pub enum Event {
     /// A control request and where to send the answer.
     Control(Request, oneshot::Sender<Response>),
-    /// An agent finished.
-    OpDone(u64, OpResult),
+    /// An agent finished; with the agent's meta-data when the task had to read it first.
+    OpDone(u64, OpResult, Option<AgentMeta>),
     /// A deadline passed (monitor due, re-plan, recheck).
     Timer,
     /// SIGTERM/SIGINT: stop resources on this node, then exit. A second one exits at once.
@@ -135,6 +136,12 @@ pub struct Daemon {
     /// Action keys of the last transition, and how many times in a row it came back the same.
     last_keys: Vec<String>,
     repeats: u32,
+    /// Agents' meta-data (what reloads), by agent name, read once per agent: before its
+    /// first one-shot operation (Pacemaker's controller caches it the same way).
+    meta_cache: BTreeMap<String, Arc<AgentMeta>>,
+    /// Per resource instance, the parameters of its last successful start, reload or
+    /// monitor: what its stop runs with.
+    stop_params: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn now_s() -> u64 {
@@ -213,6 +220,8 @@ impl Daemon {
             last_summary: Vec::new(),
             last_keys: Vec::new(),
             repeats: 0,
+            meta_cache: BTreeMap::new(),
+            stop_params: BTreeMap::new(),
         })
     }
 
@@ -271,7 +280,7 @@ impl Daemon {
                 let resp = self.control(req);
                 let _ = reply.send(resp);
             }
-            Event::OpDone(token, result) => self.op_done(token, result),
+            Event::OpDone(token, result, meta) => self.op_done(token, result, meta),
             Event::Timer => self.timer(),
             Event::Shutdown => self.begin_shutdown(),
         }
@@ -478,9 +487,23 @@ impl Daemon {
                 self.tx.clone(),
                 op.token,
             );
+            // One-shot operations record what the agent can reload: read its meta-data
+            // first if it is not known yet.
+            let needs_meta = op.req.interval_ms == 0
+                && !matches!(op.req.action, Action::Notify | Action::MetaData)
+                && !self.meta_cache.contains_key(&op.req.agent.to_string());
+            let mut req = op.req;
             tokio::spawn(async move {
-                let result = run_op(&env, &resolver, &op.req).await;
-                let _ = tx.send(Event::OpDone(token, result)).await;
+                let meta = if needs_meta {
+                    Some(read_meta(&env, &resolver, &req).await)
+                } else {
+                    None
+                };
+                if req.action == Action::Reload && meta.as_ref().is_some_and(|m| m.reload_agent) {
+                    req.action = Action::ReloadAgent;
+                }
+                let result = run_op(&env, &resolver, &req).await;
+                let _ = tx.send(Event::OpDone(token, result, meta)).await;
             });
         }
     }
@@ -557,7 +580,13 @@ impl Daemon {
         })
     }
 
-    fn op_done(&mut self, token: u64, result: OpResult) {
+    fn op_done(&mut self, token: u64, result: OpResult, meta: Option<AgentMeta>) {
+        if let Some(m) = meta
+            && let Some(op) = self.queue.running_op(token)
+        {
+            self.meta_cache
+                .insert(op.req.agent.to_string(), Arc::new(m));
+        }
         let Some(op) = self.queue.finish(token) else {
             warn!(node = %self.node, token, "completion of an unknown operation");
             return;
@@ -578,12 +607,28 @@ impl Daemon {
         let is_probe = req.action == Action::Monitor && req.interval_ms == 0;
         let op_name = req.action.as_str();
         let record_it = req.action != Action::Notify;
+        let is_reload = matches!(req.action, Action::Reload | Action::ReloadAgent);
+        // As Pacemaker's controller does: a successful reload is recorded as the start it
+        // now stands for (with the new digests), a failed one as a one-shot monitor.
+        let record_name = match (
+            is_reload,
+            result.status == ExecStatus::Done && result.rc == OcfRc::Success,
+        ) {
+            (true, true) => "start",
+            (true, false) => "monitor",
+            (false, _) => op_name,
+        };
+        let digests = history::digests_of(
+            req,
+            self.meta_cache.get(&req.agent.to_string()).map(|m| &**m),
+        );
         let mut rec = history::record_of(
-            op_name,
+            record_name,
             req.interval_ms,
             self.status.next_call_id(&self.node),
             &result,
             now,
+            digests,
         );
         let mut failed = rec.failed();
 
@@ -632,6 +677,18 @@ impl Daemon {
         }
         if record_it {
             history::record(&mut self.status, &op.primitive, &self.node, rec);
+        }
+        if !failed {
+            match req.action {
+                Action::Start | Action::Reload | Action::ReloadAgent | Action::Monitor => {
+                    self.stop_params
+                        .insert(req.resource.clone(), req.params.clone());
+                }
+                Action::Stop => {
+                    self.stop_params.remove(&req.resource);
+                }
+                _ => {}
+            }
         }
         // Probe failures count too, except "not installed" (the resource just cannot run
         // here; the scheduler bans the node for it) — as Pacemaker does.
@@ -727,14 +784,9 @@ impl Daemon {
             self.request_replan(false);
         }
         if self.shutdown.is_none() {
+            // Maintenance needs nothing here: the scheduler cancels the monitors of what is
+            // in maintenance (the transition's cancel actions) and re-arms them after it.
             for m in self.monitors.take_due(now) {
-                if self.in_maintenance(&m.primitive) {
-                    // Maintenance: nothing is monitored (Pacemaker cancels these monitors);
-                    // they run again when it ends.
-                    self.monitors
-                        .reschedule(&m.req.resource, m.req.interval_ms, now);
-                    continue;
-                }
                 if self
                     .queue
                     .has(&m.req.resource, Action::Monitor, m.req.interval_ms)
@@ -746,26 +798,6 @@ impl Daemon {
                 }
             }
         }
-    }
-
-    /// Cluster `maintenance-mode`, the resource's `maintenance` meta attribute (inherited) or
-    /// this node's `maintenance` attribute: the cluster keeps its hands off, monitors included.
-    fn in_maintenance(&self, primitive: &str) -> bool {
-        let on = |v: Option<&String>| v.is_some_and(|v| clusterd_core::cib::is_true(v));
-        self.cib.maintenance_mode()
-            || self
-                .cib
-                .meta(primitive, "maintenance")
-                .is_some_and(|v| clusterd_core::cib::is_true(&v))
-            || on(self
-                .cib
-                .node(&self.node)
-                .and_then(|n| n.attributes.get("maintenance")))
-            || on(self
-                .status
-                .nodes
-                .get(&self.node)
-                .and_then(|n| n.attributes.get("maintenance")))
     }
 
     // ---------------------------------------------------------------- transitions
@@ -961,6 +993,8 @@ impl Daemon {
                     last_rc_change_s: now,
                     exec_time_ms: 0,
                     exit_reason: Some(e),
+                    op_digest: None,
+                    reload: None,
                 };
                 history::record(&mut self.status, &a.primitive, &self.node, rec);
                 self.status.record_failure(
@@ -979,6 +1013,11 @@ impl Daemon {
             ActionKind::Start => Action::Start,
             ActionKind::Demote => Action::Demote,
             ActionKind::Promote => Action::Promote,
+            ActionKind::Reload => match self.meta_cache.get(&agent.to_string()) {
+                Some(m) if m.reload_agent => Action::ReloadAgent,
+                // Unknown yet: the agent task reads the meta-data and picks.
+                _ => Action::Reload,
+            },
             ActionKind::Monitor { .. } => Action::Monitor,
             ActionKind::Notify { .. } => Action::Notify,
             ActionKind::Cancel { interval_ms } => {
@@ -1020,13 +1059,24 @@ impl Daemon {
             .find_map(|k| meta.remove(*k))
             .and_then(|v| v.trim().parse().ok())
             .or_else(|| self.configured_check_level(&a.primitive, a.kind));
+        // A stop runs with the parameters the resource was started with (Pacemaker's
+        // `stop_params`): after `resource update` changed an address or a path, the stop
+        // must undo the old one, not the new.
+        let params = match a.kind {
+            ActionKind::Stop => self
+                .stop_params
+                .get(&a.resource)
+                .cloned()
+                .unwrap_or_else(|| a.params.clone()),
+            _ => a.params.clone(),
+        };
         let req = OpRequest {
             resource: a.resource.clone(),
             agent,
             action,
             interval_ms: a.kind.interval_ms(),
             timeout_ms: a.timeout_ms,
-            params: a.params.clone(),
+            params,
             meta,
             check_level,
         };
@@ -1055,6 +1105,8 @@ impl Daemon {
                 last_rc_change_s: now_s(),
                 exec_time_ms: 0,
                 exit_reason: None,
+                op_digest: None,
+                reload: None,
             };
             history::record(&mut self.status, &a.primitive, &self.node, rec);
         }
@@ -1143,6 +1195,33 @@ impl Daemon {
         }
         out
     }
+}
+
+/// Longest wait for an agent's `meta-data`.
+pub const META_DATA_TIMEOUT_MS: u64 = 10_000;
+
+/// Reads and parses `req`'s agent's meta-data. An agent whose meta-data cannot be read or
+/// parsed is taken as one that cannot reload (every parameter change restarts it).
+async fn read_meta(env: &ExecEnv, resolver: &AgentResolver, req: &OpRequest) -> AgentMeta {
+    let md = OpRequest {
+        resource: req.resource.clone(),
+        agent: req.agent.clone(),
+        action: Action::MetaData,
+        interval_ms: 0,
+        timeout_ms: META_DATA_TIMEOUT_MS,
+        params: BTreeMap::new(),
+        meta: BTreeMap::new(),
+        check_level: None,
+    };
+    let result = run_op(env, resolver, &md).await;
+    if result.rc != OcfRc::Success {
+        debug!(agent = %req.agent, rc = %result.rc, "meta-data failed: the agent is taken as not reloadable");
+        return AgentMeta::default();
+    }
+    AgentMeta::parse(&result.stdout).unwrap_or_else(|e| {
+        warn!(agent = %req.agent, error = %e, "unreadable meta-data: the agent is taken as not reloadable");
+        AgentMeta::default()
+    })
 }
 
 /// Bytes of an agent's stderr logged with its failure.

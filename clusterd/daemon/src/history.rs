@@ -9,10 +9,35 @@
 //! that keeps returning the same result updates its record in place (the call id does not
 //! move; `exec_time_ms` does), so a monitor every second does not grow anything.
 
-use clusterd_core::status::{ClusterStatus, OpRecord, OpStatus};
+use clusterd_core::agent_meta::AgentMeta;
+use clusterd_core::digest::DigestInput;
+use clusterd_core::status::{ClusterStatus, OpRecord, OpStatus, ReloadDigest};
 
 use crate::agent::OcfRc;
-use crate::exec::{ExecStatus, OpResult};
+use crate::exec::{ExecStatus, OpRequest, OpResult};
+
+/// The digests of an operation as Pacemaker's controller records them: `op-digest` of what
+/// it ran with, and — for one-shot operations of an agent that can reload — the list of
+/// parameters that force a restart with their digest ([`clusterd_core::digest`]).
+pub fn digests_of(
+    req: &OpRequest,
+    meta: Option<&AgentMeta>,
+) -> (Option<String>, Option<ReloadDigest>) {
+    let input = DigestInput {
+        params: &req.params,
+        op_params: clusterd_core::digest::op_params(req.check_level),
+        interval_ms: req.interval_ms,
+        timeout_ms: req.timeout_ms,
+    };
+    let reload = meta
+        .filter(|_| req.interval_ms == 0)
+        .and_then(AgentMeta::force_restart)
+        .map(|list| ReloadDigest {
+            restart_digest: input.restart_digest(&list),
+            force_restart: list,
+        });
+    (Some(input.op_digest()), reload)
+}
 
 /// Builds the record of a finished operation.
 pub fn record_of(
@@ -21,6 +46,7 @@ pub fn record_of(
     call_id: u64,
     result: &OpResult,
     now_s: u64,
+    digests: (Option<String>, Option<ReloadDigest>),
 ) -> OpRecord {
     OpRecord {
         op: op.to_owned(),
@@ -35,6 +61,8 @@ pub fn record_of(
         last_rc_change_s: now_s,
         exec_time_ms: result.duration_ms,
         exit_reason: result.exit_reason.clone(),
+        op_digest: digests.0,
+        reload: digests.1,
     }
 }
 
@@ -83,6 +111,9 @@ pub fn record(
         && prev.status == rec.status
     {
         prev.exec_time_ms = rec.exec_time_ms;
+        // A re-armed monitor (new parameters or timeout) repeating the same result still
+        // records what it now runs with.
+        prev.op_digest = rec.op_digest;
         return Recorded::Repeated;
     }
     if rec.status == OpStatus::Done && rec.rc == OcfRc::Success.code() {
@@ -140,6 +171,8 @@ pub fn record_cancel(
         last_rc_change_s: now_s,
         exec_time_ms: 0,
         exit_reason: None,
+        op_digest: None,
+        reload: None,
     });
 }
 
@@ -159,6 +192,8 @@ mod tests {
             last_rc_change_s: call_id,
             exec_time_ms: 1,
             exit_reason: None,
+            op_digest: None,
+            reload: None,
         }
     }
 

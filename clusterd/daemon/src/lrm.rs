@@ -93,6 +93,11 @@ impl OpQueue {
         out
     }
 
+    /// The running operation of `token`.
+    pub fn running_op(&self, token: u64) -> Option<&Op> {
+        self.running.get(&token)
+    }
+
     /// Marks `token` finished and returns its operation.
     pub fn finish(&mut self, token: u64) -> Option<Op> {
         let op = self.running.remove(&token)?;

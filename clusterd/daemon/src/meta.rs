@@ -175,6 +175,7 @@ mod tests {
                     role: Role::Promoted,
                     unmanaged: false,
                     failed: false,
+                    reason: None,
                 },
                 Placement {
                     resource: "db:1".into(),
@@ -185,6 +186,7 @@ mod tests {
                     role: Role::Unpromoted,
                     unmanaged: false,
                     failed: false,
+                    reason: None,
                 },
             ],
         };

@@ -910,9 +910,18 @@ pub fn definition_changes(
 ) -> Vec<ConfigChange> {
     use crate::digest::{DigestVerdict, compare, for_op};
     use crate::status::OpStatus;
+    // A cancelled monitor's records are gone in Pacemaker's history (the cancel deletes them);
+    // here a cancel marker hides the records of that interval made before it.
+    let cancelled_at = |iv: u64| {
+        ops.iter()
+            .filter(|o| o.status == OpStatus::Cancelled && o.interval_ms == iv)
+            .map(|o| o.call_id)
+            .max()
+    };
     let mut sorted: Vec<&crate::status::OpRecord> = ops
         .iter()
         .filter(|o| !matches!(o.status, OpStatus::Cancelled | OpStatus::Pending))
+        .filter(|o| o.interval_ms == 0 || cancelled_at(o.interval_ms).is_none_or(|c| o.call_id > c))
         .collect();
     sorted.sort_by_key(|o| o.call_id);
     let (mut start, mut stop, mut implied_monitor, mut implied_clone) = (None, None, None, None);

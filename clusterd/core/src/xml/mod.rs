@@ -7,7 +7,7 @@
 //! date expressions, colocation `node-attribute`) are refused with the line that uses them,
 //! never silently dropped.
 
-mod dom;
+pub(crate) mod dom;
 mod export;
 mod import;
 
