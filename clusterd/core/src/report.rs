@@ -3,7 +3,7 @@
 
 use crate::cib::*;
 use crate::sched::{Kind, analyse};
-use crate::status::{ClusterStatus, derive_state, rc};
+use crate::status::{ClusterStatus, OpRecord, OpStatus, rc};
 use crate::transition::{Placement, Transition};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -41,6 +41,27 @@ pub struct ResourceReport {
     pub role: Role,
     pub failed: bool,
     pub unmanaged: bool,
+    /// Its recorded operations (the latest of each kind, and the last failure), oldest first:
+    /// on its node for a clone instance, on every node otherwise.
+    pub operations: Vec<OpReport>,
+}
+
+/// One recorded operation, for `status --json` and `status --full`.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpReport {
+    pub node: String,
+    /// `start`, `stop`, `monitor` (a probe when `interval_ms` is 0), `promote`, ...
+    pub action: String,
+    pub interval_ms: u64,
+    pub call_id: u64,
+    pub rc: i32,
+    pub rc_name: String,
+    pub status: OpStatus,
+    pub exit_reason: Option<String>,
+    /// When the result last changed (unix seconds).
+    pub last_rc_change_s: u64,
+    pub exec_time_ms: u64,
+    pub failed: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -49,11 +70,49 @@ pub struct FailedAction {
     pub node: String,
     pub operation: String,
     pub interval_ms: u64,
+    pub call_id: u64,
     pub rc: i32,
     pub rc_name: String,
+    pub status: OpStatus,
     pub exit_reason: Option<String>,
     pub last_rc_change_s: u64,
+    pub exec_time_ms: u64,
     pub fail_count: u32,
+}
+
+fn op_report(node: &str, o: &OpRecord) -> OpReport {
+    OpReport {
+        node: node.to_string(),
+        action: o.op.clone(),
+        interval_ms: o.interval_ms,
+        call_id: o.call_id,
+        rc: o.rc,
+        rc_name: rc::name(o.rc).into(),
+        status: o.status,
+        exit_reason: o.exit_reason.clone(),
+        last_rc_change_s: o.last_rc_change_s,
+        exec_time_ms: o.exec_time_ms,
+        failed: o.failed(),
+    }
+}
+
+/// The operations of `primitive` (on `node` only, if given), per node then call id.
+fn operations_of(status: &ClusterStatus, primitive: &str, node: Option<&str>) -> Vec<OpReport> {
+    let mut out = Vec::new();
+    if let Some(per_node) = status.history.get(primitive) {
+        for (n, ops) in per_node {
+            if node.is_some_and(|x| x != n) {
+                continue;
+            }
+            let mut ops: Vec<&OpRecord> = ops
+                .iter()
+                .filter(|o| o.status != OpStatus::Cancelled)
+                .collect();
+            ops.sort_by_key(|o| o.call_id);
+            out.extend(ops.into_iter().map(|o| op_report(n, o)));
+        }
+    }
+    out
 }
 
 fn agent_of(cib: &Cib, prim: &str) -> String {
@@ -88,36 +147,26 @@ pub fn status_report(
         .transition
         .placements
         .iter()
-        .map(|p| ResourceReport {
-            resource: p.resource.clone(),
-            primitive: p.primitive.clone(),
-            agent: agent_of(cib, &p.primitive),
-            node: p.current_node.clone(),
-            role: p.current_role,
-            failed: p.failed,
-            unmanaged: p.unmanaged,
+        .map(|p| {
+            let in_clone = p.resource.contains(':');
+            let only = if in_clone {
+                p.current_node.as_deref().or(Some(""))
+            } else {
+                None
+            };
+            ResourceReport {
+                resource: p.resource.clone(),
+                primitive: p.primitive.clone(),
+                agent: agent_of(cib, &p.primitive),
+                node: p.current_node.clone(),
+                role: p.current_role,
+                failed: p.failed,
+                unmanaged: p.unmanaged,
+                operations: operations_of(status, &p.primitive, only),
+            }
         })
         .collect();
-    let mut failed_actions = Vec::new();
-    for (rsc, per_node) in &status.history {
-        let ft = cib.find(rsc).map_or(0, |r| cib.failure_timeout_s(&r));
-        for (node, ops) in per_node {
-            let d = derive_state(ops, false, now_s, ft);
-            if let Some(o) = d.last_failure {
-                failed_actions.push(FailedAction {
-                    resource: rsc.clone(),
-                    node: node.clone(),
-                    operation: o.op.clone(),
-                    interval_ms: o.interval_ms,
-                    rc: o.rc,
-                    rc_name: rc::name(o.rc).into(),
-                    exit_reason: o.exit_reason.clone(),
-                    last_rc_change_s: o.last_rc_change_s,
-                    fail_count: status.fail_count(node, rsc, now_s, ft),
-                });
-            }
-        }
-    }
+    let failed_actions = failed_actions(cib, status, now_s);
     let pending = transition
         .unwrap_or(&a.transition)
         .actions
@@ -140,18 +189,185 @@ pub fn status_report(
     }
 }
 
+/// Every failed operation still on record (an expired failure — `failure-timeout` — is not
+/// listed), as `crm_mon` lists them: per resource and node, oldest first.
+fn failed_actions(cib: &Cib, status: &ClusterStatus, now_s: u64) -> Vec<FailedAction> {
+    let mut out = Vec::new();
+    for (rsc, per_node) in &status.history {
+        let ft = cib.find(rsc).map_or(0, |r| cib.failure_timeout_s(&r));
+        for (node, ops) in per_node {
+            let mut failed: Vec<&OpRecord> = ops
+                .iter()
+                .filter(|o| o.failed())
+                // A probe finding the agent not installed only means "cannot run here".
+                .filter(|o| {
+                    !(o.op == "monitor"
+                        && o.interval_ms == 0
+                        && o.status == OpStatus::Done
+                        && o.rc == rc::ERR_INSTALLED)
+                })
+                .filter(|o| ft == 0 || now_s < o.last_rc_change_s.saturating_add(ft))
+                .collect();
+            failed.sort_by_key(|o| o.call_id);
+            for o in failed {
+                out.push(FailedAction {
+                    resource: rsc.clone(),
+                    node: node.clone(),
+                    operation: o.op.clone(),
+                    interval_ms: o.interval_ms,
+                    call_id: o.call_id,
+                    rc: o.rc,
+                    rc_name: rc::name(o.rc).into(),
+                    status: o.status,
+                    exit_reason: o.exit_reason.clone(),
+                    last_rc_change_s: o.last_rc_change_s,
+                    exec_time_ms: o.exec_time_ms,
+                    fail_count: status.fail_count(node, rsc, now_s, ft),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Pacemaker's `pcmk__readable_interval`: `10s`, `1m30s`, `1.500s`, `1000ms`, `2m`.
+pub fn readable_interval(ms: u64) -> String {
+    const S: u64 = 1000;
+    const M: u64 = 60 * S;
+    const H: u64 = 60 * M;
+    const D: u64 = 24 * H;
+    let mut left = ms;
+    let mut out = String::new();
+    for (unit, name) in [(D, "d"), (H, "h"), (M, "m")] {
+        if left > unit {
+            let _ = write!(out, "{}{name}", left / unit);
+            left %= unit;
+        }
+    }
+    if left > S {
+        let _ = write!(out, "{}", left / S);
+        if left % S > 0 {
+            let _ = write!(out, ".{:03}", left % S);
+        }
+        out.push('s');
+    } else if left > 0 {
+        let _ = write!(out, "{left}ms");
+    } else if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+/// `Sun Nov 29 13:29:05 2026`, in UTC (the core has no time zone; `crm_mon` prints local
+/// time, the same on the usual UTC servers).
+pub fn ctime(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // 1970-01-01 was a Thursday.
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let month_name = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
+    let weekday = DAYS[usize::try_from(days % 7).unwrap_or(0)];
+    format!("{weekday} {month_name} {day:2} {h:02}:{m:02}:{s:02} {year}")
+}
+
+/// Pacemaker's name of an operation status (`pcmk_exec_status_str`).
+fn exec_status_name(s: OpStatus) -> &'static str {
+    match s {
+        OpStatus::Done => "complete",
+        OpStatus::Pending => "pending",
+        OpStatus::Cancelled => "Cancelled",
+        OpStatus::Timeout => "Timed Out",
+        OpStatus::Error => "Error",
+    }
+}
+
+/// A failed action as `pcs status` (crm_mon) prints it.
+fn failed_action_line(f: &FailedAction, full: bool) -> String {
+    if full {
+        let mut line = format!(
+            "{}_{}_{} on {} '{}' ({}): call={}, status='{}'",
+            f.resource,
+            f.operation,
+            f.interval_ms,
+            f.node,
+            f.rc_name,
+            f.rc,
+            f.call_id,
+            exec_status_name(f.status)
+        );
+        if let Some(r) = f.exit_reason.as_deref().filter(|r| !r.is_empty()) {
+            let _ = write!(line, ", exitreason='{r}'");
+        }
+        let _ = write!(
+            line,
+            ", last-rc-change='{}', queued=0ms, exec={}ms",
+            ctime(f.last_rc_change_s),
+            f.exec_time_ms
+        );
+        return line;
+    }
+    let mut line = format!("{} ", f.resource);
+    if f.interval_ms > 0 {
+        let _ = write!(line, "{}-interval ", readable_interval(f.interval_ms));
+    }
+    let task = if f.operation == "monitor" && f.interval_ms == 0 {
+        "probe"
+    } else {
+        f.operation.as_str()
+    };
+    let _ = write!(line, "{task} on {}", f.node);
+    let reason = f.exit_reason.as_deref().filter(|r| !r.is_empty());
+    if f.status == OpStatus::Done {
+        let _ = write!(line, " returned '{}'", f.rc_name);
+        if let Some(r) = reason {
+            let _ = write!(line, " ({r})");
+        }
+    } else {
+        let _ = write!(
+            line,
+            " could not be executed ({}",
+            exec_status_name(f.status)
+        );
+        if let Some(r) = reason {
+            let _ = write!(line, ": {r}");
+        }
+        line.push(')');
+    }
+    if f.last_rc_change_s > 0 {
+        let _ = write!(line, " at {}", ctime(f.last_rc_change_s));
+    }
+    if f.exec_time_ms > 0 {
+        let _ = write!(line, " after {}", readable_interval(f.exec_time_ms));
+    }
+    line
+}
+
 fn bracket(v: &[String]) -> String {
     format!("[ {} ]", v.join(" "))
 }
 
 fn state_word(p: &Placement) -> String {
+    // crm_mon's words: `Started n1`, `Promoted n1`, `FAILED n1`, `FAILED Promoted n1`.
     let mut s = match (&p.current_node, p.current_role) {
         (None, _) | (_, Role::Stopped) => "Stopped".to_string(),
+        (Some(n), r) if p.failed && r > Role::Unpromoted => format!("FAILED {} {n}", r.as_str()),
+        (Some(n), _) if p.failed => format!("FAILED {n}"),
         (Some(n), r) => format!("{} {n}", r.as_str()),
     };
-    if p.failed {
-        s.push_str(" (FAILED)");
-    }
     if p.unmanaged {
         s.push_str(" (unmanaged)");
     }
@@ -239,11 +455,110 @@ pub fn resources_text(cib: &Cib, status: &ClusterStatus, only: Option<&str>, now
     out
 }
 
-fn fmt_time(s: u64) -> String {
-    if s == 0 {
-        "unknown".into()
-    } else {
-        format!("@{s} (unix time)")
+/// `Node Attributes:` of `status --full` (permanent and transient, as crm_mon `-A`).
+fn node_attributes_text(out: &mut String, cib: &Cib, status: &ClusterStatus) {
+    let mut names: Vec<&str> = cib.nodes.iter().map(|n| n.name.as_str()).collect();
+    for n in status.nodes.keys() {
+        if !names.contains(&n.as_str()) {
+            names.push(n);
+        }
+    }
+    let mut lines = Vec::new();
+    for n in names {
+        let mut attrs: BTreeMap<&str, &str> = BTreeMap::new();
+        if let Some(c) = cib.node(n) {
+            attrs.extend(c.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        if let Some(st) = status.nodes.get(n) {
+            attrs.extend(st.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        if attrs.is_empty() {
+            continue;
+        }
+        lines.push(format!("  * Node: {n}:"));
+        for (k, v) in attrs {
+            lines.push(format!("    * {k:<32}: {v}"));
+        }
+    }
+    if !lines.is_empty() {
+        out.push_str("\nNode Attributes:\n");
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+}
+
+/// `Operations:` of `status --full`, in crm_mon's `--operations` shape.
+fn operations_text(out: &mut String, cib: &Cib, status: &ClusterStatus, now_s: u64) {
+    let mut per_node: BTreeMap<&str, Vec<(&str, &Vec<OpRecord>)>> = BTreeMap::new();
+    for (rsc, m) in &status.history {
+        for (node, ops) in m {
+            per_node.entry(node).or_default().push((rsc, ops));
+        }
+    }
+    if per_node.is_empty() {
+        return;
+    }
+    out.push_str("\nOperations:\n");
+    for (node, list) in per_node {
+        let _ = writeln!(out, "  * Node: {node}:");
+        for (rsc, ops) in list {
+            let found = cib.find(rsc);
+            let ft = found.as_ref().map_or(0, |r| cib.failure_timeout_s(r));
+            let threshold = found
+                .as_ref()
+                .map_or(crate::INFINITY, |r| cib.migration_threshold(r));
+            let mut head = format!(
+                "    * {rsc}: migration-threshold={}",
+                crate::Score::new(i64::from(threshold))
+            );
+            let fc = status.fail_count(node, rsc, now_s, ft);
+            if fc > 0 {
+                let last = status
+                    .nodes
+                    .get(node)
+                    .into_iter()
+                    .flat_map(|s| s.fail_counts.iter())
+                    .filter(|f| f.rsc == *rsc)
+                    .map(|f| f.last_failure_s)
+                    .max()
+                    .unwrap_or(0);
+                let _ = write!(
+                    head,
+                    " fail-count={} last-failure='{}'",
+                    crate::Score::new(i64::from(fc)),
+                    ctime(last)
+                );
+            }
+            let _ = writeln!(out, "{head}:");
+            let mut ops: Vec<&OpRecord> = ops
+                .iter()
+                .filter(|o| o.status != OpStatus::Cancelled)
+                .collect();
+            ops.sort_by_key(|o| o.call_id);
+            for o in ops {
+                let interval = if o.interval_ms > 0 {
+                    format!("interval=\"{}ms\" ", o.interval_ms)
+                } else {
+                    String::new()
+                };
+                let pending = if o.status == OpStatus::Pending {
+                    " (pending)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "      * ({}) {}:{pending} {interval}last-rc-change=\"{}\" exec-time=\"{}ms\" queue-time=\"0ms\" rc={} ({})",
+                    o.call_id,
+                    o.op,
+                    ctime(o.last_rc_change_s),
+                    o.exec_time_ms,
+                    o.rc,
+                    rc::name(o.rc)
+                );
+            }
+        }
     }
 }
 
@@ -253,6 +568,18 @@ pub fn status_text(
     status: &ClusterStatus,
     transition: Option<&Transition>,
     now_s: u64,
+) -> String {
+    status_text_with(cib, status, transition, now_s, false)
+}
+
+/// `status` (`full`: `status --full`, as `pcs status --full`: node attributes, every
+/// resource's operations with fail counts, failed actions in detail).
+pub fn status_text_with(
+    cib: &Cib,
+    status: &ClusterStatus,
+    transition: Option<&Transition>,
+    now_s: u64,
+    full: bool,
 ) -> String {
     let rep = status_report(cib, status, transition, now_s);
     let mut out = String::new();
@@ -305,22 +632,14 @@ pub fn status_text(
     }
     out.push_str("\nFull List of Resources:\n");
     out.push_str(&resources_text(cib, status, None, now_s));
+    if full {
+        node_attributes_text(&mut out, cib, status);
+        operations_text(&mut out, cib, status, now_s);
+    }
     if !rep.failed_actions.is_empty() {
         out.push_str("\nFailed Resource Actions:\n");
         for f in &rep.failed_actions {
-            let _ = writeln!(
-                out,
-                "  * {}_{}_{} on {} '{}' ({}): exitreason='{}', last-rc-change={}, fail-count={}",
-                f.resource,
-                f.operation,
-                f.interval_ms,
-                f.node,
-                f.rc_name,
-                f.rc,
-                f.exit_reason.as_deref().unwrap_or(""),
-                fmt_time(f.last_rc_change_s),
-                crate::Score::new(i64::from(f.fail_count))
-            );
+            let _ = writeln!(out, "  * {}", failed_action_line(f, full));
         }
     }
     if !rep.pending_actions.is_empty() {

@@ -307,14 +307,15 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
                 "clusterd needs no authentication: clusterctl talks to the local daemon over its root-only socket. Nothing to do."
             );
         }
-        Command::Status { json } => {
+        Command::Status { json, full } => {
             let (cib, status, transition) = ctx.source()?;
             if json {
                 let rep = report::status_report(&cib, &status, transition.as_ref(), now_s());
                 writeln!(ctx.out, "{}", serde_json::to_string_pretty(&rep)?)?;
             } else {
                 ctx.out.write_all(
-                    report::status_text(&cib, &status, transition.as_ref(), now_s()).as_bytes(),
+                    report::status_text_with(&cib, &status, transition.as_ref(), now_s(), full)
+                        .as_bytes(),
                 )?;
             }
         }

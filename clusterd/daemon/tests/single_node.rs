@@ -225,11 +225,19 @@ fn dummy_stateful_group_chain_monitor_failure_ban_cleanup_standby() {
     assert!(d.join("web.state").exists(), "restarted");
     let text = n.ctl(&["status"]);
     assert!(text.contains("Failed Resource Actions"), "{text}");
+    // As pcs status (crm_mon) words it.
     assert!(
-        text.contains("web_monitor_500 on n1 'not running' (7)"),
+        text.contains(
+            "web 500ms-interval monitor on n1 returned 'not running' (No process state file found) at "
+        ),
         "{text}"
     );
-    assert!(text.contains("No process state file found"), "{text}");
+    let full = n.ctl(&["status", "--full"]);
+    assert!(
+        full.contains("web_monitor_500 on n1 'not running' (7): call="),
+        "{full}"
+    );
+    assert!(full.contains("Operations:\n  * Node: n1:"), "{full}");
 
     // Second failure reaches migration-threshold=2: web is banned from n1 (the only node), so
     // it stays stopped; g1 before it keeps running.

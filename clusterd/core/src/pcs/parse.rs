@@ -173,6 +173,8 @@ pub enum Command {
     Auth,
     Status {
         json: bool,
+        /// `--full`: node attributes, operation history, failed actions in detail.
+        full: bool,
     },
     Resources {
         id: Option<String>,
@@ -382,6 +384,8 @@ fn no_more(args: &[String], from: usize) -> Result<(), ParseError> {
 pub fn parse(args: &[String]) -> Result<Command, ParseError> {
     let mut args: Vec<String> = args.to_vec();
     let json = take_flag(&mut args, "--json");
+    // `status --full` (`resource show --full` keeps its own meaning).
+    let full = args.first().is_some_and(|a| a == "status") && take_flag(&mut args, "--full");
     let Some(first) = args.first().cloned() else {
         return err(
             "missing command (resource, constraint, property, node, cluster, status, lint, simulate, why, cib)",
@@ -395,9 +399,7 @@ pub fn parse(args: &[String]) -> Result<Command, ParseError> {
         "node" => parse_node(rest),
         "cluster" => parse_cluster(rest),
         "status" => match rest.first().map(String::as_str) {
-            None | Some("status") | Some("cluster") | Some("--full") => {
-                Ok(Command::Status { json })
-            }
+            None | Some("status") | Some("cluster") => Ok(Command::Status { json, full }),
             Some("resources") => Ok(Command::Resources {
                 id: None,
                 view: ResourceView::Status,
@@ -1076,7 +1078,10 @@ fn parse_node(args: Vec<String>) -> Result<Command, ParseError> {
 
 fn parse_cluster(args: Vec<String>) -> Result<Command, ParseError> {
     let Some(sub) = args.first() else {
-        return Ok(Command::Status { json: false });
+        return Ok(Command::Status {
+            json: false,
+            full: false,
+        });
     };
     let rest: Vec<String> = args[1..].to_vec();
     match sub.as_str() {
@@ -1097,7 +1102,10 @@ fn parse_cluster(args: Vec<String>) -> Result<Command, ParseError> {
             node: node_target(&rest)?,
             on: sub == "standby",
         }])),
-        "status" => Ok(Command::Status { json: false }),
+        "status" => Ok(Command::Status {
+            json: false,
+            full: false,
+        }),
         "auth" => Ok(Command::Auth),
         "setup" => {
             let mut r = rest;
