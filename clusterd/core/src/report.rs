@@ -246,7 +246,7 @@ pub fn readable_interval(ms: u64) -> String {
     }
     if left > S {
         let _ = write!(out, "{}", left / S);
-        if left % S > 0 {
+        if !left.is_multiple_of(S) {
             let _ = write!(out, ".{:03}", left % S);
         }
         out.push('s');
