@@ -15,9 +15,17 @@
 //!   expired password (only after the password is known good, so neither reveals anything to
 //!   someone guessing);
 //! - report: count a failure that was not the policy's own refusal; clear the failures on
-//!   success.
+//!   success. Only failures for declared accounts are counted: a name that is no account
+//!   cannot log in anyway, and counting it would let a flood of made-up names fill the book
+//!   (evicting a real account's count, and rewriting the file on the mount for every guess).
+//!
+//! The monitor's probe mailbox is never locked out and logs in only from this host: otherwise
+//! five wrong passwords from anywhere would fail the depth-20 monitor, and anyone outside could
+//! make the cluster restart or move the service at will.
 //!
 //! Answers are `{"status":0}` (go on) or `{"status":-1,"msg":...}` (refuse).
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +128,10 @@ pub fn allow(
     now: u64,
 ) -> Answer {
     let login = lockout::key(&req.login);
+    let protocol = Protocol::parse(&req.protocol);
+    if login == accounts::probe_address(cfg) {
+        return probe(req, cfg, protocol);
+    }
     if let Some(until) = book.locked_until(&login, now) {
         return Answer::refuse(format!(
             "account locked after {} failed logins for {} more seconds",
@@ -133,14 +145,6 @@ pub fn allow(
     }
     if req.authenticated != "yes" {
         return Answer::allow();
-    }
-    let protocol = Protocol::parse(&req.protocol);
-    if login == accounts::probe_address(cfg) {
-        return if protocol == Protocol::Imap {
-            Answer::allow()
-        } else {
-            Answer::refuse("the probe mailbox is IMAP only")
-        };
     }
     let Some(entry) = cfg.account(&login) else {
         return Answer::refuse("no such account in the configuration");
@@ -168,13 +172,29 @@ pub fn allow(
     Answer::allow()
 }
 
+/// The probe mailbox: from this host only (the monitor connects from the listen address),
+/// IMAP only, never locked.
+fn probe(req: &Request, cfg: &MailConfig, protocol: Protocol) -> Answer {
+    let local = req
+        .remote
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip == cfg.listen || ip.is_loopback());
+    if !local {
+        return Answer::refuse("the probe mailbox logs in only from this host");
+    }
+    if req.authenticated == "yes" && protocol != Protocol::Imap {
+        return Answer::refuse("the probe mailbox is IMAP only");
+    }
+    Answer::allow()
+}
+
 /// Handles `command=report` at `now`: updates `book`, returns what happened (for the log),
-/// or `None` when there was nothing to record.
+/// or `None` when there was nothing to record (a success, the policy's own refusal, or a
+/// login that is no declared account — the probe mailbox is none).
 pub fn report(req: &Request, cfg: &MailConfig, book: &mut Book, now: u64) -> Option<Outcome> {
     let login = lockout::key(&req.login);
-    if login.is_empty() {
-        return None;
-    }
+    // Only declared accounts are counted (see the module's documentation).
+    cfg.account(&login)?;
     match (req.success, req.policy_reject) {
         (Some(true), _) => {
             book.record_success(&login, now);
@@ -262,8 +282,6 @@ class = "admin"
             ("adm@example.com", "imap", true),
             ("adm@example.com", "pop3", true),
             ("adm@example.com", "smtp", true),
-            ("tandem-probe@example.com", "imap", true),
-            ("tandem-probe@example.com", "smtp", false),
             ("stranger@example.com", "imap", false),
             ("nopw@example.com", "imap", false),
         ];
@@ -334,6 +352,92 @@ class = "admin"
                 NOW + 4 + 3600
             )
             .refuses()
+        );
+    }
+
+    #[test]
+    fn the_probe_logs_in_only_from_this_host_and_is_never_locked() {
+        let (cfg, a) = setup();
+        let mut book = Book::default();
+        let probe = "tandem-probe@example.com";
+        let from = |remote: &str, svc: &str, authenticated: bool| Request {
+            remote: remote.into(),
+            ..req(probe, svc, authenticated)
+        };
+        for local in ["10.0.0.50", "127.0.0.1", "::1"] {
+            for stage in [false, true] {
+                let ans = allow(&from(local, "imap", stage), &cfg, &a, &book, NOW);
+                assert!(!ans.refuses(), "from {local}: {ans:?}");
+            }
+            let ans = allow(&from(local, "smtp", true), &cfg, &a, &book, NOW);
+            assert_eq!(ans.msg, "the probe mailbox is IMAP only");
+        }
+        // From outside: refused before the password is even checked.
+        let ans = allow(&from("10.0.0.9", "imap", false), &cfg, &a, &book, NOW);
+        assert_eq!(ans.msg, "the probe mailbox logs in only from this host");
+        // Wrong passwords, from anywhere, never lock it: the monitor must keep working.
+        for i in 0..20 {
+            let r = Request {
+                success: Some(false),
+                policy_reject: Some(false),
+                ..from(
+                    if i % 2 == 0 { "10.0.0.9" } else { "10.0.0.50" },
+                    "imap",
+                    false,
+                )
+            };
+            assert_eq!(report(&r, &cfg, &mut book, NOW + i), None);
+        }
+        assert_eq!(book, Book::default());
+        let ans = allow(&from("10.0.0.50", "imap", false), &cfg, &a, &book, NOW + 30);
+        assert!(!ans.refuses(), "{ans:?}");
+    }
+
+    #[test]
+    fn failures_of_names_that_are_no_account_are_not_counted() {
+        let (cfg, _) = setup();
+        let mut book = Book::default();
+        for login in [
+            "stranger@example.com",
+            "gen",
+            "gen@example.org",
+            "",
+            "x@y@z",
+        ] {
+            assert_eq!(
+                report(&reported(login, false, false), &cfg, &mut book, NOW),
+                None,
+                "{login:?}"
+            );
+        }
+        assert_eq!(book, Book::default(), "nothing written for made-up names");
+        // A flood of made-up names between guesses cannot evict a real account's count.
+        for i in 0..4 {
+            report(
+                &reported("gen@example.com", false, false),
+                &cfg,
+                &mut book,
+                NOW + i,
+            );
+        }
+        for i in 0..(crate::lockout::MAX_LOGINS_TRACKED + 10) {
+            report(
+                &reported(&format!("junk{i}@example.com"), false, false),
+                &cfg,
+                &mut book,
+                NOW + 5,
+            );
+        }
+        let rules = lockout::Rules::from(&cfg.policy);
+        assert_eq!(book.failures("gen@example.com", NOW + 6, rules), 4);
+        assert_eq!(
+            report(
+                &reported("GEN@example.com", false, false),
+                &cfg,
+                &mut book,
+                NOW + 6
+            ),
+            Some(Outcome::Locked(NOW + 6 + 3600))
         );
     }
 

@@ -38,6 +38,15 @@ struct Inner {
 
 type Shared = Arc<Mutex<Inner>>;
 
+/// What Dovecot asks (`?command=`), parsed at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Before (and after) the password check: may this login go on?
+    Allow,
+    /// After the login: how did it end?
+    Report,
+}
+
 #[derive(Deserialize)]
 struct Cmd {
     command: Option<String>,
@@ -69,22 +78,22 @@ impl Inner {
             Ok(c) => {
                 self.cfg = c;
                 self.cfg_mtime = m;
-                eprintln!(
+                crate::note!(
                     "policy: configuration re-read ({} accounts)",
                     self.cfg.accounts.len()
                 );
             }
-            Err(e) => eprintln!("policy: keeping the previous configuration: {e}"),
+            Err(e) => crate::note!("policy: keeping the previous configuration: {e}"),
         }
     }
 
-    fn handle(&mut self, command: &str, req: &Request) -> Result<Answer, String> {
+    fn handle(&mut self, command: Command, req: &Request) -> Result<Answer, String> {
         self.refresh_config();
         let _lock = accounts::lock(&self.layout).map_err(|e| e.to_string())?;
         let now = now_s();
         let mut book = accounts::read_lockouts(&self.layout).map_err(|e| e.to_string())?;
         match command {
-            "allow" => {
+            Command::Allow => {
                 let recs = accounts::read_accounts(&self.layout).map_err(|e| e.to_string())?;
                 let ans = policy::allow(req, &self.cfg, &recs, &book, now);
                 let stage = if req.authenticated == "yes" {
@@ -93,19 +102,24 @@ impl Inner {
                     "before password"
                 };
                 if ans.refuses() {
-                    eprintln!(
+                    crate::note!(
                         "policy: refuse login={:?} protocol={} remote={} ({stage}): {}",
-                        req.login, req.protocol, req.remote, ans.msg
+                        req.login,
+                        req.protocol,
+                        req.remote,
+                        ans.msg
                     );
                 }
                 Ok(ans)
             }
-            "report" => {
+            Command::Report => {
                 let before = book.clone();
                 if let Some(out) = policy::report(req, &self.cfg, &mut book, now) {
-                    eprintln!(
+                    crate::note!(
                         "policy: failed login={:?} protocol={} remote={}: {out:?}",
-                        req.login, req.protocol, req.remote
+                        req.login,
+                        req.protocol,
+                        req.remote
                     );
                 }
                 book.prune(now, crate::lockout::Rules::from(&self.cfg.policy));
@@ -117,7 +131,6 @@ impl Inner {
                     msg: String::new(),
                 })
             }
-            other => Err(format!("unknown command {other:?}")),
         }
     }
 }
@@ -142,9 +155,19 @@ async fn decide(
     }
     let req: Request = serde_json::from_slice(&body)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))?;
-    let command = cmd.command.unwrap_or_default();
-    inner.handle(&command, &req).map(Json).map_err(|e| {
-        eprintln!("policy: error: {e}");
+    let command = match cmd.command.as_deref().unwrap_or_default() {
+        "allow" => Command::Allow,
+        "report" => Command::Report,
+        // The client's mistake, not ours (a 400, not a 500): Dovecot only sends these two.
+        other => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("unknown command {other:?} (expected allow or report)"),
+            ));
+        }
+    };
+    inner.handle(command, &req).map(Json).map_err(|e| {
+        crate::note!("policy: error: {e}");
         (StatusCode::INTERNAL_SERVER_ERROR, e)
     })
 }
@@ -181,7 +204,7 @@ pub fn run(config_path: &Path, layout: &Layout) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        eprintln!("policy: listening on {addr}");
+        crate::note!("policy: listening on {addr}");
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -257,8 +280,26 @@ mod tests {
             }
             let r = post("allow", "K", r#"{"login":"a@example.com","protocol":"imap"}"#).await;
             assert!(r.contains(r#""status":-1"#) && r.contains("account locked"), "{r}");
-            let r = post("allow", "K", "not json").await;
-            assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+            // Bad requests get a 4xx naming what is wrong, and the service keeps answering.
+            let big = format!("{{\"login\":\"{}\"}}", "a".repeat(MAX_BODY_BYTES));
+            let big: &'static str = Box::leak(big.into_boxed_str());
+            let deep: &'static str = Box::leak(format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_boxed_str());
+            for (cmd, body, want) in [
+                ("allow", "not json", "HTTP/1.1 400"),
+                ("allow", r#"{"login":5}"#, "HTTP/1.1 400"),
+                ("report", r#"{"login":"a@example.com","success":"yes"}"#, "HTTP/1.1 400"),
+                ("allow", deep, "HTTP/1.1 400"),
+                ("allow", big, "HTTP/1.1 413"),
+                ("bogus", "{}", "HTTP/1.1 400"),
+                ("", "{}", "HTTP/1.1 400"),
+            ] {
+                let r = post(cmd, "K", body).await;
+                assert!(r.starts_with(want), "{cmd} {:.40}: {r}", body);
+            }
+            let r = post("bogus", "K", "{}").await;
+            assert!(r.contains("unknown command \"bogus\""), "{r}");
+            let r = post("allow", "K", r#"{"login":"a@example.com","protocol":"imap"}"#).await;
+            assert!(r.starts_with("HTTP/1.1 200") && r.contains("account locked"), "{r}");
         });
         let book = accounts::read_lockouts(&layout).unwrap();
         assert!(
