@@ -159,6 +159,7 @@ struct Context<'a> {
     accepting_mailboxes: Vec<String>,
     aliases: Vec<Pair>,
     sender_logins: Vec<Pair>,
+    sender_hosts: Vec<String>,
     training_spam: &'a str,
     training_ham: &'a str,
     dovecot_base: String,
@@ -236,6 +237,16 @@ pub fn render(i: &Inputs<'_>) -> Result<Vec<Rendered>, minijinja::Error> {
     let mut accepting: Vec<String> = cfg.accounts.iter().map(|a| a.address.clone()).collect();
     accepting.push(cfg.spam.training_spam.clone());
     accepting.push(cfg.spam.training_ham.clone());
+    // This host as a sender domain: its name (unless it is one of the domains, listed
+    // already) and its address literal as Postfix spells it in lookups.
+    let mut sender_hosts = Vec::new();
+    if !cfg.domains.contains(&cfg.hostname) {
+        sender_hosts.push(cfg.hostname.clone());
+    }
+    sender_hosts.push(match cfg.listen {
+        std::net::IpAddr::V4(a) => format!("[{a}]"),
+        std::net::IpAddr::V6(a) => format!("[ipv6:{a}]"),
+    });
     let internal_hosts = cfg
         .mynetworks
         .iter()
@@ -276,6 +287,7 @@ pub fn render(i: &Inputs<'_>) -> Result<Vec<Rendered>, minijinja::Error> {
         accepting_mailboxes: accepting,
         aliases,
         sender_logins,
+        sender_hosts,
         training_spam: &cfg.spam.training_spam,
         training_ham: &cfg.spam.training_ham,
         dovecot_base: s(&l.dovecot_base()),
@@ -455,6 +467,28 @@ aliases = ["info@example.org"]
         assert!(sl.contains("info@example.org boss@example.com"));
         let rr = file(&files, "postfix/restricted_recipients");
         assert!(rr.contains("ham.training@example.com authenticated_only"));
+    }
+
+    #[test]
+    fn this_host_as_sender_needs_authentication() {
+        let cfg =
+            crate::config::parse(&CFG.replace("mail.example.com", "mx.provider.net")).unwrap();
+        let lsd = file(&rendered(&cfg), "postfix/local_sender_domains").to_owned();
+        for key in [
+            "example.com",
+            "example.org",
+            "mx.provider.net",
+            "[10.0.0.50]",
+        ] {
+            assert!(
+                lsd.lines()
+                    .any(|l| l.starts_with(&format!("{key} REJECT "))),
+                "{key} missing in\n{lsd}"
+            );
+        }
+        let cfg = crate::config::parse(&CFG.replace("10.0.0.50", "fd00::50")).unwrap();
+        let lsd = file(&rendered(&cfg), "postfix/local_sender_domains").to_owned();
+        assert!(lsd.contains("\n[ipv6:fd00::50] REJECT "), "{lsd}");
     }
 
     #[test]

@@ -171,11 +171,19 @@ pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), Setu
     let dir = layout.tls_dir();
     mkdir(&dir, 0o755, 0, 0)?;
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    if !cert.exists() || !key.exists() {
-        let mut san = format!("subjectAltName=DNS:{}", cfg.hostname);
-        for d in &cfg.domains {
-            san.push_str(&format!(",DNS:{d}"));
-        }
+    let names = cert_names(cfg);
+    // A generated certificate follows the configuration: when the hostname or the domains
+    // change, clients would otherwise be shown a certificate for the old names.
+    let current = cert.exists() && key.exists() && generated_names(&cert).as_ref() == Some(&names);
+    if !current {
+        let san = format!(
+            "subjectAltName={}",
+            names
+                .iter()
+                .map(|n| format!("DNS:{n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         run(Command::new("openssl")
             .args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
@@ -192,6 +200,38 @@ pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), Setu
     std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644))
         .map_err(|e| other(s(&cert), e))?;
     Ok((cert, key))
+}
+
+/// The names a generated certificate carries: the hostname (also its subject's CN), then the
+/// mail domains (clients configured with the bare domain as their server).
+pub fn cert_names(cfg: &MailConfig) -> Vec<String> {
+    let mut v = vec![cfg.hostname.clone()];
+    v.extend(cfg.domains.iter().filter(|d| **d != cfg.hostname).cloned());
+    v
+}
+
+/// The DNS names of a certificate's subjectAltName, in order, as `openssl x509` prints them;
+/// `None` when it cannot be read.
+fn generated_names(cert: &Path) -> Option<Vec<String>> {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(cert)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| parse_san(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `DNS:` entries of `openssl x509 -ext subjectAltName` output. Pure.
+pub fn parse_san(text: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|l| !l.contains("Subject Alternative Name"))
+        .skip(1)
+        .flat_map(|l| l.split(','))
+        .filter_map(|e| e.trim().strip_prefix("DNS:"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The first ancestor of `path` that other users can write to, if any. OpenDKIM refuses a key
@@ -513,4 +553,48 @@ pub fn prepare(
         .arg(layout.postfix_conf())
         .arg("check"))?;
     Ok(prepared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn san_output_is_parsed() {
+        let out = "X509v3 Subject Alternative Name: \n    DNS:mail.example.com, DNS:example.com\n";
+        assert_eq!(parse_san(out), vec!["mail.example.com", "example.com"]);
+        assert!(parse_san("").is_empty());
+    }
+
+    #[test]
+    fn the_generated_certificate_follows_the_hostname() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return; // chown needs root; CI runs as root
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let text = |host: &str| {
+            format!("hostname = \"{host}\"\ndomains = [\"example.com\"]\nlisten = \"10.0.0.5\"\n")
+        };
+        let cfg = crate::config::parse(&text("mail.example.com")).unwrap();
+        let (cert, _) = tls(&cfg, &layout).unwrap();
+        assert_eq!(
+            generated_names(&cert).unwrap(),
+            vec!["mail.example.com", "example.com"]
+        );
+        let first = std::fs::read(&cert).unwrap();
+        tls(&cfg, &layout).unwrap();
+        assert_eq!(
+            std::fs::read(&cert).unwrap(),
+            first,
+            "kept while the names hold"
+        );
+        let cfg = crate::config::parse(&text("mx.example.com")).unwrap();
+        tls(&cfg, &layout).unwrap();
+        assert_eq!(
+            generated_names(&cert).unwrap(),
+            vec!["mx.example.com", "example.com"],
+            "regenerated for the new hostname"
+        );
+    }
 }
