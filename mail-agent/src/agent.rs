@@ -142,7 +142,11 @@ impl Agent for MailAgent {
         crate::setup::prepare(&cfg, &layout, &cfg_path).map_err(setup_err)?;
         let exe = std::env::current_exe().map_err(|e| OcfError::generic(e.to_string()))?;
         let mut child = spawn_supervisor(&exe, &layout, &cfg_path)?;
-        let deadline = ctx.deadline() - TIMEOUT_MARGIN;
+        // What is left of the manager's timeout is split: waiting for the daemons, then, if
+        // they did not all answer, stopping what was started — both before the manager kills
+        // the agent.
+        let (wait, stop_budget) = start_budget(ctx.remaining());
+        let deadline = Instant::now() + wait;
         let mut last = String::new();
         loop {
             if let Some(st) = supervisor::read_status(&layout) {
@@ -152,7 +156,7 @@ impl Agent for MailAgent {
                 }
                 if let Some(f) = st.daemons.iter().find(|d| d.state == State::Failed) {
                     let why = format!("{} failed: {}", f.name, f.message);
-                    let _ = stop_within(&layout, STOP_AFTER_FAILED_START);
+                    let _ = stop_within(&layout, stop_budget);
                     return Err(OcfError::generic(format!(
                         "{why} (see {})",
                         layout.log(&f.name).display()
@@ -165,14 +169,14 @@ impl Agent for MailAgent {
                     .join("; ");
             }
             if let Ok(Some(status)) = child.try_wait() {
-                let _ = cleanup(&layout, Duration::from_secs(10));
+                let _ = cleanup(&layout, stop_budget);
                 return Err(OcfError::generic(format!(
                     "the supervisor exited ({status}; see {})",
                     layout.log("supervisor").display()
                 )));
             }
             if Instant::now() >= deadline {
-                let _ = stop_within(&layout, STOP_AFTER_FAILED_START);
+                let _ = stop_within(&layout, stop_budget);
                 return Err(OcfError::generic(format!(
                     "not every daemon answered in time: {last}"
                 )));
@@ -205,19 +209,38 @@ impl Agent for MailAgent {
     }
 }
 
-/// How long a failed start gives the daemons it started to stop (the start's own budget is
-/// spent by then; the manager's stop that follows has its own).
+/// The most a failed start spends stopping what it started (the manager's stop that follows
+/// has its own budget).
 pub const STOP_AFTER_FAILED_START: Duration = Duration::from_secs(20);
+
+/// The most `stop` keeps for its final clean-up (SIGKILL to whatever is left).
+pub const CLEANUP_MAX: Duration = Duration::from_secs(8);
+
+/// How a start spends `remaining` (the manager's timeout less what preparing took): waiting for
+/// the daemons, then stopping them if they did not all answer; together they leave
+/// [`TIMEOUT_MARGIN`] before the manager's deadline. Pure.
+pub fn start_budget(remaining: Duration) -> (Duration, Duration) {
+    let usable = remaining.saturating_sub(TIMEOUT_MARGIN);
+    let stop = STOP_AFTER_FAILED_START.min(usable / 4);
+    (usable - stop, stop)
+}
+
+/// How a stop spends `budget`: waiting for the supervisor's graceful stop, then the clean-up.
+/// Pure.
+pub fn stop_split(budget: Duration) -> (Duration, Duration) {
+    let cleanup = CLEANUP_MAX.min(budget / 2);
+    (budget - cleanup, cleanup)
+}
 
 /// Stops the supervisor gracefully within `budget` (less the final clean-up's time), then kills
 /// whatever is left.
 pub fn stop_within(layout: &Layout, budget: Duration) -> OcfResult {
-    if let Some(pid) = supervisor::running_pid(layout) {
+    let (wait, cleanup_time) = stop_split(budget);
+    if let Some(pid) = supervisor::find(layout) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid_i32(pid)),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let wait = budget.saturating_sub(Duration::from_secs(10));
         let deadline = Instant::now() + wait;
         while supervisor::is_supervisor(pid, layout) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
@@ -226,7 +249,7 @@ pub fn stop_within(layout: &Layout, budget: Duration) -> OcfResult {
             ocf::warn!("the supervisor did not stop within {wait:?}; killing what is left");
         }
     }
-    cleanup(layout, Duration::from_secs(8))?;
+    cleanup(layout, cleanup_time)?;
     Ok(Status::Success)
 }
 
@@ -276,7 +299,7 @@ fn spawn_supervisor(
 pub fn cleanup(layout: &Layout, timeout: Duration) -> Result<(), OcfError> {
     use nix::sys::signal::{Signal, kill, killpg};
     use nix::unistd::Pid;
-    if let Some(pid) = supervisor::running_pid(layout) {
+    if let Some(pid) = supervisor::find(layout) {
         let _ = kill(Pid::from_raw(pid_i32(pid)), Signal::SIGKILL);
     }
     if let Some(st) = supervisor::read_status(layout) {
@@ -286,9 +309,8 @@ pub fn cleanup(layout: &Layout, timeout: Duration) -> Result<(), OcfError> {
             }
         }
     }
-    if !layout.root.exists() {
-        return Ok(());
-    }
+    // Also when the directory is gone (unmounted under the running suite): the suite's
+    // processes are found by their command lines, which name it.
     let left = crate::procs::kill_holders(&layout.root, &[], timeout);
     if !left.is_empty() {
         return Err(OcfError::generic(format!(
@@ -302,11 +324,12 @@ pub fn cleanup(layout: &Layout, timeout: Duration) -> Result<(), OcfError> {
 }
 
 /// Depth 0: the supervisor and every daemon alive.
+///
+/// The directory must still be the one the suite runs on, and writable: a filesystem that
+/// turned read-only after an I/O error (ext4 `errors=remount-ro`), or a mount that vanished
+/// under the running daemons, is a failure — never "not running" while daemons still run.
 pub fn depth0(layout: &Layout) -> OcfResult {
-    if !layout.root.is_dir() {
-        return Ok(Status::NotRunning);
-    }
-    let Some(_pid) = supervisor::running_pid(layout) else {
+    let Some(pid) = supervisor::find(layout) else {
         let orphans = crate::procs::holders(&layout.root, &[]);
         if !orphans.is_empty() {
             return Err(OcfError::generic(format!(
@@ -315,6 +338,13 @@ pub fn depth0(layout: &Layout) -> OcfResult {
         }
         return Ok(Status::NotRunning);
     };
+    if supervisor::running_pid(layout) != Some(pid) {
+        return Err(OcfError::generic(format!(
+            "the supervisor (pid {pid}) runs but {} no longer holds its files: the filesystem was unmounted or replaced under the running suite",
+            layout.root.display()
+        )));
+    }
+    check_writable(layout)?;
     let st = supervisor::read_status(layout)
         .ok_or_else(|| OcfError::generic("the supervisor runs but has no status file"))?;
     if st.phase != Phase::Running {
@@ -349,6 +379,26 @@ pub fn depth0(layout: &Layout) -> OcfResult {
     } else {
         Err(OcfError::generic(bad.join("; ")))
     }
+}
+
+/// The directory takes writes: a file is created in `run/` and removed (nothing is synced).
+pub fn check_writable(layout: &Layout) -> Result<(), OcfError> {
+    let probe = layout.run_file(&format!(".monitor-{}", std::process::id()));
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|f| {
+            drop(f);
+            std::fs::remove_file(&probe)
+        });
+    r.map_err(|e| {
+        let _ = std::fs::remove_file(&probe);
+        OcfError::generic(format!(
+            "{} is not writable ({e}): the filesystem may have turned read-only after an I/O error",
+            layout.root.display()
+        ))
+    })
 }
 
 fn check(what: &str, r: Result<(), impl std::fmt::Display>) -> Result<(), OcfError> {
@@ -554,6 +604,29 @@ mod tests {
         );
         assert!(x.contains("name=\"config\""));
         assert!(x.contains("depth=\"20\""));
+    }
+
+    #[test]
+    fn a_start_and_the_stop_after_it_fail_fit_in_the_timeout() {
+        for secs in [0u64, 1, 5, 6, 10, 20, 30, 60, 120, 300, 3600] {
+            let remaining = Duration::from_secs(secs);
+            let (wait, stop) = start_budget(remaining);
+            let (stop_wait, cleanup) = stop_split(stop);
+            assert!(
+                wait + stop_wait + cleanup + TIMEOUT_MARGIN <= remaining.max(TIMEOUT_MARGIN),
+                "{secs}s: wait {wait:?} + stop {stop_wait:?} + cleanup {cleanup:?}"
+            );
+            assert!(stop <= STOP_AFTER_FAILED_START && cleanup <= CLEANUP_MAX);
+        }
+        // The thesis's timeouts: 300 s for start leaves the daemons 275 s and the stop 20 s.
+        assert_eq!(
+            start_budget(Duration::from_secs(300)),
+            (Duration::from_secs(275), Duration::from_secs(20))
+        );
+        assert_eq!(
+            stop_split(Duration::from_secs(20)),
+            (Duration::from_secs(12), Duration::from_secs(8))
+        );
     }
 
     #[test]

@@ -21,6 +21,17 @@
 //!   old IMAP server with Dovecot's dsync.
 //! - State files carry magic, version and CRC ([`store`]); [`layout`] says where everything is.
 
+/// One line to standard error that never panics (`eprintln!` panics when the write fails, and
+/// the long-running processes log to files on the mount, which can turn read-only under them:
+/// they must keep running — and stop cleanly — rather than die on a log line).
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod accounts;
 pub mod admin;
 pub mod agent;

@@ -293,10 +293,11 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
     )?;
     let mut phase = Phase::Starting;
     let mut last_status: Option<Status> = None;
+    let mut status_error = false;
     let mut trainer: Option<Pid> = None;
     let mut next_training = Instant::now() + cfg.spam.train_interval.as_duration();
     let mut next_log_check = Instant::now() + Duration::from_secs(60);
-    eprintln!(
+    crate::note!(
         "{}",
         stamp(&format!("started (pid {me}) for {}", layout.root.display()))
     );
@@ -329,7 +330,7 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
                         let _ = killpg(pid, Signal::SIGKILL);
                         d.pid = None;
                         d.message = format!("exited ({how})");
-                        eprintln!("{}", stamp(&format!("{} {}", d.spec.name, d.message)));
+                        crate::note!("{}", stamp(&format!("{} {}", d.spec.name, d.message)));
                         if matches!(d.state, State::Starting | State::Ready) {
                             match after_exit(&mut d.exits, now) {
                                 Some(delay) => {
@@ -372,7 +373,7 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
                 State::Starting => match d.spec.ready.check(d.spec.name, PROBE_TIMEOUT) {
                     Ok(()) => {
                         d.message.clear();
-                        eprintln!("{}", stamp(&format!("{} is ready", d.spec.name)));
+                        crate::note!("{}", stamp(&format!("{} is ready", d.spec.name)));
                         d.go(State::Ready, now);
                     }
                     Err(e) if now.duration_since(d.since) > d.spec.start_timeout => {
@@ -380,7 +381,7 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
                             "did not answer within {}s: {e}",
                             d.spec.start_timeout.as_secs()
                         );
-                        eprintln!("{}", stamp(&format!("{} {}", d.spec.name, d.message)));
+                        crate::note!("{}", stamp(&format!("{} {}", d.spec.name, d.message)));
                         if let Some(pid) = d.pid {
                             let _ = killpg(pid, Signal::SIGKILL);
                         }
@@ -393,7 +394,7 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
         }
         if phase == Phase::Starting && daemons.iter().all(|d| d.state == State::Ready) {
             phase = Phase::Running;
-            eprintln!("{}", stamp("every daemon answers"));
+            crate::note!("{}", stamp("every daemon answers"));
         }
         // 4. Periodic work: Bayes training, log size.
         if now >= next_training && trainer.is_none() && phase == Phase::Running {
@@ -404,11 +405,24 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
             next_log_check = now + Duration::from_secs(60);
             rotate_logs(layout);
         }
-        // 5. Status.
+        // 5. Status. A failed write (the mount turned read-only, or is gone) is not a reason
+        // to die and orphan the daemons: it is retried at the next tick, and the monitor,
+        // which checks that the directory is writable, reports the failure.
         let status = status_of(me, phase, &daemons);
         if last_status.as_ref() != Some(&status) {
-            crate::store::write(&layout.supervisor_status(), STATUS_MAGIC, 1, &status, 0o644)?;
-            last_status = Some(status);
+            match crate::store::write(&layout.supervisor_status(), STATUS_MAGIC, 1, &status, 0o644)
+            {
+                Ok(()) => {
+                    last_status = Some(status);
+                    status_error = false;
+                }
+                Err(e) => {
+                    if !status_error {
+                        crate::note!("{}", stamp(&format!("cannot write the status: {e}")));
+                    }
+                    status_error = true;
+                }
+            }
         }
         // 6. Sleep until a signal or the tick.
         let mut fds = [nix::poll::PollFd::new(
@@ -422,7 +436,7 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
     }
 
     // Stop, in reverse order.
-    eprintln!("{}", stamp("stopping"));
+    crate::note!("{}", stamp("stopping"));
     let now = Instant::now();
     for d in daemons.iter_mut() {
         d.go(State::Stopping, now);
@@ -442,7 +456,7 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
         let pids: Vec<Pid> = group.iter().filter_map(|&i| daemons[i].pid).collect();
         for (pid, how) in stop_all(&pids, STOP_GRACE) {
             if let Some(d) = daemons.iter().find(|d| d.pid == Some(pid)) {
-                eprintln!("{}", stamp(&format!("{} stopped ({how})", d.spec.name)));
+                crate::note!("{}", stamp(&format!("{} stopped ({how})", d.spec.name)));
             }
         }
         for &i in &group {
@@ -452,20 +466,20 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
     }
     let _ = std::fs::remove_file(layout.supervisor_pid());
     let _ = std::fs::remove_file(layout.supervisor_status());
-    eprintln!("{}", stamp("stopped"));
+    crate::note!("{}", stamp("stopped"));
     Ok(())
 }
 
 fn start_one(d: &mut Daemon, now: Instant) {
     match spawn(&d.spec, &d.log) {
         Ok(pid) => {
-            eprintln!("{}", stamp(&format!("{} started (pid {pid})", d.spec.name)));
+            crate::note!("{}", stamp(&format!("{} started (pid {pid})", d.spec.name)));
             d.pid = Some(pid);
             d.go(State::Starting, now);
         }
         Err(e) => {
             d.message = format!("cannot start {}: {e}", d.spec.argv[0]);
-            eprintln!("{}", stamp(&d.message));
+            crate::note!("{}", stamp(&d.message));
             match after_exit(&mut d.exits, now) {
                 Some(delay) => d.go(State::Backoff, now + delay),
                 None => d.go(State::Failed, now),
@@ -578,6 +592,18 @@ pub fn is_supervisor(pid: u32, layout: &Layout) -> bool {
     args.iter().any(|a| a == "supervise")
         && args.iter().any(|a| *a == *dir)
         && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// The live supervisor of `layout`, from its pid file or, when that cannot be read (the
+/// directory was unmounted or replaced under it), by its command line among all processes.
+pub fn find(layout: &Layout) -> Option<u32> {
+    running_pid(layout).or_else(|| {
+        std::fs::read_dir("/proc")
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|&pid| pid != std::process::id() && is_supervisor(pid, layout))
+    })
 }
 
 /// The live supervisor's pid, if any.
