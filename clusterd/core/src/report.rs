@@ -835,6 +835,84 @@ pub fn constraints_text(cib: &Cib) -> String {
     out
 }
 
+/// `resource failcount show [RSC] [node=NODE]`, in pcs's words.
+pub fn failcounts_text(
+    cib: &Cib,
+    status: &ClusterStatus,
+    rsc: Option<&str>,
+    node: Option<&str>,
+    now_s: u64,
+) -> String {
+    // Per resource (the primitives named, or all), per node: the total and per operation.
+    let prims: Vec<String> = match rsc.and_then(|r| cib.find(r)) {
+        Some(r) => found_primitives(&r),
+        None => cib
+            .primitives()
+            .iter()
+            .map(|p| p.primitive.id.clone())
+            .collect(),
+    };
+    let mut out = String::new();
+    for p in &prims {
+        let ft = cib.find(p).map_or(0, |r| cib.failure_timeout_s(&r));
+        let mut lines = Vec::new();
+        for (n, st) in &status.nodes {
+            if node.is_some_and(|x| x != n) {
+                continue;
+            }
+            let total = status.fail_count(n, p, now_s, ft);
+            if total == 0 {
+                continue;
+            }
+            lines.push(format!("  {n}: {}", crate::Score::new(i64::from(total))));
+            for f in st.fail_counts.iter().filter(|f| &f.rsc == p) {
+                lines.push(format!(
+                    "    {} {}: {}",
+                    f.op,
+                    readable_interval(f.interval_ms),
+                    crate::Score::new(i64::from(f.count))
+                ));
+            }
+        }
+        if !lines.is_empty() {
+            let _ = writeln!(out, "Failcounts for resource '{p}'");
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+    }
+    if out.is_empty() {
+        match rsc {
+            Some(r) => {
+                let _ = writeln!(out, "No failcounts for resource '{r}'");
+            }
+            None => out.push_str("No failcounts\n"),
+        }
+    }
+    out
+}
+
+/// `constraint ref RSC...`: the ids of the constraints naming each resource.
+pub fn constraint_ref_text(cib: &Cib, ids: &[String]) -> String {
+    let mut out = String::new();
+    for id in ids {
+        let _ = writeln!(out, "Resource: {id}");
+        let hits: Vec<&str> = cib
+            .constraints
+            .iter()
+            .filter(|c| c.resources().contains(&id.as_str()))
+            .map(Constraint::id)
+            .collect();
+        if hits.is_empty() {
+            out.push_str("  No matches found\n");
+        }
+        for h in hits {
+            let _ = writeln!(out, "  {h}");
+        }
+    }
+    out
+}
+
 /// `property list` (and resource/op defaults).
 pub fn properties_text(cib: &Cib) -> String {
     let mut out = String::from("Cluster Properties:\n");
@@ -1019,7 +1097,8 @@ pub fn why(cib: &Cib, status: &ClusterStatus, rsc: &str, now_s: u64) -> Result<S
     Ok(out)
 }
 
-fn found_primitives(r: &ResourceRef<'_>) -> Vec<String> {
+/// The primitives under a resource.
+pub fn found_primitives(r: &ResourceRef<'_>) -> Vec<String> {
     match r {
         ResourceRef::Primitive(p) => vec![p.primitive.id.clone()],
         ResourceRef::Group { group, .. } => group.members.iter().map(|m| m.id.clone()).collect(),

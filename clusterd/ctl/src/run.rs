@@ -29,15 +29,17 @@ const USAGE: &str = "usage: clusterctl [--state-dir DIR] [-f FILE] COMMAND ...
   resource show|status|config [NAME]   resource enable|disable NAME...   resource delete NAME
   resource update NAME [k=v]... [op ...] [meta k=v...]   resource meta NAME k=v...
   resource cleanup [NAME] [node=NODE]   resource move|ban NAME NODE   resource clear NAME [NODE]
+  resource restart NAME [--wait=SECS]   resource manage|unmanage NAME...   resource failcount show [NAME] [node=N]
+  resource op add NAME OP k=v...   resource op remove NAME OP [k=v...]   resource op remove OP_ID
   resource defaults [update] k=v...   resource op defaults [update] k=v...
   constraint colocation add [ROLE] A with [ROLE] B [SCORE] [with-rsc-role=R] [rsc-role=R] [id=ID]
   constraint order [ACTION] A then [ACTION] B [kind=Mandatory|Optional|Serialize] [symmetrical=BOOL]
   constraint location RSC prefers|avoids NODE[=SCORE]...   constraint location RSC rule [score=S] EXPR
-  constraint [list]   constraint remove ID...
+  constraint [list]   constraint ref RSC...   constraint remove ID...
   node standby|unstandby NODE|--all   node maintenance|unmaintenance NODE   node attribute NODE k=v
   cluster standby|unstandby NODE   cluster setup NAME NODE...   cluster cib [FILE]   cluster cib-push FILE
   property set k=v...   property unset NAME   property [list]
-  status [--json]   lint   simulate [-x PACEMAKER.xml] [--json]   why RESOURCE
+  status [--full] [--json]   lint   simulate [-x PACEMAKER.xml] [--json]   why RESOURCE
   cib export [--pacemaker]   cib import PACEMAKER.xml
 ";
 
@@ -421,6 +423,30 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Restart { resource, wait_s } => restart(ctx, &resource, wait_s)?,
+        Command::FailCounts { resource, node } => {
+            let (cib, status, _) = ctx.source()?;
+            if let Some(r) = &resource
+                && !cib.contains(r)
+            {
+                bail!("resource '{r}' does not exist");
+            }
+            ctx.out.write_all(
+                report::failcounts_text(
+                    &cib,
+                    &status,
+                    resource.as_deref(),
+                    node.as_deref(),
+                    now_s(),
+                )
+                .as_bytes(),
+            )?;
+        }
+        Command::ConstraintRef { ids } => {
+            let (cib, ..) = ctx.source()?;
+            ctx.out
+                .write_all(report::constraint_ref_text(&cib, &ids).as_bytes())?;
+        }
         Command::Why { resource } => {
             let (cib, status, _) = ctx.source()?;
             let text = report::why(&cib, &status, &resource, now_s()).map_err(|e| anyhow!(e))?;
@@ -466,6 +492,91 @@ fn run(ctx: &mut Ctx<'_>, cmd: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How often `resource restart` polls clusterd while it waits.
+const RESTART_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `resource restart RSC`, as `crm_resource --restart`: `target-role=Stopped` (so whatever
+/// depends on it stops first, in order), wait until it is stopped, put its `target-role` back,
+/// wait until it runs again. Each wait gives up after `wait_s` seconds; a failed stop wait puts
+/// the `target-role` back before failing.
+fn restart(ctx: &mut Ctx<'_>, rsc: &str, wait_s: u64) -> anyhow::Result<()> {
+    if ctx.g.file.is_some() {
+        bail!("'resource restart' acts on the running cluster; run it without -f");
+    }
+    let mut cib = ctx.online_cib()?;
+    let Some(found) = cib.find(rsc) else {
+        bail!("resource '{rsc}' does not exist");
+    };
+    let prims = report::found_primitives(&found);
+    let base = cib.version;
+    let before = cib
+        .meta_mut(rsc)
+        .expect("found above")
+        .insert("target-role".into(), "Stopped".into());
+    cib.bump_epoch();
+    ctx.push(cib, Some(base))?;
+    let restore = |ctx: &mut Ctx<'_>| -> anyhow::Result<()> {
+        let mut cib = ctx.online_cib()?;
+        let base = cib.version;
+        let m = cib
+            .meta_mut(rsc)
+            .ok_or_else(|| anyhow!("resource '{rsc}' vanished while restarting"))?;
+        match &before {
+            Some(v) => m.insert("target-role".into(), v.clone()),
+            None => m.remove("target-role"),
+        };
+        cib.bump_epoch();
+        ctx.push(cib, Some(base))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_s);
+    let stopped = wait_until(ctx, deadline, |t, placements| {
+        t.is_none()
+            && placements
+                .iter()
+                .filter(|p| prims.contains(&p.primitive))
+                .all(|p| p.current_node.is_none())
+    })?;
+    if !stopped {
+        restore(ctx)?;
+        bail!("'{rsc}' did not stop within {wait_s}s; its target-role was put back");
+    }
+    restore(ctx)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_s);
+    let settled = wait_until(ctx, deadline, |t, placements| {
+        t.is_none()
+            && placements
+                .iter()
+                .filter(|p| prims.contains(&p.primitive))
+                .all(|p| p.current_node == p.node && p.current_role == p.role)
+    })?;
+    if !settled {
+        bail!(
+            "'{rsc}' was stopped but has not started again within {wait_s}s (see 'clusterctl status')"
+        );
+    }
+    let _ = writeln!(ctx.out, "{rsc} successfully restarted");
+    Ok(())
+}
+
+/// Polls clusterd until `done(transition in progress, placements now)` or the deadline.
+fn wait_until(
+    ctx: &Ctx<'_>,
+    deadline: std::time::Instant,
+    done: impl Fn(Option<&clusterd_core::Transition>, &[clusterd_core::transition::Placement]) -> bool,
+) -> anyhow::Result<bool> {
+    loop {
+        let (cib, status, transition) = ctx.online_status()?;
+        let placements = sched::analyse(&cib, &status, now_s()).transition.placements;
+        if done(transition.as_ref(), &placements) {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(RESTART_POLL);
+    }
 }
 
 /// Runs clusterctl with these arguments; returns the exit code.

@@ -143,3 +143,77 @@ fn online_edits_push_and_standby() {
     let why = ok(&state, &["why", "B"]);
     assert!(why.contains("Started on n1"), "{why}");
 }
+
+/// `resource restart`: the resource and what depends on it stop (dependents first) and start
+/// again, with a new start in the history; `target-role` is what it was before.
+#[test]
+fn resource_restart_stops_and_starts_it_with_its_dependents() {
+    tandem_testkit::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let state: PathBuf = dir.path().join("state");
+    let config = dir.path().join("clusterd.toml");
+    std::fs::write(
+        &config,
+        "cluster_name = \"rs\"\n\n[[node]]\nname = \"n1\"\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(tandem_testkit::bins::bin("clusterd"));
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--node")
+        .arg("n1")
+        .arg("--state-dir")
+        .arg(&state);
+    let _daemon = Daemon::spawn("clusterd", cmd, &dir.path().join("clusterd.log"));
+    wait::until("clusterd answers", WAIT, || ctl(&state, &["status"]).0 == 0);
+    ok(&state, &["property", "set", "stonith-enabled=false"]);
+    for r in ["A", "B"] {
+        let st = format!("state={}/{r}.state", dir.path().display());
+        ok(
+            &state,
+            &["resource", "create", r, "ocf:heartbeat:Dummy", &st],
+        );
+    }
+    ok(
+        &state,
+        &["constraint", "order", "start", "A", "then", "start", "B"],
+    );
+    wait::until("A and B started", WAIT, || {
+        started(&state, "A").is_some() && started(&state, "B").is_some()
+    });
+    let calls = |rsc: &str| -> Vec<(String, u64)> {
+        let out = ok(&state, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["resource"] == rsc)
+            .flat_map(|r| r["operations"].as_array().unwrap().clone())
+            .filter(|o| o["interval_ms"] == 0)
+            .map(|o| {
+                (
+                    o["action"].as_str().unwrap().to_string(),
+                    o["call_id"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = calls("A");
+    let out = ok(&state, &["resource", "restart", "A", "--wait=30"]);
+    assert!(out.contains("A successfully restarted"), "{out}");
+    let (a, b) = (calls("A"), calls("B"));
+    let call = |v: &[(String, u64)], op: &str| v.iter().find(|(o, _)| o == op).map(|(_, c)| *c);
+    assert!(
+        call(&a, "start") > call(&before, "start"),
+        "{before:?} -> {a:?}"
+    );
+    // B depends on A (the order): it stopped before A stopped and started after A started.
+    assert!(call(&b, "stop") < call(&a, "stop"), "{a:?} {b:?}");
+    assert!(call(&b, "start") > call(&a, "start"), "{a:?} {b:?}");
+    let config = ok(&state, &["resource", "config", "A"]);
+    assert!(!config.contains("target-role"), "{config}");
+    let (code, _, err) = ctl(&state, &["resource", "restart", "Nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("'Nope' does not exist"), "{err}");
+}

@@ -459,6 +459,97 @@ fn apply_one(
                 set_or_remove(m, k, Some(v));
             }
         }
+        Edit::OpAdd { id, op } => {
+            exists(cib, id)?;
+            let new = ops_from(id, std::slice::from_ref(op))?
+                .pop()
+                .expect("one op in, one out");
+            let p = cib.primitive_mut(id).ok_or_else(|| {
+                EditError::Refused(format!(
+                    "'{id}' is a group or clone: operations belong to its primitives"
+                ))
+            })?;
+            if p.ops
+                .iter()
+                .any(|o| o.name == new.name && o.interval_ms == new.interval_ms)
+            {
+                return Err(EditError::Refused(format!(
+                    "'{id}' already has a {} operation with interval {}; use 'resource update {id} op {} ...' to change it",
+                    new.name,
+                    format_duration_ms(new.interval_ms),
+                    new.name
+                )));
+            }
+            p.ops.push(new);
+        }
+        Edit::OpRemove { id, op } => {
+            let removed = match id {
+                // `resource op remove OP_ID`
+                None => {
+                    let mut hit = false;
+                    for r in &mut cib.resources {
+                        let prims: Vec<&mut Primitive> = match r {
+                            Resource::Primitive(p) => vec![p],
+                            Resource::Group(g) => g.members.iter_mut().collect(),
+                            Resource::Clone(c) => match &mut c.child {
+                                CloneChild::Primitive(p) => vec![p],
+                                CloneChild::Group(g) => g.members.iter_mut().collect(),
+                            },
+                        };
+                        for p in prims {
+                            let before = p.ops.len();
+                            p.ops.retain(|o| o.id != op.name);
+                            hit |= p.ops.len() != before;
+                        }
+                    }
+                    hit
+                }
+                Some(id) => {
+                    exists(cib, id)?;
+                    let (interval, timeout) = op_times(op)?;
+                    let p = cib.primitive_mut(id).ok_or_else(|| {
+                        EditError::Refused(format!(
+                            "'{id}' is a group or clone: operations belong to its primitives"
+                        ))
+                    })?;
+                    let before = p.ops.len();
+                    p.ops.retain(|o| {
+                        let matches = o.name == op.name
+                            && (!op.attrs.contains_key("interval") || o.interval_ms == interval)
+                            && (!op.attrs.contains_key("timeout") || o.timeout_ms == timeout)
+                            && op.attrs.iter().all(|(k, v)| match k.as_str() {
+                                "interval" | "timeout" => true,
+                                "role" => {
+                                    o.role.map(Role::as_str) == Role::parse(v).map(Role::as_str)
+                                }
+                                "id" => &o.id == v,
+                                _ => o.extra.get(k) == Some(v),
+                            });
+                        !matches
+                    });
+                    p.ops.len() != before
+                }
+            };
+            if !removed {
+                return Err(EditError::Refused(match id {
+                    None => format!("no operation with id '{}'", op.name),
+                    Some(id) => format!("'{id}' has no matching {} operation", op.name),
+                }));
+            }
+        }
+        Edit::Manage { ids, managed } => {
+            for id in ids {
+                let m = cib
+                    .meta_mut(id)
+                    .ok_or_else(|| EditError::NoSuchResource(id.clone()))?;
+                if *managed {
+                    m.remove("is-managed");
+                    m.remove("is_managed");
+                } else {
+                    m.insert("is-managed".into(), "false".into());
+                }
+            }
+        }
         Edit::Enable { ids } | Edit::Disable { ids } => {
             let enable = matches!(edit, Edit::Enable { .. });
             for id in ids {

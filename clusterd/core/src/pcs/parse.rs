@@ -75,6 +75,23 @@ pub enum Edit {
         id: String,
         meta: BTreeMap<String, String>,
     },
+    /// `resource op add RSC OP k=v...`: one more operation (an existing one with the same
+    /// name and interval is refused).
+    OpAdd {
+        id: String,
+        op: OpSpec,
+    },
+    /// `resource op remove|delete RSC OP [k=v...]` (the operations of that name matching every
+    /// given attribute), or `resource op remove OP_ID`.
+    OpRemove {
+        id: Option<String>,
+        op: OpSpec,
+    },
+    /// `resource manage|unmanage RSC...` (`is-managed`).
+    Manage {
+        ids: Vec<String>,
+        managed: bool,
+    },
     Enable {
         ids: Vec<String>,
     },
@@ -193,6 +210,21 @@ pub enum Command {
     },
     Why {
         resource: String,
+    },
+    /// `resource restart RSC [--wait=SECONDS]`: stop it (and what depends on it), then start
+    /// it again, as `crm_resource --restart` does.
+    Restart {
+        resource: String,
+        wait_s: u64,
+    },
+    /// `resource failcount show [RSC] [node=NODE]`.
+    FailCounts {
+        resource: Option<String>,
+        node: Option<String>,
+    },
+    /// `constraint ref RSC...`: the constraints naming these resources.
+    ConstraintRef {
+        ids: Vec<String>,
     },
     CibExport {
         pacemaker: bool,
@@ -598,6 +630,52 @@ fn parse_resource(args: Vec<String>) -> Result<Command, ParseError> {
                 meta: all_kv(&rest[1..], "meta attributes")?,
             })
         }
+        "manage" | "unmanage" => {
+            if rest.is_empty() {
+                return err(format!("'resource {sub}' needs resource names"));
+            }
+            edit(Edit::Manage {
+                ids: rest,
+                managed: sub == "manage",
+            })
+        }
+        "restart" => {
+            let wait = take_flag_value(&mut rest, "--wait")?;
+            let resource = one("resource name (resource restart RSC)", &rest)?;
+            if let Some(extra) = rest.get(1) {
+                return err(format!(
+                    "'{extra}': restarting on one node is not supported; 'resource restart {resource}' restarts it everywhere"
+                ));
+            }
+            let wait_s = match wait {
+                None => DEFAULT_RESTART_WAIT_S,
+                Some(w) => parse_duration_ms(&w)
+                    .map(|ms| ms / 1000)
+                    .ok_or(ParseError {
+                        message: format!("--wait='{w}' is not a duration (e.g. 60, 2min)"),
+                    })?,
+            };
+            Ok(Command::Restart { resource, wait_s })
+        }
+        "failcount" => {
+            let r: Vec<String> = if rest.first().is_some_and(|a| a == "show") {
+                rest[1..].to_vec()
+            } else {
+                rest
+            };
+            let mut node = None;
+            let mut resource = None;
+            for t in &r {
+                match kv(t) {
+                    Some((k, v)) if k == "node" => node = Some(v),
+                    Some(_) => return err(format!("'{t}': expected a resource name or node=NODE")),
+                    None if t == "--full" => {}
+                    None if resource.is_none() => resource = Some(t.clone()),
+                    None => return err(format!("unexpected argument '{t}'")),
+                }
+            }
+            Ok(Command::FailCounts { resource, node })
+        }
         "cleanup" | "refresh" => {
             let node_flag = take_flag_value(&mut rest, "--node")?;
             let mut node = node_flag;
@@ -648,12 +726,56 @@ fn parse_resource(args: Vec<String>) -> Result<Command, ParseError> {
             ))
         }
         "op" => match rest.first().map(String::as_str) {
+            Some("add") => {
+                let id = need(&rest, 1, "resource name (resource op add RSC OP k=v...)")?.clone();
+                let name = need(
+                    &rest,
+                    2,
+                    "operation name (resource op add RSC monitor interval=30s)",
+                )?
+                .clone();
+                if name.contains('=') {
+                    return err(format!("'{name}': expected an operation name"));
+                }
+                let op = OpSpec {
+                    name,
+                    attrs: all_kv(&rest[3..], "operation options")?,
+                };
+                op_times(&op)?;
+                edit(Edit::OpAdd { id, op })
+            }
+            Some("remove") | Some("delete") => {
+                let first = need(&rest, 1, "resource name or operation id")?.clone();
+                match rest.get(2) {
+                    None => edit(Edit::OpRemove {
+                        id: None,
+                        op: OpSpec {
+                            name: first,
+                            attrs: BTreeMap::new(),
+                        },
+                    }),
+                    Some(name) => {
+                        let op = OpSpec {
+                            name: name.clone(),
+                            attrs: all_kv(&rest[3..], "operation options")?,
+                        };
+                        op_times(&op)?;
+                        edit(Edit::OpRemove {
+                            id: Some(first),
+                            op,
+                        })
+                    }
+                }
+            }
             Some("defaults") => {
                 let r: Vec<String> = if rest.get(1).is_some_and(|a| a == "update") {
                     rest[2..].to_vec()
                 } else {
                     rest[1..].to_vec()
                 };
+                if r.is_empty() {
+                    return Ok(Command::Properties);
+                }
                 let kvs = all_kv(&r, "operation defaults")?;
                 Ok(Command::Edit(
                     kvs.into_iter()
@@ -664,10 +786,10 @@ fn parse_resource(args: Vec<String>) -> Result<Command, ParseError> {
                         .collect(),
                 ))
             }
-            _ => err("'resource op': expected 'defaults'"),
+            _ => err("'resource op': expected add, remove or defaults"),
         },
         other => err(format!(
-            "'resource {other}': unknown subcommand (create, promotable, master, clone, group, show, config, enable, disable, delete, update, meta, cleanup, move, ban, clear, defaults)"
+            "'resource {other}': unknown subcommand (create, promotable, master, clone, group, show, config, enable, disable, manage, unmanage, restart, delete, update, meta, op, cleanup, failcount, move, ban, clear, defaults)"
         )),
     }
 }
@@ -679,6 +801,12 @@ fn parse_constraint(args: Vec<String>) -> Result<Command, ParseError> {
     let rest: Vec<String> = args[1..].to_vec();
     match sub.as_str() {
         "list" | "show" | "config" => Ok(Command::Constraints),
+        "ref" => {
+            if rest.is_empty() {
+                return err("'constraint ref' needs resource names");
+            }
+            Ok(Command::ConstraintRef { ids: rest })
+        }
         "remove" | "delete" => {
             if rest.is_empty() {
                 return err("'constraint remove' needs constraint ids");
@@ -885,7 +1013,7 @@ fn parse_constraint(args: Vec<String>) -> Result<Command, ParseError> {
             }
         }
         o => err(format!(
-            "'constraint {o}': unknown subcommand (colocation, order, location, list, remove)"
+            "'constraint {o}': unknown subcommand (colocation, order, location, list, ref, remove)"
         )),
     }
 }
@@ -1137,6 +1265,9 @@ fn parse_cluster(args: Vec<String>) -> Result<Command, ParseError> {
         )),
     }
 }
+
+/// How long `resource restart` waits for the stop, then for the start, by default.
+pub const DEFAULT_RESTART_WAIT_S: u64 = 60;
 
 /// Interval and timeout of an op spec, checked.
 pub(crate) fn op_times(op: &OpSpec) -> Result<(u64, Option<u64>), ParseError> {
