@@ -30,12 +30,18 @@ struct Args {
     /// Export read-only.
     #[arg(long)]
     read_only: bool,
-    /// Do every read and write on the blocking pool (no RWF_NOWAIT fast path).
+    /// Do every read and write on the blocking pool of the shared runtime (no RWF_NOWAIT fast
+    /// path).
     #[arg(long, conflicts_with = "inline")]
     pool_only: bool,
-    /// Do reads and writes with plain blocking calls on the runtime threads.
+    /// Do reads and writes with plain blocking calls on the shared runtime's threads.
     #[arg(long)]
     inline: bool,
+
+    /// Serve every connection on the one shared runtime instead of a thread of its own each
+    /// (the file's reads and writes then go to the blocking pool unless --inline).
+    #[arg(long)]
+    shared_runtime: bool,
     /// Refuse NBD_OPT_EXTENDED_HEADERS.
     #[arg(long)]
     no_extended_headers: bool,
@@ -83,6 +89,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     exports.set_default(Some(&args.name));
     let config = ServerConfig {
         extended_headers: !args.no_extended_headers,
+        // --inline and --pool-only measure the shared runtime (what they are compared with).
+        thread_per_connection: !(args.shared_runtime || args.inline || args.pool_only),
         ..ServerConfig::default()
     };
     let server = Server::new(exports, config);

@@ -68,7 +68,7 @@ pub use bytes::Bytes;
 pub use server::{
     Backend, BoxFuture, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_IN_FLIGHT_BYTES, Export, ExportLookup, Exports, FileBackend, FileOptions,
-    FlushBarrier, IoMode, Listener, Server, ServerConfig,
+    FlushBarrier, IoMode, Listener, Server, ServerConfig, on_connection_thread,
 };
 
 pub use handshake::{ExportListing, Refusal, RefusalKind};

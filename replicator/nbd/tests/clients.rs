@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 use tandem_nbd::proto::*;
+
 use tandem_nbd::{FileOptions, ServerConfig};
 
 const MIB: u64 = 1 << 20;
@@ -401,4 +403,78 @@ fn pipelined_requests_all_get_their_own_reply() {
             "block {i}"
         );
     }
+}
+
+/// `ServerConfig::thread_per_connection` (a thread and a runtime per client, the file's I/O
+/// done right there): real clients see the same server — qemu-io patterns, nbdcopy over 4
+/// connections with checksums, fio's crc32c verification — and a shutdown ends every thread.
+#[test]
+fn a_thread_per_connection_serves_real_clients() {
+    let mut srv = TestServer::start_with(
+        32 * MIB,
+        FileOptions::default(),
+        ServerConfig {
+            thread_per_connection: true,
+            ..ServerConfig::default()
+        },
+    );
+    qemu_io_session(&srv);
+    let src = srv.dir.path().join("src.img");
+    let mut data = vec![0u8; 32 * MIB as usize];
+    let mut f = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::Read::read_exact(&mut f, &mut data[..24 * MIB as usize]).unwrap();
+    std::fs::write(&src, &data).unwrap();
+    ok(
+        "nbdcopy",
+        &[
+            "--flush",
+            "--connections=4",
+            &src.to_string_lossy(),
+            &srv.uri(),
+        ],
+    );
+    assert_eq!(sha256(&srv.img), sha256(&src));
+    let out = ok(
+        "fio",
+        &[
+            "--name=verify",
+            "--ioengine=nbd",
+            &format!("--uri={}", srv.uri()),
+            "--rw=randwrite",
+            "--bsrange=4k-256k",
+            "--iodepth=16",
+            "--numjobs=2",
+            "--size=8M",
+            "--offset_increment=8M",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_fatal=1",
+            "--verify_state_save=0",
+            "--group_reporting",
+        ],
+    );
+    assert!(out.contains("err= 0"), "{out}");
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.starts_with("nbd-conn-"))
+            })
+            .count()
+    };
+    let (mut c, _, _) = Raw::connect_go(&srv.sock, false);
+    c.request(0, CMD_READ, 1, 0, 4096, &[]);
+    assert_eq!(c.simple_reply(), (0, 1));
+    tandem_testkit::wait::until(
+        "one connection thread, for the one client still connected",
+        Duration::from_secs(30),
+        || threads() == 1,
+    );
+    srv.shutdown();
+    assert!(c.closed_by_server());
+    tandem_testkit::wait::until("connection threads to end", Duration::from_secs(30), || {
+        threads() == 0
+    });
 }

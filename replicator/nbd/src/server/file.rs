@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::backend::{Backend, BoxFuture};
+use super::on_connection_thread;
 use crate::proto::{STATE_HOLE, STATE_ZERO};
 use crate::reply::{Extent, MAX_EXTENTS};
 use crate::request::ZeroFlags;
@@ -40,8 +41,12 @@ use crate::session::{BlockSizes, Capabilities};
 /// How the file backend issues reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoMode {
-    /// Try `RWF_NOWAIT` inline on the runtime thread, fall back to the blocking pool (default:
-    /// fastest when the working set is cached, never blocks a runtime thread on the disk).
+    /// Default. On a connection thread of its own ([`ServerConfig::thread_per_connection`]):
+    /// plain blocking calls right there, as nbdkit does — no hand-off, and a slow disk stalls
+    /// only that connection. Anywhere else (a shared runtime): try `RWF_NOWAIT` inline, fall
+    /// back to the blocking pool, so a runtime thread never blocks on the disk.
+    ///
+    /// [`ServerConfig::thread_per_connection`]: super::ServerConfig::thread_per_connection
     NowaitThenPool,
     /// Always use tokio's blocking pool (one thread hop per request).
     Pool,
@@ -172,6 +177,10 @@ impl FileBackend {
         let mut buf = vec![0u8; len as usize];
         let mut done = 0usize;
         match self.inner.io {
+            IoMode::NowaitThenPool if on_connection_thread() => {
+                self.inner.read_full(&mut buf, offset)?;
+                return Ok(buf);
+            }
             IoMode::NowaitThenPool => done = self.inner.nowait_read(&mut buf, offset)?,
             IoMode::Inline => {
                 self.inner.read_full(&mut buf, offset)?;
@@ -183,11 +192,24 @@ impl FileBackend {
             return Ok(buf);
         }
         let inner = self.inner.clone();
-        pool(move || {
+        self.off_thread(move || {
             inner.read_full(&mut buf[done..], offset + done as u64)?;
             Ok(buf)
         })
         .await
+    }
+
+    /// Runs blocking work: right here on a connection thread of its own (nothing else waits
+    /// on this thread), else on tokio's blocking pool.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        if self.inner.io != IoMode::Pool && on_connection_thread() {
+            f()
+        } else {
+            pool(f).await
+        }
     }
 
     /// Writes `data` at `offset` (durably with `fua`).
@@ -198,6 +220,7 @@ impl FileBackend {
         }
         if !fua
             && self.inner.io == IoMode::NowaitThenPool
+            && !on_connection_thread()
             && self.inner.nowait_write.load(Ordering::Relaxed)
         {
             done = self.inner.nowait_write(&data, offset)?;
@@ -206,14 +229,15 @@ impl FileBackend {
             return Ok(());
         }
         let inner = self.inner.clone();
-        pool(move || inner.write_full(&data[done..], offset + done as u64, fua)).await
+        self.off_thread(move || inner.write_full(&data[done..], offset + done as u64, fua))
+            .await
     }
 
     /// `fdatasync`. Once a sync has failed, every later one fails too (module docs).
     pub async fn sync(&self) -> io::Result<()> {
         self.inner.check_sync()?;
         let inner = self.inner.clone();
-        pool(move || inner.sync_data()).await
+        self.off_thread(move || inner.sync_data()).await
     }
 }
 
@@ -598,7 +622,7 @@ impl Backend for FileBackend {
 
     fn trim(&self, offset: u64, len: u64, fua: bool) -> BoxFuture<'_, io::Result<()>> {
         let inner = self.inner.clone();
-        Box::pin(pool(move || {
+        Box::pin(self.off_thread(move || {
             // A trim is a hint: where holes cannot be punched, doing nothing is correct.
             inner.trim(offset, len)?;
             if fua { inner.sync_data() } else { Ok(()) }
@@ -612,12 +636,12 @@ impl Backend for FileBackend {
         flags: ZeroFlags,
     ) -> BoxFuture<'_, io::Result<()>> {
         let inner = self.inner.clone();
-        Box::pin(pool(move || inner.write_zeroes(offset, len, flags)))
+        Box::pin(self.off_thread(move || inner.write_zeroes(offset, len, flags)))
     }
 
     fn cache(&self, offset: u64, len: u64) -> BoxFuture<'_, io::Result<()>> {
         let inner = self.inner.clone();
-        Box::pin(pool(move || {
+        Box::pin(self.off_thread(move || {
             // SAFETY: plain syscall on an fd we own; no memory is passed.
             let r = unsafe {
                 libc::posix_fadvise(
@@ -633,6 +657,6 @@ impl Backend for FileBackend {
 
     fn block_status(&self, offset: u64, len: u64) -> BoxFuture<'_, io::Result<Vec<Extent>>> {
         let inner = self.inner.clone();
-        Box::pin(pool(move || inner.block_status(offset, len)))
+        Box::pin(self.off_thread(move || inner.block_status(offset, len)))
     }
 }
