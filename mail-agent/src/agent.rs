@@ -446,6 +446,7 @@ pub fn depth10(cfg: &MailConfig, layout: &Layout) -> Result<(), OcfError> {
     check("clamd", crate::probe::clamd_ping(&layout.clamd_socket(), t))?;
     check("spamd", crate::probe::spamd_ping(&layout.spamd_socket(), t))?;
     for (name, sock) in [
+        ("attachment filter", layout.attachment_filter_socket()),
         ("clamav-milter", layout.clamav_milter_socket()),
         ("spamass-milter", layout.spamass_milter_socket()),
         ("opendkim", layout.opendkim_socket()),

@@ -236,6 +236,24 @@ pub fn specs(
             start_timeout: secs(60),
         },
         Spec {
+            name: "attachments",
+            argv: vec![
+                s(exe),
+                "attachment-filter".into(),
+                "--config".into(),
+                s(config_path),
+                "--directory".into(),
+                s(&layout.root),
+            ],
+            // Binds its socket as root, then drops to Postfix's user itself.
+            run_as: None,
+            umask: 0o077,
+            own_session: false,
+            deps: &[],
+            ready: Ready::Milter(layout.attachment_filter_socket()),
+            start_timeout: secs(30),
+        },
+        Spec {
             name: "opendkim",
             argv: vec![
                 "/usr/sbin/opendkim".into(),
@@ -261,7 +279,13 @@ pub fn specs(
             run_as: None,
             umask: 0o022,
             own_session: true,
-            deps: &["dovecot", "clamav-milter", "spamass-milter", "opendkim"],
+            deps: &[
+                "dovecot",
+                "attachments",
+                "clamav-milter",
+                "spamass-milter",
+                "opendkim",
+            ],
             ready: Ready::Smtp(SocketAddr::new(listen, cfg.ports.smtp)),
             start_timeout: secs(60),
         },

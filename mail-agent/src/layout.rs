@@ -126,6 +126,10 @@ impl Layout {
     pub fn opendkim_socket(&self) -> PathBuf {
         self.p("run/milter/opendkim/milter.sock")
     }
+    /// The attachment filter's socket (`tandem-mail attachment-filter`).
+    pub fn attachment_filter_socket(&self) -> PathBuf {
+        self.p("run/milter/tandem/milter.sock")
+    }
 
     /// Kept state.
     pub fn state(&self) -> PathBuf {

@@ -35,6 +35,7 @@ macro_rules! note {
 pub mod accounts;
 pub mod admin;
 pub mod agent;
+pub mod attachment_filter;
 pub mod config;
 pub mod daemons;
 pub mod dns;
@@ -43,6 +44,7 @@ pub mod import;
 pub mod layout;
 pub mod lockout;
 pub mod milter;
+pub mod mime;
 pub mod owners;
 pub mod password;
 pub mod policy;

@@ -104,6 +104,9 @@ enum Cmd {
     /// Run the auth-policy service (started by the supervisor).
     #[command(hide = true)]
     PolicyServer,
+    /// Run the attachment filter milter (started by the supervisor).
+    #[command(hide = true)]
+    AttachmentFilter,
 }
 
 #[derive(Subcommand)]
@@ -177,6 +180,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             supervisor::run(&cfg, &layout, &cfg_path)
         }
         Cmd::PolicyServer => tandem_mail::policy_server::run(&cfg_path, &layout),
+        Cmd::AttachmentFilter => {
+            let cfg = config::load(&cfg_path)?;
+            let owners = setup::check_installed()?;
+            tandem_mail::attachment_filter::run(
+                &layout.attachment_filter_socket(),
+                tandem_mail::attachment_filter::Policy {
+                    blocked: cfg.smtp.blocked_extensions.clone(),
+                    domain: cfg.domains[0].clone(),
+                },
+                owners.uid("postfix"),
+                owners.gid("postfix"),
+            )
+        }
         Cmd::Account { cmd } => match cmd {
             AccountCmd::Add {
                 address,

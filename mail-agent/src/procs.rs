@@ -34,7 +34,13 @@ fn under(p: &str, dir: &str) -> bool {
 }
 
 /// Our own subcommands that run for long and hold the directory.
-pub const OUR_DAEMON_SUBCOMMANDS: &[&str] = &["supervise", "policy-server", "train", "import"];
+pub const OUR_DAEMON_SUBCOMMANDS: &[&str] = &[
+    "supervise",
+    "policy-server",
+    "attachment-filter",
+    "train",
+    "import",
+];
 
 /// Pids (other than ours and `exclude`) that belong to `dir`.
 pub fn holders(dir: &Path, exclude: &[u32]) -> Vec<u32> {

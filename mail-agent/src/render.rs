@@ -47,7 +47,6 @@ macro_rules! t {
 const TEMPLATES: &[Template] = &[
     t!("postfix/main.cf", 0o644, Group::Root),
     t!("postfix/master.cf", 0o644, Group::Root),
-    t!("postfix/mime_header_checks", 0o644, Group::Root),
     t!("postfix/virtual_mailboxes", 0o644, Group::Root),
     t!("postfix/virtual_aliases", 0o644, Group::Root),
     t!("postfix/sender_logins", 0o644, Group::Root),
@@ -149,6 +148,7 @@ struct Context<'a> {
     clamav_milter_socket: String,
     spamass_milter_socket: String,
     opendkim_socket: String,
+    attachment_filter_socket: String,
     tls_cert: String,
     tls_key: String,
     client_checks: bool,
@@ -277,6 +277,7 @@ pub fn render(i: &Inputs<'_>) -> Result<Vec<Rendered>, minijinja::Error> {
         clamav_milter_socket: s(&l.clamav_milter_socket()),
         spamass_milter_socket: s(&l.spamass_milter_socket()),
         opendkim_socket: s(&l.opendkim_socket()),
+        attachment_filter_socket: s(&l.attachment_filter_socket()),
         tls_cert: s(&i.tls_cert),
         tls_key: s(&i.tls_key),
         client_checks: cfg.smtp.client_checks,
@@ -492,11 +493,22 @@ aliases = ["info@example.org"]
     }
 
     #[test]
-    fn blocked_extensions_become_one_pcre_rule() {
+    fn the_attachment_filter_comes_first_for_mail_from_outside_only() {
         let cfg = crate::config::parse(CFG).unwrap();
-        let files = rendered(&cfg);
-        let m = file(&files, "postfix/mime_header_checks");
-        assert!(m.contains("asd|bat|chm|cmd|com|dll|do|exe|hlp|hta|js|jse|lnk|ocx|pif|reg|scr|shb|shm|shs|vbe|vbs|vbx|vxd|wsf|wsh|xl"), "{m}");
+        let main = file(&rendered(&cfg), "postfix/main.cf").to_owned();
+        let line = |k: &str| {
+            main.lines()
+                .find(|l| l.starts_with(&format!("{k} = ")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(
+            line("smtpd_milters")
+                .starts_with("smtpd_milters = unix:/srv/mail/run/milter/tandem/milter.sock, "),
+            "{main}"
+        );
+        assert!(!line("non_smtpd_milters").contains("tandem"), "{main}");
+        assert!(!main.contains("mime_header_checks"), "one check, in one place");
     }
 
     #[test]

@@ -42,7 +42,6 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/postfix", "postfix"),
     ("/usr/lib/postfix/sbin/smtpd", "postfix"),
     ("/usr/lib/postfix/sbin/lmtp", "postfix"),
-    ("/usr/lib/postfix/postfix-pcre.so", "postfix-pcre"),
     ("/usr/sbin/dovecot", "dovecot-core"),
     ("/usr/bin/doveadm", "dovecot-core"),
     ("/usr/lib/dovecot/imap", "dovecot-imapd"),
@@ -445,6 +444,7 @@ pub fn prepare_run(layout: &Layout, o: &Owners) -> Result<(), SetupError> {
         pg,
     )?;
     mkdir(&layout.milter_dir("opendkim"), 0o750, o.uid("opendkim"), pg)?;
+    mkdir(&layout.milter_dir("tandem"), 0o750, 0, pg)?;
     Ok(())
 }
 
