@@ -123,6 +123,15 @@ pub struct Counters {
     pub send_queue_bytes: u64,
     /// Connections established since up.
     pub connections: u64,
+    /// Disk writes carried out on the loop's thread (page cache, no thread hop).
+    #[serde(default)]
+    pub inline_writes: u64,
+    /// Disk writes handed to the blocking pool.
+    #[serde(default)]
+    pub pooled_writes: u64,
+    /// Inline writes that had to sleep (writes then went to the pool for a second).
+    #[serde(default)]
+    pub slow_inline_writes: u64,
 }
 
 /// The last online verify.

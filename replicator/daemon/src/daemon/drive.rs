@@ -17,7 +17,9 @@
 
 use std::future::Future;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use replicator_core::bitmap::BLOCK_SIZE;
@@ -190,6 +192,14 @@ impl Up {
                 fua,
             } => {
                 self.counters.disk_written += data.len() as u64;
+                if !fua && !is_zeroes(&data) && self.inline.try_inline(data.len()) {
+                    let (t, sleeps) = (Instant::now(), voluntary_switches());
+                    let r = self.file.write_all_at(&data, offset).map_err(io_err);
+                    self.inline.took(t.elapsed(), voluntary_switches() > sleeps);
+                    self.inline_done.push((io, IoDone::Write(r)));
+                    return;
+                }
+                self.inline.pooled += 1;
                 let backend = self.data.clone();
                 if is_zeroes(&data) {
                     let len = data.len() as u64;
@@ -783,6 +793,69 @@ impl IoDone {
             IoDone::Read(result) => MEvent::DiskReadDone { io, result },
             IoDone::Flush(result) => MEvent::DiskFlushDone { io, result },
             IoDone::Digests(result) => MEvent::DigestsDone { io, result },
+        }
+    }
+}
+
+/// Writes up to this size are written on the loop's thread (a buffered `pwrite` to the page
+/// cache takes microseconds; handing it to the blocking pool costs two thread wake-ups). The
+/// filesystems here have no non-blocking buffered writes (`RWF_NOWAIT` → EOPNOTSUPP), so
+/// this is how a write completes without a hop.
+pub const INLINE_WRITE_MAX: usize = 256 << 10;
+/// An inline write that had to sleep (the page cache throttling writers, or a page to read
+/// in) and took longer than this sends writes to the blocking pool for [`INLINE_BACKOFF`], so
+/// the loop — which answers the peer's keep-alives — never stalls for long. (Being preempted by
+/// another process is not sleeping: that does not count.)
+pub const INLINE_SLOW: Duration = Duration::from_millis(1);
+/// How long writes stay off the loop's thread after a slow one.
+pub const INLINE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Voluntary context switches of this thread so far (it slept in the kernel).
+fn voluntary_switches() -> i64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer we pass, which points to a
+    // zeroed `rusage` we own; RUSAGE_THREAD is valid on Linux.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, u.as_mut_ptr()) };
+    if r != 0 {
+        return 0;
+    }
+    // SAFETY: zero-initialised and, on success, filled by the kernel: a valid `rusage`.
+    unsafe { u.assume_init() }.ru_nvcsw
+}
+
+/// When writes are carried out inline.
+#[derive(Debug, Default)]
+pub struct InlineWrites {
+    off_until: Option<Instant>,
+    /// Writes done inline.
+    pub inline: u64,
+    /// Writes handed to the blocking pool (large, FUA, zeroing, or after a slow one).
+    pub pooled: u64,
+    /// Inline writes that slept (each sent writes to the pool for a while).
+    pub slow: u64,
+}
+
+impl InlineWrites {
+    /// Whether a write of `len` bytes goes inline now.
+    pub fn try_inline(&mut self, len: usize) -> bool {
+        if len > INLINE_WRITE_MAX {
+            return false;
+        }
+        match self.off_until {
+            Some(t) if Instant::now() < t => false,
+            _ => {
+                self.off_until = None;
+                self.inline += 1;
+                true
+            }
+        }
+    }
+
+    /// An inline write took `d`; `slept`: the thread slept in the kernel meanwhile.
+    pub fn took(&mut self, d: Duration, slept: bool) {
+        if slept && d > INLINE_SLOW {
+            self.slow += 1;
+            self.off_until = Some(Instant::now() + INLINE_BACKOFF);
         }
     }
 }

@@ -265,6 +265,20 @@ impl Res {
                 return fail(reply, warnings, f);
             }
         };
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&disks.backing_path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let f = Failure::new(
+                    Exit::Failed,
+                    format!("cannot open {}: {e}", disks.backing_path.display()),
+                );
+                return fail(reply, warnings, f);
+            }
+        };
         let rcfg = match replica_config(&self.cfg, &self.host, usable, al.table_size()) {
             Ok(c) => c,
             Err(e) => return fail(reply, warnings, Failure::new(Exit::Config, e)),
@@ -307,6 +321,8 @@ impl Res {
         let (nbd_tx, nbd_rx) = Up::nbd_channel();
         let mut up = Up {
             data,
+            file,
+            inline: Default::default(),
             layout,
             sb,
             bitmap,

@@ -204,5 +204,8 @@ fn counters(up: &Up, st: &replicator_core::protocol::Status) -> Counters {
         disk_read_bytes: c.disk_read,
         send_queue_bytes: up.link.as_ref().map_or(0, |l| l.send_queue_bytes()),
         connections: up.link.as_ref().map_or(0, |l| l.counters.connections),
+        inline_writes: up.inline.inline,
+        pooled_writes: up.inline.pooled,
+        slow_inline_writes: up.inline.slow,
     }
 }

@@ -162,6 +162,10 @@ pub enum Step {
 pub struct Up {
     /// The data (exported) part of the backing file.
     pub data: FileBackend,
+    /// The backing file, for writes carried out on the loop's thread.
+    pub file: std::fs::File,
+    /// When writes are carried out on the loop's thread.
+    pub inline: super::drive::InlineWrites,
     /// Where the meta-data lives.
     pub layout: Layout,
     /// The superblock as last queued for writing.

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Replication cost: two replicatord nodes (each in its own network namespace, joined by a veth
+# pair) under protocols C, B and A against the single-node export (a standalone resource) on
+# the same machine, in one run; plus resync efficiency and full-sync speed against nbdcopy
+# copying the same image between two nbdkit instances over the same veth.
+#
+# Prints, for each protocol, the figure and its ratio to the single node, with the goals of
+# issue 3:
+#   1 MiB sequential write QD16, bandwidth        goal >= 0.90 x single
+#   4 KiB random write QD32, IOPS                  goal >= 0.70 x single
+#   4 KiB random write QD1, mean latency           goal <= single + RTT + 50 us (RTT: ping)
+#   resync after a disconnect: bytes sent / dirty  goal <= 1.01
+#   full sync speed / nbdcopy between two nbdkit   goal >= 0.90
+#
+# Usage: benches/scripts/replication-vs-single.sh [--size 1G] [--runtime 5] [--rounds 3]
+#        [--dir /dev/shm] [--only single,C,B,A]
+# Each configuration is measured once per round (single, C, B, A, then again), and the full
+# sync and nbdcopy alternate likewise; the table shows medians, so a burst of load from
+# elsewhere on the machine skews one sample rather than the comparison.
+# The images live in --dir (tmpfs by default: flushes cost nothing, so the figures are the
+# replication's own cost, not the virtual disk's). Needs root (namespaces), fio, nbdkit,
+# nbdcopy, python3; builds --release.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+size=1G
+runtime=5
+rounds=3
+dir=/dev/shm
+only="single,C,B,A"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) size=$2; shift 2 ;;
+    --runtime) runtime=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --dir) dir=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    *) echo "usage: $0 [--size 1G] [--runtime SECONDS] [--rounds N] [--dir DIR] [--only single,C,B,A]" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "replication-vs-single: needs root (network namespaces)" >&2; exit 1; }
+for t in fio nbdkit nbdcopy ip /usr/bin/python3 ping; do
+  command -v "$t" >/dev/null || { echo "replication-vs-single: $t is missing" >&2; exit 1; }
+done
+export PATH="$HOME/.cargo/bin:$PATH"
+
+tag=rb$$
+ns1=${tag}a; ns2=${tag}b
+ip1=10.213.$(( $$ % 200 )).1; ip2=10.213.$(( $$ % 200 )).2
+work=$(mktemp -d "$dir/replbench.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for ns in $ns1 $ns2; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+echo "building (release)..." >&2
+cargo build --release -q -p replicator --bins
+B=$PWD/target/release
+
+ip netns add $ns1; ip netns add $ns2
+ip link add ${tag}x type veth peer name ${tag}y
+ip link set ${tag}x netns $ns1; ip link set ${tag}y netns $ns2
+ip -n $ns1 addr add $ip1/24 dev ${tag}x; ip -n $ns2 addr add $ip2/24 dev ${tag}y
+for ns in $ns1 $ns2; do ip -n $ns link set lo up; done
+ip -n $ns1 link set ${tag}x up; ip -n $ns2 link set ${tag}y up
+
+bytes=$(/usr/bin/python3 -c "
+s='$size'; m={'K':1<<10,'M':1<<20,'G':1<<30}
+print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))")
+meta=$((64 << 20))   # room for internal meta-data after the exported bytes
+# Allocated up front (tmpfs pages), so no configuration pays for allocation in its measurement.
+for f in s n1 n2 k2; do fallocate -l $((bytes + meta)) "$work/$f.img"; done
+
+wait_sock() { for _ in $(seq 1 200); do [ -S "$1" ] && return 0; sleep 0.05; done; return 1; }
+json() { "$B/replicatorctl" -s "$1" status --json r0; }
+field() { json "$1" | /usr/bin/python3 -c "import json,sys; s=json.load(sys.stdin); print(eval(sys.argv[1]))" "$2"; }
+wait_state() { # STATE_DIR PYTHON-EXPR [TIMEOUT_S]
+  local t=$(( ${3:-600} * 20 ))
+  for _ in $(seq 1 $t); do [ "$(field "$1" "$2" 2>/dev/null)" = True ] && return 0; sleep 0.05; done
+  echo "timed out waiting for $2 on $1" >&2; json "$1" >&2; return 1
+}
+in_sync='s["connection_state"]=="Connected" and s["disk_state"]=="UpToDate" and s["peers"][0]["disk_state"]=="UpToDate" and s["out_of_sync_bytes"]==0'
+
+# fio job: NAME RW BS IODEPTH URI; prints "bw_bytes iops lat_mean_us"
+run_fio() {
+  local name=$1 rw=$2 bs=$3 qd=$4 uri=$5
+  fio --name="$name" --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$qd" \
+      --size="$size" --time_based --runtime="$runtime" --ramp_time=1 --numjobs=1 \
+      --output-format=json --output="$work/$name.json" >/dev/null 2>"$work/fio.err" || { cat "$work/fio.err" >&2; return 1; }
+  /usr/bin/python3 - "$work/$name.json" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))["jobs"][0]["write"]
+print(s["bw_bytes"], s["iops"], s["lat_ns"]["mean"] / 1000)
+EOF
+}
+
+declare -A result   # "CONFIG,JOB" -> one "bw iops lat" sample per round, ';'-separated
+measure() { # LABEL URI
+  echo "measuring $1 (round $round)..." >&2
+  result[$1,seq]+="$(run_fio "$1-seq" write 1M 16 "$2");"
+  result[$1,qd32]+="$(run_fio "$1-qd32" randwrite 4k 32 "$2");"
+  result[$1,qd1]+="$(run_fio "$1-qd1" randwrite 4k 1 "$2");"
+}
+
+pair_config() { # PROTOCOL
+  cat > "$work/r0.res" <<EOF
+resource r0 {
+  protocol $1;
+  meta-disk internal;
+  net { connect-int 1; ping-int 10; max-buffers 8192; }
+  disk { c-plan-ahead 0; resync-rate 4G; c-min-rate 0; }
+  on n1 { device nbd+unix:///r0?socket=$work/n1.sock; disk $work/n1.img; address $ip1:7789; }
+  on n2 { device nbd+unix:///r0?socket=$work/n2.sock; disk $work/n2.img; address $ip2:7789; }
+}
+EOF
+}
+
+rtt_us=$(ip netns exec $ns1 ping -q -c 200 -i 0.002 $ip2 | /usr/bin/python3 -c "
+import sys, re
+m = re.search(r'= [0-9.]+/([0-9.]+)/', sys.stdin.read()); print(float(m.group(1)) * 1000)")
+echo "ping RTT over the veth: ${rtt_us} us" >&2
+
+# The single-node export: a standalone resource in its own daemon (idle while the pair runs).
+cat > "$work/s.res" <<EOF
+resource r0 { protocol C; device nbd+unix:///r0?socket=$work/s.sock; disk $work/s.img; meta-disk internal; on single { } }
+EOF
+"$B/replicatorctl" -c "$work/s.res" -n single -s "$work/st-s" create-md r0 >/dev/null
+"$B/replicatord" -c "$work/s.res" -n single -s "$work/st-s" 2>"$work/single.log" >/dev/null & pids+=($!)
+wait_sock "$work/st-s/control.sock"
+"$B/replicatorctl" -s "$work/st-s" up r0 >/dev/null 2>&1
+"$B/replicatorctl" -s "$work/st-s" primary --force r0 >/dev/null
+
+# The pair, and its initial full sync.
+pair_config C
+proto_now=C
+for n in n1 n2; do "$B/replicatorctl" -c "$work/r0.res" -n $n -s "$work/st-$n" create-md r0 >/dev/null; done
+ip netns exec $ns1 "$B/replicatord" -c "$work/r0.res" -n n1 -s "$work/st-n1" 2>>"$work/n1.log" >/dev/null & pids+=($!)
+ip netns exec $ns2 "$B/replicatord" -c "$work/r0.res" -n n2 -s "$work/st-n2" 2>>"$work/n2.log" >/dev/null & pids+=($!)
+wait_sock "$work/st-n1/control.sock"; wait_sock "$work/st-n2/control.sock"
+"$B/replicatorctl" -s "$work/st-n1" up r0 >/dev/null 2>&1
+"$B/replicatorctl" -s "$work/st-n2" up r0 >/dev/null 2>&1
+wait_state "$work/st-n1" 's["connection_state"]=="Connected"' 60
+echo "initial full sync..." >&2
+t0=$(date +%s.%N)
+"$B/replicatorctl" -s "$work/st-n1" primary --force r0 >/dev/null
+wait_state "$work/st-n1" "$in_sync" 900
+t1=$(date +%s.%N)
+data=$(field "$work/st-n1" 's["size_bytes"]')
+sync_rates="$(/usr/bin/python3 -c "print($data / ($t1 - $t0))");"
+
+switch_protocol() { # PROTOCOL: down both, new configuration, up both (in sync: no resync)
+  [ "$proto_now" = "$1" ] && return 0
+  "$B/replicatorctl" -s "$work/st-n1" down r0 >/dev/null
+  "$B/replicatorctl" -s "$work/st-n2" down r0 >/dev/null
+  pair_config "$1"; proto_now=$1
+  "$B/replicatorctl" -s "$work/st-n1" up r0 >/dev/null 2>&1
+  "$B/replicatorctl" -s "$work/st-n2" up r0 >/dev/null 2>&1
+  wait_state "$work/st-n1" "$in_sync" 60
+  "$B/replicatorctl" -s "$work/st-n1" primary r0 >/dev/null
+}
+
+for round in $(seq 1 "$rounds"); do
+  if [[ ",$only," == *",single,"* ]]; then measure single "nbd+unix:///r0?socket=$work/s.sock"; fi
+  for proto in C B A; do
+    [[ ",$only," == *",$proto,"* ]] || continue
+    switch_protocol $proto
+    measure "$proto" "nbd+unix:///r0?socket=$work/n1.sock"
+    wait_state "$work/st-n1" "$in_sync" 120
+  done
+done
+switch_protocol C
+
+# Resync after a disconnect: only the dirty blocks are sent.
+echo "resync after a disconnect..." >&2
+"$B/replicatorctl" -s "$work/st-n1" disconnect r0 >/dev/null
+fio --name=dirty --ioengine=nbd --uri="nbd+unix:///r0?socket=$work/n1.sock" --rw=randwrite --bs=4k \
+    --iodepth=16 --size="$size" --number_ios=20000 >/dev/null 2>&1
+dirty=$(field "$work/st-n1" 's["out_of_sync_bytes"]')
+sent0=$(field "$work/st-n1" 's["counters"]["resync_sent_bytes"]')
+"$B/replicatorctl" -s "$work/st-n1" connect r0 >/dev/null
+wait_state "$work/st-n1" "$in_sync" 300
+sent1=$(field "$work/st-n1" 's["counters"]["resync_sent_bytes"]')
+
+# Full sync (n2 invalidated, resynced in full from n1) and nbdcopy between two nbdkit over the
+# same veth, alternating.
+ip netns exec $ns2 nbdkit --foreground --exit-with-parent -i $ip2 -p 10809 file "$work/k2.img" 2>"$work/nbdkit2.log" & pids+=($!)
+ip netns exec $ns1 nbdkit --foreground --exit-with-parent -U "$work/k1.sock" file "$work/s.img" 2>"$work/nbdkit1.log" & pids+=($!)
+wait_sock "$work/k1.sock"; sleep 0.3
+copy_bytes=$(stat -c %s "$work/s.img")
+copy_rates=""
+"$B/replicatorctl" -s "$work/st-n1" secondary r0 >/dev/null
+for round in $(seq 1 "$rounds"); do
+  echo "full sync and nbdcopy (round $round)..." >&2
+  if [ "$round" -gt 1 ]; then
+    t0=$(date +%s.%N)
+    "$B/replicatorctl" -s "$work/st-n2" invalidate r0 >/dev/null
+    wait_state "$work/st-n2" 's["disk_state"]=="Inconsistent"' 60
+    wait_state "$work/st-n1" "$in_sync" 900
+    t1=$(date +%s.%N)
+    sync_rates+="$(/usr/bin/python3 -c "print($data / ($t1 - $t0))");"
+  fi
+  t0=$(date +%s.%N)
+  ip netns exec $ns1 nbdcopy "nbd+unix:///?socket=$work/k1.sock" "nbd://$ip2:10809/"
+  t1=$(date +%s.%N)
+  copy_rates+="$(/usr/bin/python3 -c "print($copy_bytes / ($t1 - $t0))");"
+done
+
+raw=$(for k in "${!result[@]}"; do printf '%s=%s\n' "$k" "${result[$k]}"; done)
+/usr/bin/python3 - "$size" "$runtime" "$rounds" "$rtt_us" "$sync_rates" "$copy_rates" "$dirty" "$((sent1 - sent0))" "$raw" <<'EOF'
+import statistics, sys
+size, runtime, rounds, rtt, sync_rates, copy_rates, dirty, sent, raw_text = sys.argv[1:]
+rtt, dirty, sent = float(rtt), int(dirty), int(sent)
+rates = lambda s: [float(x) for x in s.split(";") if x]
+sync, copy = statistics.median(rates(sync_rates)), statistics.median(rates(copy_rates))
+raw = dict(line.split("=", 1) for line in raw_text.splitlines() if "=" in line)
+def get(key, i):
+    if key not in raw:
+        return None
+    return statistics.median(float(s.split()[i]) for s in raw[key].split(";") if s)
+protos = [p for p in ["C", "B", "A"] if (p + ",seq") in raw]
+print("# replicatord two nodes (veth between network namespaces) vs the single-node export")
+print(f"# {size} device on tmpfs, fio nbd engine, {runtime} s per job, medians of {rounds} rounds; ping RTT {rtt:.0f} us")
+print(f"{'test':30}{'unit':>6}{'single':>11}" + "".join(f"{p:>11}" for p in protos)
+      + "".join(f"{p + '/single':>11}" for p in protos) + "   goal")
+rows = [("seq", "1 MiB seq write QD16", "MB/s", 0, 1e-6, ">= 0.90x"),
+        ("qd32", "4 KiB rand write QD32", "IOPS", 1, 1, ">= 0.70x"),
+        ("qd1", "4 KiB rand write QD1 lat", "us", 2, 1, None)]
+for key, label, unit, i, scale, goal in rows:
+    single = get("single," + key, i)
+    line = f"{label:30}{unit:>6}" + (f"{single * scale:>11.1f}" if single else f"{'-':>11}")
+    vals = {p: get(p + "," + key, i) for p in protos}
+    for p in protos:
+        line += f"{vals[p] * scale:>11.1f}"
+    for p in protos:
+        line += f"{vals[p] / single:>11.2f}" if single else f"{'-':>11}"
+    if goal is None and single:
+        goal = f"<= {single + rtt + 50:.0f} us (single + RTT + 50)"
+    print(line + "   " + (goal or ""))
+print(f"{'resync after disconnect':30}{'bytes':>6}  sent {sent} / dirty {dirty} = {sent / dirty:.4f}   goal <= 1.01")
+print(f"{'full sync vs nbdcopy':30}{'MB/s':>6}  replicatord {sync / 1e6:.0f}, nbdcopy nbdkit->nbdkit {copy / 1e6:.0f} = {sync / copy:.2f}   goal >= 0.90")
+EOF
