@@ -233,12 +233,20 @@ impl Sched<'_> {
                 } else {
                     prims.iter().all(up)
                 };
-                // Only a start that was placed and then blocked propagates (Pacemaker blocks
-                // the dependents of an unrunnable start; a primary that was never placed
-                // has no start to block).
+                // Pacemaker blocks the dependents of an unrunnable start. A primary has a start
+                // when it was placed (and then an order blocked it), or when an order names
+                // its start — Pacemaker creates that action while unpacking the order, and it
+                // turns unrunnable when the primary cannot be placed. A never-placed primary
+                // without such an order has no start to block (its dependents were kept off
+                // every node anyway, unless a dependency loop placed them first).
                 let primary_blocked = prims
                     .iter()
-                    .any(|p| fin[*p].as_ref().is_some_and(|f| f.blocked_on.is_some()));
+                    .any(|p| fin[*p].as_ref().is_some_and(|f| f.blocked_on.is_some()))
+                    || (!is_clone
+                        && prims
+                            .iter()
+                            .all(|p| fin[*p].as_ref().is_some_and(|f| f.node.is_none()))
+                        && self.start_is_ordered(col.primary));
                 if primary_ok || !primary_blocked {
                     continue;
                 }
@@ -301,6 +309,15 @@ impl Sched<'_> {
             }
         }
         fin
+    }
+
+    /// Does an order name the start of `r` (so Pacemaker has a start action for it even when
+    /// it is never placed)?
+    fn start_is_ordered(&self, r: usize) -> bool {
+        self.orders.iter().any(|o| {
+            (o.first == r && o.first_action == OrderAction::Start)
+                || (o.then == r && o.then_action == OrderAction::Start)
+        })
     }
 
     fn stops_planned(&self, p: usize, f: Option<&Final>) -> bool {

@@ -992,6 +992,11 @@ impl Sched<'_> {
             );
         }
         self.rscs[ci].merging = false;
+        // Pacemaker 2.1.5 (sort_promotable_instances) does this on the clone's own node
+        // scores: they keep the promotion priorities from now on, so a resource that merges
+        // the clone's scores later (through a colocation chain) sees them — e.g. a resource
+        // kept off the Promoted instance's node also leans away from the likely next ones.
+        self.rscs[ci].allowed = weights.clone();
         for &k in &info.children {
             let currently_promoted = self.instance_role_now(k) == Role::Promoted;
             if !self.rscs[k].managed && currently_promoted {
