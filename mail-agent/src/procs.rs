@@ -116,7 +116,13 @@ pub fn kill_holders(dir: &Path, exclude: &[u32], timeout: Duration) -> Vec<u32> 
         }
         for pid in &left {
             if let Ok(p) = i32::try_from(*pid) {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                let p = Pid::from_raw(p);
+                // A daemon's workers share its process group (spamd's children, Postfix's and
+                // Dovecot's services) and do not name the directory: the group goes with it.
+                if nix::unistd::getpgid(Some(p)) == Ok(p) {
+                    let _ = nix::sys::signal::killpg(p, Signal::SIGKILL);
+                }
+                let _ = kill(p, Signal::SIGKILL);
             }
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -265,3 +265,64 @@ fn walk_first(dir: &Path) -> std::path::PathBuf {
     }
     panic!("no file under {}", dir.display());
 }
+
+/// The filesystem goes bad under the running suite: it turns read-only after an I/O error (ext4
+/// `errors=remount-ro`, the error injected through `/sys/fs/ext4/DEV/trigger_fs_error`), or the
+/// mount vanishes (lazily unmounted and its mount point removed). The monitor must report a
+/// failure — never success, and never "not running" while daemons still run, which would let
+/// the cluster start the suite on the other node beside them — and stop must leave nothing
+/// running even though the directory no longer holds the supervisor's files.
+#[test]
+fn a_read_only_or_vanished_directory_fails_the_monitor_and_stop_leaves_nothing() {
+    let mut w = World::new();
+    let reaper = NsReaper(w.mx.ns.clone());
+    w.start_dns(&[]);
+    let mx = w.mx.clone();
+    let points = test_dir("g");
+    for (i, how) in ["read-only", "vanished"].into_iter().enumerate() {
+        let image = w.work.path().join(format!("{how}.img"));
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        run("mkfs.ext4", &["-q", "-F", &image.to_string_lossy()]);
+        let dir = points.path().join(format!("m{i}"));
+        let _mount = Mount::new(&image.to_string_lossy(), &dir, Some("ext4"));
+        let d = dir.to_string_lossy().into_owned();
+        run("mount", &["-o", "remount,errors=remount-ro", &d]);
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        prepare_directory(&dir, &config(&mx.addr, "1h"), w.work.path());
+        let mut agent = Agent::new(&mx, &dir);
+        agent.start();
+        let (code, out) = agent.ocf("monitor", 0);
+        assert_eq!(code, 0, "{how}: monitor before: {out}");
+        if how == "read-only" {
+            let dev = run("findmnt", &["-n", "-o", "SOURCE", &d]);
+            let name = dev.trim().rsplit('/').next().unwrap().to_owned();
+            std::fs::write(format!("/sys/fs/ext4/{name}/trigger_fs_error"), "1")
+                .expect("inject an ext4 error");
+            let (code, out) = agent.ocf("monitor", 0);
+            assert!(
+                code == 1 && out.contains("not writable"),
+                "read-only: monitor {code}: {out}"
+            );
+        } else {
+            run("umount", &["-l", &d]);
+            std::fs::remove_dir(&dir).unwrap();
+            let (code, out) = agent.ocf("monitor", 0);
+            assert!(
+                code == 1 && out.contains("unmounted or replaced"),
+                "vanished: monitor {code}: {out}"
+            );
+        }
+        agent.stop();
+        let left = ns_pids(&reaper.0);
+        assert!(
+            left.is_empty(),
+            "{how}: processes left after stop: {left:?}"
+        );
+        let (code, out) = agent.ocf("monitor", 0);
+        assert_eq!(code, 7, "{how}: monitor after stop: {out}");
+    }
+}

@@ -267,3 +267,54 @@ fn ocf_tester_passes_and_crashes_are_recovered() {
     agent.stop();
     step("stopped again");
 }
+
+/// A start slower than its timeout (ClamAV's database is a FIFO nobody writes, so clamd blocks
+/// loading it, as a huge database on a slow disk would): the agent gives up on its own, before
+/// the manager's timeout (`timeout -s KILL` plays the manager), names the daemon that did not
+/// answer, and leaves nothing running.
+#[test]
+fn a_start_slower_than_its_timeout_fails_in_time_and_leaves_nothing() {
+    let mut w = World::new();
+    let _reaper = NsReaper(w.mx.ns.clone());
+    w.start_dns(&[]);
+    let dir = test_dir("t");
+    let d = dir.path().to_path_buf();
+    prepare_directory(&d, &config(&w.mx.addr, "1h"), w.work.path());
+    std::fs::remove_file(d.join("state/clamav/tandem-test.hdb")).unwrap();
+    nix::unistd::mkfifo(
+        &d.join("state/clamav/slow.hdb"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let timeout_s = 20;
+    let out =
+        w.mx.command("timeout")
+            .args(["-s", "KILL", &timeout_s.to_string(), BIN, "start"])
+            .env("OCF_ROOT", "/usr/lib/ocf")
+            .env("OCF_RESOURCE_INSTANCE", "mail")
+            .env("OCF_RESKEY_directory", &d)
+            .env(
+                "OCF_RESKEY_CRM_meta_timeout",
+                (timeout_s * 1000).to_string(),
+            )
+            .output()
+            .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "start must fail by itself within {timeout_s}s (137: killed at the timeout): {text}"
+    );
+    assert!(
+        text.contains("not every daemon answered in time") && text.contains("clamd"),
+        "{text}"
+    );
+    let left = ns_pids(&w.mx.ns);
+    assert!(
+        left.is_empty(),
+        "processes left after the failed start: {left:?}"
+    );
+    let (code, out) = Agent::new(&w.mx, &d).ocf("stop", 0);
+    assert_eq!(code, 0, "{out}");
+}

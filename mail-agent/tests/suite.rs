@@ -3,6 +3,10 @@
 //! treats a client on its own address as secure, so TLS-only rules are only visible from
 //! elsewhere). ClamAV and SpamAssassin start slowly, so the stack starts once and every check
 //! runs against it as a named sub-case; the test fails at the end listing each failed case.
+//!
+//! Cases that mostly wait (Dovecot answers a failed login after 2 s; a lockout must run out)
+//! run in parallel lanes, each on accounts and client addresses of its own: Dovecot also slows
+//! down an address that failed before, so no two lanes fail logins from the same one.
 
 mod common;
 
@@ -17,6 +21,7 @@ const CAROL: (&str, &str) = ("carol@example.com", "Carol1x");
 const DAVE: (&str, &str) = ("dave@example.com", "Dave1xx");
 const ERIN: (&str, &str) = ("erin@example.com", "Erin1xx");
 const FRANK: (&str, &str) = ("frank@example.com", "Frank1x");
+const HANK: (&str, &str) = ("hank@example.com", "Hank-Pass-1");
 
 fn subjects(msgs: &[String]) -> Vec<String> {
     msgs.iter()
@@ -28,9 +33,70 @@ fn subjects(msgs: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// swaks arguments for SMTP AUTH PLAIN over STARTTLS on 587 (or implicit TLS on 465) from
+/// `source`, stopping after AUTH.
+fn auth_args<'a>(
+    mx: &'a str,
+    port: &'a str,
+    user: &'a str,
+    pw: &'a str,
+    source: &'a str,
+) -> Vec<&'a str> {
+    let tls = if port == "465" { "-tlsc" } else { "-tls" };
+    vec![
+        "--server",
+        mx,
+        "--port",
+        port,
+        "--local-interface",
+        source,
+        tls,
+        "-a",
+        "PLAIN",
+        "--au",
+        user,
+        "--ap",
+        pw,
+        "--helo",
+        "client.example.net",
+        "--from",
+        user,
+        "--to",
+        BOSS.0,
+        "--quit-after",
+        "AUTH",
+    ]
+}
+
+/// A message from outside with one attachment part whose MIME headers are `part_headers`.
+fn with_attachment(part_headers: &str) -> String {
+    format!(
+        "From: bob@example.net\r\nTo: alice@example.com\r\nSubject: attachment\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b1\r\n{part_headers}\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b1--\r\n"
+    )
+}
+
+/// Every unix socket under `dir` that user nobody can connect to, with the first line it sends
+/// (run as nobody in the server's namespace).
+const SOCKETS_AS_NOBODY_PY: &str = r#"
+import os, socket, stat, sys
+for d, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        p = os.path.join(d, f)
+        try:
+            if not stat.S_ISSOCK(os.lstat(p).st_mode): continue
+        except OSError: continue
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(2)
+        try: s.connect(p)
+        except OSError: continue
+        try: first = s.recv(512).decode("utf-8", "replace").replace("\n", "|")
+        except Exception: first = ""
+        print(p + "\t" + first)
+"#;
+
 #[test]
 fn mail_suite() {
     let mut w = World::new();
+    let _reaper = NsReaper(w.mx.ns.clone());
     let dir = test_dir("s");
     let d = dir.path().to_path_buf();
     prepare_directory(&d, &config(&w.mx.addr, "15s"), w.work.path());
@@ -40,6 +106,7 @@ fn mail_suite() {
     for (a, pw) in [ALICE, CAROL, DAVE, ERIN, FRANK] {
         agent.add_account(a, "general", pw);
     }
+    agent.add_account(HANK.0, "admin", HANK.1);
     let (code, dns_json) = agent.admin(&["dns-records", "--json"], "");
     assert_eq!(code, 0, "{dns_json}");
     w.start_dns(&dkim_dnsmasq_args(&dns_json));
@@ -47,8 +114,10 @@ fn mail_suite() {
 
     let mx = w.mx.addr.clone();
     let net = w.net().to_owned();
+    let (mx, net, w, agent, d) = (mx.as_str(), net.as_str(), &w, &agent, d.as_path());
     let c = &w.client;
     let helo = "client.example.net";
+    let src = |o: u32| format!("{net}.{o}");
     let mut cases = Cases::new();
 
     cases.run("monitor at depths 0, 10 and 20 succeeds", || {
@@ -59,80 +128,47 @@ fn mail_suite() {
         Ok(())
     });
 
-    // Lockouts first: their lock time runs out while the other cases run.
-    cases.run("lockout over IMAP: the sixth login after five failures is refused even with the right password, also over SMTP AUTH", || {
-        for i in 0..5 {
-            let r = c.imap_login(&mx, CAROL.0, "Wrong-pass-1", Some(&format!("{net}.{}", 20 + i)));
-            check!(r.is_err(), "wrong password {i} accepted");
-        }
-        let r = c.imap_login(&mx, CAROL.0, CAROL.1, Some(&format!("{net}.26")));
-        check!(r.as_ref().is_err_and(|e| e.contains("locked")), "sixth IMAP login: {r:?}");
-        let (code, t) = c.swaks(&["--server", &mx, "--port", "587", "-tls", "-a", "PLAIN", "--au", CAROL.0, "--ap", CAROL.1, "--helo", helo, "--from", CAROL.0, "--to", BOSS.0, "--quit-after", "AUTH"]);
-        check!(code != 0 && t.contains("535"), "SMTP AUTH while locked: {code}\n{t}");
-        Ok(())
-    });
-
-    cases.run(
-        "lockout over SMTP AUTH: five failures lock the account for SMTP and IMAP",
-        || {
+    // Lanes that wait on Dovecot's failure delay run beside the rest; lockouts first: their
+    // lock time runs out while the other cases run.
+    let lockout_imap: Vec<Case> = vec![(
+        "lockout over IMAP: the sixth login after five failures is refused even with the right password, also over SMTP AUTH",
+        Box::new(move || {
             for i in 0..5 {
-                let src = format!("{net}.{}", 30 + i);
-                let (code, t) = c.swaks(&[
-                    "--server",
-                    &mx,
-                    "--port",
-                    "587",
-                    "--local-interface",
-                    &src,
-                    "-tls",
-                    "-a",
-                    "PLAIN",
-                    "--au",
-                    DAVE.0,
-                    "--ap",
-                    "Wrong-pass-1",
-                    "--helo",
-                    helo,
-                    "--from",
-                    DAVE.0,
-                    "--to",
-                    BOSS.0,
-                    "--quit-after",
-                    "AUTH",
-                ]);
+                let r = c.imap_login(mx, CAROL.0, "Wrong-pass-1", Some(&src(20 + i)));
+                check!(r.is_err(), "wrong password {i} accepted");
+            }
+            let r = c.imap_login(mx, CAROL.0, CAROL.1, Some(&src(26)));
+            check!(
+                r.as_ref().is_err_and(|e| e.contains("locked")),
+                "sixth IMAP login: {r:?}"
+            );
+            let s27 = src(27);
+            let (code, t) = c.swaks(&auth_args(mx, "587", CAROL.0, CAROL.1, &s27));
+            check!(
+                code != 0 && t.contains("535"),
+                "SMTP AUTH while locked: {code}\n{t}"
+            );
+            Ok(())
+        }),
+    )];
+    let lockout_smtp: Vec<Case> = vec![(
+        "lockout over SMTP AUTH: five failures lock the account for SMTP and IMAP",
+        Box::new(move || {
+            for i in 0..5 {
+                let s = src(30 + i);
+                let (code, t) = c.swaks(&auth_args(mx, "587", DAVE.0, "Wrong-pass-1", &s));
                 check!(
                     code != 0 && t.contains("535"),
                     "wrong password {i}: {code}\n{t}"
                 );
             }
-            let (code, t) = c.swaks(&[
-                "--server",
-                &mx,
-                "--port",
-                "587",
-                "--local-interface",
-                &format!("{net}.36"),
-                "-tls",
-                "-a",
-                "PLAIN",
-                "--au",
-                DAVE.0,
-                "--ap",
-                DAVE.1,
-                "--helo",
-                helo,
-                "--from",
-                DAVE.0,
-                "--to",
-                BOSS.0,
-                "--quit-after",
-                "AUTH",
-            ]);
+            let s = src(36);
+            let (code, t) = c.swaks(&auth_args(mx, "587", DAVE.0, DAVE.1, &s));
             check!(
                 code != 0 && t.contains("535"),
                 "sixth SMTP AUTH: {code}\n{t}"
             );
-            let r = c.imap_login(&mx, DAVE.0, DAVE.1, Some(&format!("{net}.37")));
+            let r = c.imap_login(mx, DAVE.0, DAVE.1, Some(&src(37)));
             check!(
                 r.as_ref().is_err_and(|e| e.contains("locked")),
                 "IMAP while locked: {r:?}"
@@ -140,653 +176,872 @@ fn mail_suite() {
             let (code, list) = agent.admin(&["account", "list", "--json"], "");
             check!(code == 0 && list.contains("\"locked_until\""), "{list}");
             Ok(())
-        },
-    );
-
-    cases.run(
-        "service: mail sent over SMTP to a local account arrives and is read over IMAP",
-        || {
-            let (code, t) = c.swaks(&[
-                "--server",
-                &mx,
-                "--helo",
-                helo,
-                "--from",
-                "bob@example.net",
-                "--to",
-                ALICE.0,
-                "--h-Subject",
-                "service-probe-1",
-                "--body",
-                "hello Alice",
-            ]);
-            check!(code == 0, "swaks {code}\n{t}");
-            let mut last = String::new();
-            for _ in 0..100 {
-                match c.imap_fetch(&mx, ALICE.0, ALICE.1, "INBOX") {
-                    Ok(m) if subjects(&m).iter().any(|s| s == "service-probe-1") => return Ok(()),
-                    Ok(m) => last = format!("{:?}", subjects(&m)),
-                    Err(e) => last = e,
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(format!("not delivered: {last}"))
-        },
-    );
-
-    cases.run("service: submission with AUTH over TLS works", || {
-        let (code, t) = c.swaks(&[
-            "--server",
-            &mx,
-            "--port",
-            "587",
-            "-tls",
-            "-a",
-            "PLAIN",
-            "--au",
-            ALICE.0,
-            "--ap",
-            ALICE.1,
-            "--helo",
-            helo,
-            "--from",
-            ALICE.0,
-            "--to",
-            BOSS.0,
-            "--h-Subject",
-            "submission-probe",
-        ]);
-        check!(code == 0, "swaks {code}\n{t}");
-        wait::until(
-            "the submitted message in boss's INBOX",
-            Duration::from_secs(20),
-            || {
-                c.imap_fetch(&mx, BOSS.0, BOSS.1, "INBOX")
-                    .is_ok_and(|m| subjects(&m).iter().any(|s| s == "submission-probe"))
-            },
-        );
-        Ok(())
-    });
-
-    cases.run(
-        "AUTH without TLS is refused (SMTP ports 25 and 587, IMAP)",
-        || {
-            for port in ["25", "587"] {
-                let (code, t) = c.swaks(&[
-                    "--server", &mx, "--port", port, "-a", "PLAIN", "--au", ALICE.0, "--ap",
-                    ALICE.1, "--helo", helo, "--from", ALICE.0, "--to", BOSS.0,
-                ]);
+        }),
+    )];
+    let classes: Vec<Case> = vec![
+        (
+            "POP3 is refused for class general and allowed for admin",
+            Box::new(move || {
+                let r = c.login(mx, "pop3", ALICE.0, ALICE.1, Some(&src(40)));
                 check!(
-                    code == 28,
-                    "port {port}: expected 28 (no AUTH offered), got {code}\n{t}"
+                    r.as_ref().is_err_and(
+                        |e| e.contains("POP3 is not enabled for class of service general")
+                    ),
+                    "general: {r:?}"
                 );
+                c.login(mx, "pop3", BOSS.0, BOSS.1, Some(&src(41)))
+                    .map_err(|e| format!("admin: {e}"))?;
+                Ok(())
+            }),
+        ),
+        (
+            "an account locked by the administrator cannot log in until unlocked",
+            Box::new(move || {
+                let (code, out) = agent.admin(&["account", "lock", BOSS.0], "");
+                check!(code == 0, "{out}");
+                let r = c.login(mx, "pop3", BOSS.0, BOSS.1, Some(&src(42)));
+                check!(
+                    r.as_ref()
+                        .is_err_and(|e| e.contains("locked by the administrator")),
+                    "{r:?}"
+                );
+                let (code, out) = agent.admin(&["account", "unlock", BOSS.0], "");
+                check!(code == 0, "{out}");
+                c.login(mx, "pop3", BOSS.0, BOSS.1, Some(&src(43)))?;
+                Ok(())
+            }),
+        ),
+    ];
+    let expiry: Vec<Case> = vec![(
+        "an expired password is refused at login over IMAP, IMAPS, POP3, POP3S and SMTP AUTH (587, 465); a new one works",
+        Box::new(move || {
+            c.login(mx, "imap", ERIN.0, ERIN.1, Some(&src(44)))?;
+            for who in [ERIN.0, HANK.0] {
+                let (code, out) = agent.admin(&["account", "expire", who], "");
+                check!(code == 0, "{out}");
             }
-            let r = c.imap_login_plain(&mx, ALICE.0, ALICE.1);
-            check!(r.is_err(), "IMAP LOGIN without TLS accepted");
-            Ok(())
-        },
-    );
-
-    cases.run(
-        "open-relay address forms are all refused from outside",
-        || {
-            let forms: Vec<(&str, String)> = vec![
-                ("bob@example.net", "victim@remote.test".into()),
-                ("bob@example.net", "victim%remote.test@example.com".into()),
-                ("bob@example.net", format!("victim%remote.test@[{mx}]")),
-                (
-                    "bob@example.net",
-                    "\"victim@remote.test\"@example.com".into(),
-                ),
-                ("bob@example.net", "@example.com:victim@remote.test".into()),
-                ("bob@example.net", "remote.test!victim@example.com".into()),
-                ("bob@example.net", format!("remote.test!victim@[{mx}]")),
-                ("bob@example.net", "remote.test!victim".into()),
-                ("bob@example.net", "victim@remote.test@example.com".into()),
-                ("bob@example.net", format!("victim@[{net}.4]")),
-                (
-                    "bob@example.net",
-                    "victim%remote.test@mail.example.com".into(),
-                ),
-                ("bob@example.net", "victim@remote.test.".into()),
-                ("<>", "victim@remote.test".into()),
-                ("alice@example.com", "victim@remote.test".into()),
-                ("postmaster@mail.example.com", "victim@remote.test".into()),
-                ("bob@example.net", format!("postmaster@[{mx}]")),
-            ];
-            let mut bad = Vec::new();
-            for (from, to) in &forms {
-                let (code, t) =
-                    c.swaks(&["--server", &mx, "--helo", helo, "--from", from, "--to", to]);
-                let rej = rejection(&t);
-                if code != 24 || !rej.contains(" 5") {
-                    bad.push(format!("{from} → {to}: swaks {code} {rej}"));
-                }
-            }
+            let r = c.login(mx, "imap", ERIN.0, ERIN.1, Some(&src(44)));
             check!(
-                bad.is_empty(),
-                "accepted or not refused permanently:\n{}",
-                bad.join("\n")
+                r.as_ref().is_err_and(|e| e.contains("expired")),
+                "general over IMAP: {r:?}"
             );
-            std::thread::sleep(Duration::from_secs(1));
-            check!(
-                !w.sink_messages().iter().any(|m| m.contains("victim")),
-                "something was relayed"
-            );
-            Ok(())
-        },
-    );
-
-    cases.run(
-        "HELO, sender and client checks answer with their reject codes",
-        || {
-            let table: Vec<(&str, &str, String, &str)> = vec![
-                ("bad_helo!", "bob@example.net", format!("{net}.2"), "501"),
-                ("client", "bob@example.net", format!("{net}.2"), "504"),
-                (helo, "bob", format!("{net}.2"), "504"),
-                (helo, "bob@nowhere.invalid", format!("{net}.2"), "450"),
-                (helo, "boss@example.com", format!("{net}.2"), "554"),
-                (helo, "bob@example.net", format!("{net}.5"), "450"),
-            ];
-            let mut bad = Vec::new();
-            for (h, from, src, want) in &table {
-                let (code, t) = c.swaks(&[
-                    "--server",
-                    &mx,
-                    "--local-interface",
-                    src,
-                    "--helo",
-                    h,
-                    "--from",
-                    from,
-                    "--to",
-                    ALICE.0,
-                ]);
-                let rej = rejection(&t);
-                if code != 24 || !rej.contains(&format!(" {want} ")) {
-                    bad.push(format!(
-                        "HELO {h} FROM {from} from {src}: expected {want}, got swaks {code} {rej}"
-                    ));
-                }
-            }
-            check!(bad.is_empty(), "{}", bad.join("\n"));
-            Ok(())
-        },
-    );
-
-    cases.run(
-        "every blocked extension is rejected with a message the sender sees; allowed ones pass",
-        || {
-            let mut bad = Vec::new();
-            let exts: Vec<String> = tandem_mail::config::ZIMBRA_BLOCKED_EXTENSIONS
-                .iter()
-                .map(|e| e.to_string())
-                .chain(["EXE".to_string()])
-                .collect();
-            for ext in &exts {
-                let name = format!("report.{ext}");
-                let (code, t) = c.swaks(&[
-                    "--server",
-                    &mx,
-                    "--helo",
-                    helo,
-                    "--from",
-                    "bob@example.net",
-                    "--to",
-                    ALICE.0,
-                    "--attach-type",
-                    "application/octet-stream",
-                    "--attach-name",
-                    &name,
-                    "--attach",
-                    "payload",
-                ]);
-                let rej = rejection(&t);
-                if code != 26 || !rej.contains("blocked by the mail policy") {
-                    bad.push(format!("{name}: swaks {code} {rej}"));
-                }
-            }
-            for name in ["notes.txt", "report.pdf"] {
-                let (code, t) = c.swaks(&[
-                    "--server",
-                    &mx,
-                    "--helo",
-                    helo,
-                    "--from",
-                    "bob@example.net",
-                    "--to",
-                    ALICE.0,
-                    "--attach-type",
-                    "application/octet-stream",
-                    "--attach-name",
-                    name,
-                    "--attach",
-                    "payload",
-                ]);
-                if code != 0 {
-                    bad.push(format!("{name} refused: swaks {code} {}", rejection(&t)));
-                }
-            }
-            check!(bad.is_empty(), "{}", bad.join("\n"));
-            Ok(())
-        },
-    );
-
-    cases.run("EICAR is rejected by ClamAV", || {
-        let f = w.work.path().join("eicar.txt");
-        let (code, t) = c.swaks(&[
-            "--server",
-            &mx,
-            "--helo",
-            helo,
-            "--from",
-            "bob@example.net",
-            "--to",
-            ALICE.0,
-            "--attach",
-            &format!("@{}", f.display()),
-        ]);
-        let rej = rejection(&t);
-        check!(code == 26 && rej.contains("virus"), "swaks {code} {rej}");
-        Ok(())
-    });
-
-    cases.run("GTUBE is rejected by SpamAssassin", || {
-        let (code, t) = c.swaks(&[
-            "--server",
-            &mx,
-            "--helo",
-            helo,
-            "--from",
-            "bob@example.net",
-            "--to",
-            ALICE.0,
-            "--body",
-            GTUBE,
-        ]);
-        let rej = rejection(&t);
-        check!(code == 26 && rej.contains("spam"), "swaks {code} {rej}");
-        Ok(())
-    });
-
-    cases.run(
-        "a message in the tag band is marked and filed into Junk, not rejected",
-        || {
-            let (code, t) = c.swaks(&[
-                "--server",
-                &mx,
-                "--helo",
-                helo,
-                "--from",
-                "bob@example.net",
-                "--to",
-                ALICE.0,
-                "--h-Subject",
-                "tag-band-probe offer",
-            ]);
-            check!(code == 0, "swaks {code} {}", rejection(&t));
-            let mut junk = Vec::new();
-            for _ in 0..100 {
-                junk = c
-                    .imap_fetch(&mx, ALICE.0, ALICE.1, "Junk")
-                    .unwrap_or_default();
-                if !junk.is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            check!(junk.len() == 1, "Junk holds {} messages", junk.len());
-            check!(
-                junk[0].contains("X-Spam-Flag: YES") && junk[0].contains("TANDEM_TAG_BAND"),
-                "{}",
-                junk[0]
-            );
-            let inbox = c
-                .imap_fetch(&mx, ALICE.0, ALICE.1, "INBOX")
-                .map_err(|e| e.to_string())?;
-            check!(
-                !subjects(&inbox)
-                    .iter()
-                    .any(|s| s.contains("tag-band-probe")),
-                "also in INBOX"
-            );
-            Ok(())
-        },
-    );
-
-    cases.run(
-        "POP3 is refused for class general and allowed for admin",
-        || {
-            let r = c.pop_login(&mx, ALICE.0, ALICE.1);
-            check!(
-                r.as_ref()
-                    .is_err_and(|e| e.contains("POP3 is not enabled for class of service general")),
-                "general: {r:?}"
-            );
-            c.pop_login(&mx, BOSS.0, BOSS.1)
-                .map_err(|e| format!("admin: {e}"))?;
-            Ok(())
-        },
-    );
-
-    cases.run("a weak password is refused by the account command", || {
-        let (code, out) = agent.admin(
-            &["account", "add", "weak@example.com", "--class", "general"],
-            "abc\n",
-        );
-        check!(
-            code == 1 && out.contains("at least 6 characters") && out.contains("upper-case"),
-            "{code} {out}"
-        );
-        let (code, out) = agent.admin(
-            &["account", "add", "adm2@example.com", "--class", "admin"],
-            "Abcdefgh12\n",
-        );
-        check!(code == 1 && out.contains("punctuation"), "{code} {out}");
-        let (code, out) = agent.admin(&["account", "passwd", ALICE.0], "alice\n");
-        check!(code == 1 && out.contains("refused"), "{code} {out}");
-        let cfg = std::fs::read_to_string(&agent.config).unwrap();
-        check!(
-            !cfg.contains("weak@") && !cfg.contains("adm2@"),
-            "refused accounts were written to mail.toml"
-        );
-        c.imap_login(&mx, ALICE.0, ALICE.1, None)
-            .map_err(|e| format!("the old password stopped working: {e}"))?;
-        Ok(())
-    });
-
-    cases.run(
-        "an expired password is refused at login, a new one works",
-        || {
-            c.imap_login(&mx, ERIN.0, ERIN.1, None)?;
-            let (code, out) = agent.admin(&["account", "expire", ERIN.0], "");
-            check!(code == 0, "{out}");
-            let r = c.imap_login(&mx, ERIN.0, ERIN.1, None);
-            check!(r.as_ref().is_err_and(|e| e.contains("expired")), "{r:?}");
+            // The admin class may use every protocol: each must refuse the expired password
+            // (all at once, from addresses of their own: each refusal costs Dovecot's delay).
+            let failures: Vec<String> = std::thread::scope(|s| {
+                let logins: Vec<_> = [("imap", 45), ("imaps", 48), ("pop3", 49), ("pop3s", 17)]
+                    .into_iter()
+                    .map(|(proto, o)| {
+                        s.spawn(move || {
+                            let r = c.login(mx, proto, HANK.0, HANK.1, Some(&src(o)));
+                            (!r.as_ref().is_err_and(|e| e.contains("expired")))
+                                .then(|| format!("{proto}: {r:?}"))
+                        })
+                    })
+                    .collect();
+                let smtp: Vec<_> = [("587", 18), ("465", 19)]
+                    .into_iter()
+                    .map(|(port, o)| {
+                        s.spawn(move || {
+                            let source = src(o);
+                            let (code, t) = c.swaks(&auth_args(mx, port, HANK.0, HANK.1, &source));
+                            (!(code == 28 && t.contains("535") && t.contains("expired")))
+                                .then(|| format!("SMTP AUTH on {port}: {code}\n{t}"))
+                        })
+                    })
+                    .collect();
+                logins
+                    .into_iter()
+                    .chain(smtp)
+                    .filter_map(|h| h.join().expect("no panic"))
+                    .collect()
+            });
+            check!(failures.is_empty(), "{}", failures.join("\n"));
             let (code, out) = agent.admin(&["account", "passwd", ERIN.0], "Erin2new\n");
             check!(code == 0, "{out}");
-            c.imap_login(&mx, ERIN.0, "Erin2new", None)?;
+            c.login(mx, "imap", ERIN.0, "Erin2new", Some(&src(46)))?;
             Ok(())
-        },
-    );
+        }),
+    )];
 
-    cases.run(
-        "an account locked by the administrator cannot log in until unlocked",
-        || {
-            let (code, out) = agent.admin(&["account", "lock", BOSS.0], "");
-            check!(code == 0, "{out}");
-            let r = c.pop_login(&mx, BOSS.0, BOSS.1);
-            check!(
-                r.as_ref()
-                    .is_err_and(|e| e.contains("locked by the administrator")),
-                "{r:?}"
-            );
-            let (code, out) = agent.admin(&["account", "unlock", BOSS.0], "");
-            check!(code == 0, "{out}");
-            c.pop_login(&mx, BOSS.0, BOSS.1)?;
-            Ok(())
-        },
-    );
-
-    cases.run("authenticated users cannot send as another account", || {
-        let (code, t) = c.swaks(&[
-            "--server",
-            &mx,
-            "--port",
-            "587",
-            "-tls",
-            "-a",
-            "PLAIN",
-            "--au",
-            ALICE.0,
-            "--ap",
-            ALICE.1,
-            "--helo",
-            helo,
-            "--from",
-            BOSS.0,
-            "--to",
-            "someone@remote.test",
-        ]);
-        check!(
-            code == 24 && rejection(&t).contains("not owned by user"),
-            "swaks {code} {}",
-            rejection(&t)
-        );
-        Ok(())
-    });
-
-    cases.run(
-        "unknown, probe and training recipients are refused from outside",
-        || {
-            for (to, want) in [
-                ("nobody@example.com", "550"),
-                ("tandem-probe@example.com", "550"),
-                ("spam.training@example.com", "554"),
-            ] {
+    let rest: Vec<Case> = vec![
+        (
+            "service: mail sent over SMTP to a local account arrives and is read over IMAP",
+            Box::new(move || {
                 let (code, t) = c.swaks(&[
                     "--server",
-                    &mx,
+                    mx,
                     "--helo",
                     helo,
                     "--from",
                     "bob@example.net",
                     "--to",
-                    to,
+                    ALICE.0,
+                    "--h-Subject",
+                    "service-probe-1",
+                    "--body",
+                    "hello Alice",
                 ]);
-                check!(
-                    code == 24 && rejection(&t).contains(want),
-                    "{to}: swaks {code} {}",
-                    rejection(&t)
+                check!(code == 0, "swaks {code}\n{t}");
+                let mut last = String::new();
+                for _ in 0..100 {
+                    match c.imap_fetch(mx, ALICE.0, ALICE.1, "INBOX") {
+                        Ok(m) if subjects(&m).iter().any(|s| s == "service-probe-1") => {
+                            return Ok(());
+                        }
+                        Ok(m) => last = format!("{:?}", subjects(&m)),
+                        Err(e) => last = e,
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(format!("not delivered: {last}"))
+            }),
+        ),
+        (
+            "service: submission with AUTH over TLS works",
+            Box::new(move || {
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    mx,
+                    "--port",
+                    "587",
+                    "-tls",
+                    "-a",
+                    "PLAIN",
+                    "--au",
+                    ALICE.0,
+                    "--ap",
+                    ALICE.1,
+                    "--helo",
+                    helo,
+                    "--from",
+                    ALICE.0,
+                    "--to",
+                    BOSS.0,
+                    "--h-Subject",
+                    "submission-probe",
+                ]);
+                check!(code == 0, "swaks {code}\n{t}");
+                wait::until(
+                    "the submitted message in boss's INBOX",
+                    Duration::from_secs(20),
+                    || {
+                        c.imap_fetch(mx, BOSS.0, BOSS.1, "INBOX")
+                            .is_ok_and(|m| subjects(&m).iter().any(|s| s == "submission-probe"))
+                    },
                 );
-            }
-            Ok(())
-        },
-    );
-
-    cases.run(
-        "outgoing mail carries a DKIM signature that verifies against the published record",
-        || {
-            let (code, t) = c.swaks(&[
-                "--server",
-                &mx,
-                "--port",
-                "587",
-                "-tls",
-                "-a",
-                "PLAIN",
-                "--au",
-                ALICE.0,
-                "--ap",
-                ALICE.1,
-                "--helo",
-                helo,
-                "--from",
-                ALICE.0,
-                "--to",
-                "bob@remote.test",
-                "--h-Subject",
-                "dkim-probe",
-            ]);
-            check!(code == 0, "swaks {code}\n{t}");
-            let mut msg = None;
-            for _ in 0..150 {
-                msg = w
-                    .sink_messages()
-                    .into_iter()
-                    .find(|m| m.contains("dkim-probe"));
-                if msg.is_some() {
-                    break;
+                Ok(())
+            }),
+        ),
+        (
+            "AUTH without TLS is refused (SMTP ports 25 and 587, IMAP, POP3)",
+            Box::new(move || {
+                for port in ["25", "587"] {
+                    let (code, t) = c.swaks(&[
+                        "--server", mx, "--port", port, "-a", "PLAIN", "--au", ALICE.0, "--ap",
+                        ALICE.1, "--helo", helo, "--from", ALICE.0, "--to", BOSS.0,
+                    ]);
+                    check!(
+                        code == 28,
+                        "port {port}: expected 28 (no AUTH offered), got {code}\n{t}"
+                    );
                 }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            let msg = msg.ok_or("the remote MX received nothing")?;
-            check!(
-                msg.contains("DKIM-Signature:") && msg.contains("d=example.com"),
-                "{msg}"
-            );
-            let f = w.work.path().join("dkim.eml");
-            std::fs::write(&f, &msg).unwrap();
-            let (code, out) = c.host.run_status(
-                "sh",
-                &["-c", &format!("/usr/bin/dkimverify < {}", f.display())],
-            );
-            check!(
-                code == 0 && out.contains("signature ok"),
-                "dkimverify {code}: {out}"
-            );
-            Ok(())
-        },
-    );
-
-    cases.run("dns-records prints MX, SPF, DKIM, DMARC and PTR", || {
-        let (code, text) = agent.admin(&["dns-records"], "");
-        check!(code == 0, "{text}");
-        for want in [
-            "IN MX   10 mail.example.com.",
-            "\"v=spf1 mx -all\"",
-            "tandem._domainkey.example.com.",
-            "_dmarc.example.com.",
-            "IN PTR  mail.example.com.",
-        ] {
-            check!(text.contains(want), "missing {want:?} in\n{text}");
-        }
-        Ok(())
-    });
-
-    cases.run(
-        "spam sent to the training mailbox is learned by Bayes",
-        || {
-            let (code, t) = c.swaks(&[
-                "--server",
-                &mx,
-                "--port",
-                "587",
-                "-tls",
-                "-a",
-                "PLAIN",
-                "--au",
-                ALICE.0,
-                "--ap",
-                ALICE.1,
-                "--helo",
-                helo,
-                "--from",
-                ALICE.0,
-                "--to",
-                "spam.training@example.com",
-                "--h-Subject",
-                "cheap watches",
-                "--body",
-                "buy cheap watches and pills now",
-            ]);
-            check!(code == 0, "swaks {code}\n{t}");
-            let mut learned = 0;
-            for _ in 0..50 {
-                let (code, out) = agent.admin(&["train", "--json"], "");
-                check!(code == 0, "train: {out}");
-                let line = out.lines().find(|l| l.starts_with('{')).unwrap_or("{}");
-                let v: serde_json::Value =
-                    serde_json::from_str(line).map_err(|e| format!("{e}: {out}"))?;
-                learned += v["spam"].as_u64().unwrap_or(0);
-                if learned > 0 {
-                    break;
+                let r = c.imap_login_plain(mx, ALICE.0, ALICE.1);
+                check!(r.is_err(), "IMAP LOGIN without TLS accepted");
+                let r = c.login(mx, "pop3-plain", BOSS.0, BOSS.1, Some(&src(47)));
+                check!(
+                    r.as_ref()
+                        .is_err_and(|e| e.contains("Plaintext authentication disallowed")),
+                    "POP3 USER/PASS without TLS: {r:?}"
+                );
+                Ok(())
+            }),
+        ),
+        (
+            "open-relay address forms (REFERENCE.md's and the thesis's grader's) are all refused from outside",
+            Box::new(move || {
+                let forms: Vec<(String, String)> = vec![
+                    ("bob@example.net".to_owned(), "victim@remote.test".into()),
+                    (
+                        "bob@example.net".to_owned(),
+                        "victim%remote.test@example.com".into(),
+                    ),
+                    (
+                        "bob@example.net".to_owned(),
+                        format!("victim%remote.test@[{mx}]"),
+                    ),
+                    (
+                        "bob@example.net".to_owned(),
+                        "\"victim@remote.test\"@example.com".into(),
+                    ),
+                    (
+                        "bob@example.net".to_owned(),
+                        "\"victim%remote.test\"@example.com".into(),
+                    ),
+                    (
+                        "bob@example.net".to_owned(),
+                        "@example.com:victim@remote.test".into(),
+                    ),
+                    (
+                        "bob@example.net".to_owned(),
+                        format!("@[{mx}]victim@remote.test"),
+                    ),
+                    (
+                        "bob@example.net".to_owned(),
+                        "remote.test!victim@example.com".into(),
+                    ),
+                    (
+                        "bob@example.net".to_owned(),
+                        format!("remote.test!victim@[{mx}]"),
+                    ),
+                    (
+                        "bob@example.net".to_owned(),
+                        "remote.test!victim@[mail.example.com]".into(),
+                    ),
+                    ("bob@example.net".to_owned(), "remote.test!victim".into()),
+                    (
+                        "bob@example.net".to_owned(),
+                        "victim@remote.test@example.com".into(),
+                    ),
+                    (
+                        "bob@example.net".to_owned(),
+                        format!("victim@remote.test@[{mx}]"),
+                    ),
+                    ("bob@example.net".to_owned(), "victim@remote.test@".into()),
+                    ("bob@example.net".to_owned(), "victim%remote.test@".into()),
+                    (
+                        "bob@example.net".to_owned(),
+                        "victim%remote.test@[mail.example.com]".into(),
+                    ),
+                    ("bob@example.net".to_owned(), format!("victim@[{net}.4]")),
+                    (
+                        "bob@example.net".to_owned(),
+                        "victim%remote.test@mail.example.com".into(),
+                    ),
+                    ("bob@example.net".to_owned(), "victim@remote.test.".into()),
+                    ("bob@example.net".to_owned(), "victim@localhost".into()),
+                    ("<>".to_owned(), "victim@remote.test".into()),
+                    ("alice@example.com".to_owned(), "victim@remote.test".into()),
+                    (
+                        "postmaster@mail.example.com".to_owned(),
+                        "victim@remote.test".into(),
+                    ),
+                    (format!("relay@[{mx}]"), "victim@remote.test".into()),
+                    ("relay".to_owned(), "victim@remote.test".into()),
+                    ("relay@localhost".to_owned(), "victim@remote.test".into()),
+                    ("bob@example.net".to_owned(), format!("postmaster@[{mx}]")),
+                ];
+                let mut bad = Vec::new();
+                for (from, to) in &forms {
+                    let (code, t) =
+                        c.swaks(&["--server", mx, "--helo", helo, "--from", from, "--to", to]);
+                    let rej = rejection(&t);
+                    if code != 24 || !rej.contains(" 5") {
+                        bad.push(format!("{from} → {to}: swaks {code} {rej}"));
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            check!(learned == 1, "learned {learned}");
-            Ok(())
-        },
-    );
-
-    cases.run(
-        "monitor depth 20 fails when OpenDKIM cannot use its key, and recovers",
-        || {
-            use std::os::unix::fs::PermissionsExt;
-            let kd = d.join("state/dkim/example.com");
-            std::fs::set_permissions(&kd, std::fs::Permissions::from_mode(0o777)).unwrap();
-            let (code, out) = agent.ocf("monitor", 20);
-            std::fs::set_permissions(&kd, std::fs::Permissions::from_mode(0o700)).unwrap();
-            check!(
-                code == 1 && out.contains("did not sign"),
-                "with an unsafe key: {code} {out}"
-            );
-            let (code, out) = agent.ocf("monitor", 20);
-            check!(code == 0, "after repair: {code} {out}");
-            Ok(())
-        },
-    );
-
-    cases.run(
-        "an account added while running receives mail and logs in at once",
-        || {
-            let (code, out) = agent.admin(
-                &["account", "add", "gina@example.com", "--class", "general"],
-                "Gina1xx\n",
-            );
-            check!(code == 0, "{out}");
-            let (code, t) = c.swaks(&[
-                "--server",
-                &mx,
-                "--helo",
-                helo,
-                "--from",
-                "bob@example.net",
-                "--to",
-                "gina@example.com",
-                "--h-Subject",
-                "welcome-gina",
-            ]);
-            check!(code == 0, "swaks {code} {}", rejection(&t));
-            wait::until("gina's first message", Duration::from_secs(20), || {
-                c.imap_fetch(&mx, "gina@example.com", "Gina1xx", "INBOX")
-                    .is_ok_and(|m| subjects(&m).iter().any(|s| s == "welcome-gina"))
-            });
-            Ok(())
-        },
-    );
-
-    cases.run(
-        "import copies every mailbox of an old IMAP server and resumes after an interruption",
-        || import_case(&w, &agent),
-    );
+                check!(
+                    bad.is_empty(),
+                    "accepted or not refused permanently:\n{}",
+                    bad.join("\n")
+                );
+                std::thread::sleep(Duration::from_secs(1));
+                check!(
+                    !w.sink_messages().iter().any(|m| m.contains("victim")),
+                    "something was relayed"
+                );
+                Ok(())
+            }),
+        ),
+        (
+            "HELO, sender and client checks answer with their reject codes; nobody outside writes as us",
+            Box::new(move || {
+                let s2 = src(2);
+                let mx_literal = format!("boss@[{mx}]");
+                let table: Vec<(&str, &str, &str, &str)> = vec![
+                    ("bad_helo!", "bob@example.net", &s2, "501"),
+                    ("client", "bob@example.net", &s2, "504"),
+                    (helo, "bob", &s2, "504"),
+                    (helo, "bob@nowhere.invalid", &s2, "450"),
+                    (helo, "boss@example.com", &s2, "554"),
+                    (helo, "BOSS@EXAMPLE.COM", &s2, "554"),
+                    (helo, "boss@mail.example.com", &s2, "554"),
+                    (helo, &mx_literal, &s2, "554"),
+                    (helo, "bob@example.net", "", "450"),
+                ];
+                let s5 = src(5);
+                let mut bad = Vec::new();
+                for (h, from, source, want) in &table {
+                    let source = if source.is_empty() {
+                        s5.as_str()
+                    } else {
+                        source
+                    };
+                    let (code, t) = c.swaks(&[
+                        "--server",
+                        mx,
+                        "--local-interface",
+                        source,
+                        "--helo",
+                        h,
+                        "--from",
+                        from,
+                        "--to",
+                        ALICE.0,
+                    ]);
+                    let rej = rejection(&t);
+                    if code != 24 || !rej.contains(&format!(" {want} ")) {
+                        bad.push(format!("HELO {h} FROM {from} from {source}: expected {want}, got swaks {code} {rej}"));
+                    }
+                }
+                check!(bad.is_empty(), "{}", bad.join("\n"));
+                Ok(())
+            }),
+        ),
+        (
+            "every blocked extension is rejected with a message the sender sees; allowed ones pass",
+            Box::new(move || {
+                let mut bad = Vec::new();
+                let exts: Vec<String> = tandem_mail::config::ZIMBRA_BLOCKED_EXTENSIONS
+                    .iter()
+                    .map(|e| e.to_string())
+                    .chain(["EXE".to_string()])
+                    .collect();
+                for ext in &exts {
+                    let name = format!("report.{ext}");
+                    let (code, t) = c.swaks(&[
+                        "--server",
+                        mx,
+                        "--helo",
+                        helo,
+                        "--from",
+                        "bob@example.net",
+                        "--to",
+                        ALICE.0,
+                        "--attach-type",
+                        "application/octet-stream",
+                        "--attach-name",
+                        &name,
+                        "--attach",
+                        "payload",
+                    ]);
+                    let rej = rejection(&t);
+                    if code != 26 || !rej.contains("blocked by the mail policy") {
+                        bad.push(format!("{name}: swaks {code} {rej}"));
+                    }
+                }
+                for name in ["notes.txt", "report.pdf"] {
+                    let (code, t) = c.swaks(&[
+                        "--server",
+                        mx,
+                        "--helo",
+                        helo,
+                        "--from",
+                        "bob@example.net",
+                        "--to",
+                        ALICE.0,
+                        "--attach-type",
+                        "application/octet-stream",
+                        "--attach-name",
+                        name,
+                        "--attach",
+                        "payload",
+                    ]);
+                    if code != 0 {
+                        bad.push(format!("{name} refused: swaks {code} {}", rejection(&t)));
+                    }
+                }
+                check!(bad.is_empty(), "{}", bad.join("\n"));
+                Ok(())
+            }),
+        ),
+        (
+            "encoded attachment names are decoded as mail clients decode them: no evasion",
+            Box::new(move || {
+                // (MIME headers of the attachment part, refused?)
+                let table: &[(&str, bool)] = &[
+                    (
+                        "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-8?B?cmVwb3J0LmV4ZQ==?=\"",
+                        true,
+                    ),
+                    (
+                        "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-8?Q?report=2Escr?=\"",
+                        true,
+                    ),
+                    (
+                        "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''report%2Evbs",
+                        true,
+                    ),
+                    (
+                        "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*0=\"report.\"; filename*1=\"js\"",
+                        true,
+                    ),
+                    (
+                        "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.bat.\"",
+                        true,
+                    ),
+                    (
+                        "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename = \"report.pif\"",
+                        true,
+                    ),
+                    (
+                        "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.c\\md\"",
+                        true,
+                    ),
+                    (
+                        "Content-Type: message/rfc822\r\n\r\nFrom: x@example.net\r\nContent-Type: application/octet-stream; name=\"inner.lnk\"\r\n\r\nxx",
+                        true,
+                    ),
+                    (
+                        "Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"=?UTF-8?Q?informe_a=C3=B1o.pdf?=\"",
+                        false,
+                    ),
+                    (
+                        "Content-Type: application/pdf\r\nContent-Disposition: attachment; filename*=UTF-8''informe%20a%C3%B1o.pdf",
+                        false,
+                    ),
+                ];
+                let mut bad = Vec::new();
+                for (i, (headers, refused)) in table.iter().enumerate() {
+                    let f = w.work.path().join(format!("attachment-{i}.eml"));
+                    std::fs::write(&f, with_attachment(headers)).unwrap();
+                    let data = format!("@{}", f.display());
+                    let (code, t) = c.swaks(&[
+                        "--server",
+                        mx,
+                        "--helo",
+                        helo,
+                        "--from",
+                        "bob@example.net",
+                        "--to",
+                        ALICE.0,
+                        "--data",
+                        &data,
+                    ]);
+                    let rej = rejection(&t);
+                    let ok = if *refused {
+                        code == 26 && rej.contains("blocked by the mail policy")
+                    } else {
+                        code == 0
+                    };
+                    if !ok {
+                        bad.push(format!("{headers:?}: swaks {code} {rej}"));
+                    }
+                }
+                check!(bad.is_empty(), "{}", bad.join("\n"));
+                Ok(())
+            }),
+        ),
+        (
+            "EICAR is rejected by ClamAV",
+            Box::new(move || {
+                let f = w.work.path().join("eicar.txt");
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    mx,
+                    "--helo",
+                    helo,
+                    "--from",
+                    "bob@example.net",
+                    "--to",
+                    ALICE.0,
+                    "--attach",
+                    &format!("@{}", f.display()),
+                ]);
+                let rej = rejection(&t);
+                check!(code == 26 && rej.contains("virus"), "swaks {code} {rej}");
+                Ok(())
+            }),
+        ),
+        (
+            "GTUBE is rejected by SpamAssassin",
+            Box::new(move || {
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    mx,
+                    "--helo",
+                    helo,
+                    "--from",
+                    "bob@example.net",
+                    "--to",
+                    ALICE.0,
+                    "--body",
+                    GTUBE,
+                ]);
+                let rej = rejection(&t);
+                check!(code == 26 && rej.contains("spam"), "swaks {code} {rej}");
+                Ok(())
+            }),
+        ),
+        (
+            "a message in the tag band is marked and filed into Junk, not rejected",
+            Box::new(move || {
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    mx,
+                    "--helo",
+                    helo,
+                    "--from",
+                    "bob@example.net",
+                    "--to",
+                    ALICE.0,
+                    "--h-Subject",
+                    "tag-band-probe offer",
+                ]);
+                check!(code == 0, "swaks {code} {}", rejection(&t));
+                let mut junk = Vec::new();
+                for _ in 0..100 {
+                    junk = c
+                        .imap_fetch(mx, ALICE.0, ALICE.1, "Junk")
+                        .unwrap_or_default();
+                    if !junk.is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                check!(junk.len() == 1, "Junk holds {} messages", junk.len());
+                check!(
+                    junk[0].contains("X-Spam-Flag: YES") && junk[0].contains("TANDEM_TAG_BAND"),
+                    "{}",
+                    junk[0]
+                );
+                let inbox = c.imap_fetch(mx, ALICE.0, ALICE.1, "INBOX")?;
+                check!(
+                    !subjects(&inbox)
+                        .iter()
+                        .any(|s| s.contains("tag-band-probe")),
+                    "also in INBOX"
+                );
+                Ok(())
+            }),
+        ),
+        (
+            "a weak password is refused by the account command",
+            Box::new(move || {
+                let (code, out) = agent.admin(
+                    &["account", "add", "weak@example.com", "--class", "general"],
+                    "abc\n",
+                );
+                check!(
+                    code == 1
+                        && out.contains("at least 6 characters")
+                        && out.contains("upper-case"),
+                    "{code} {out}"
+                );
+                let (code, out) = agent.admin(
+                    &["account", "add", "adm2@example.com", "--class", "admin"],
+                    "Abcdefgh12\n",
+                );
+                check!(code == 1 && out.contains("punctuation"), "{code} {out}");
+                let (code, out) = agent.admin(&["account", "passwd", ALICE.0], "alice\n");
+                check!(code == 1 && out.contains("refused"), "{code} {out}");
+                let cfg = std::fs::read_to_string(&agent.config).unwrap();
+                check!(
+                    !cfg.contains("weak@") && !cfg.contains("adm2@"),
+                    "refused accounts were written to mail.toml"
+                );
+                c.imap_login(mx, ALICE.0, ALICE.1, None)
+                    .map_err(|e| format!("the old password stopped working: {e}"))?;
+                Ok(())
+            }),
+        ),
+        (
+            "authenticated users cannot send as another account",
+            Box::new(move || {
+                for from in [BOSS.0, "ceo@bank.example"] {
+                    let (code, t) = c.swaks(&[
+                        "--server",
+                        mx,
+                        "--port",
+                        "587",
+                        "-tls",
+                        "-a",
+                        "PLAIN",
+                        "--au",
+                        ALICE.0,
+                        "--ap",
+                        ALICE.1,
+                        "--helo",
+                        helo,
+                        "--from",
+                        from,
+                        "--to",
+                        "someone@remote.test",
+                    ]);
+                    check!(
+                        code == 24 && rejection(&t).contains("not owned by user"),
+                        "as {from}: swaks {code} {}",
+                        rejection(&t)
+                    );
+                }
+                Ok(())
+            }),
+        ),
+        (
+            "unknown, probe and training recipients are refused from outside",
+            Box::new(move || {
+                for (to, want) in [
+                    ("nobody@example.com", "550"),
+                    ("tandem-probe@example.com", "550"),
+                    ("spam.training@example.com", "554"),
+                    ("SPAM.Training+x@example.com", "554"),
+                ] {
+                    let (code, t) = c.swaks(&[
+                        "--server",
+                        mx,
+                        "--helo",
+                        helo,
+                        "--from",
+                        "bob@example.net",
+                        "--to",
+                        to,
+                    ]);
+                    check!(
+                        code == 24 && rejection(&t).contains(want),
+                        "{to}: swaks {code} {}",
+                        rejection(&t)
+                    );
+                }
+                Ok(())
+            }),
+        ),
+        (
+            "local users cannot reach Dovecot's LMTP or SASL sockets (no delivery past the filters)",
+            Box::new(move || {
+                let run = d.join("run");
+                let (code, out) = agent.mx.run_status(
+                    "setpriv",
+                    &[
+                        "--reuid=65534",
+                        "--regid=65534",
+                        "--clear-groups",
+                        "/usr/bin/python3",
+                        "-c",
+                        SOCKETS_AS_NOBODY_PY,
+                        &run.to_string_lossy(),
+                    ],
+                );
+                check!(code == 0, "socket probe as nobody: {out}");
+                let open: Vec<&str> = out
+                    .lines()
+                    .filter(|l| {
+                        let first = l.split('\t').nth(1).unwrap_or("");
+                        first.starts_with("220 ") || first.contains("MECH\t")
+                    })
+                    .collect();
+                check!(
+                    open.is_empty(),
+                    "reachable by any local user:\n{}",
+                    open.join("\n")
+                );
+                Ok(())
+            }),
+        ),
+        (
+            "outgoing mail carries a DKIM signature that verifies against the published record",
+            Box::new(move || {
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    mx,
+                    "--port",
+                    "587",
+                    "-tls",
+                    "-a",
+                    "PLAIN",
+                    "--au",
+                    ALICE.0,
+                    "--ap",
+                    ALICE.1,
+                    "--helo",
+                    helo,
+                    "--from",
+                    ALICE.0,
+                    "--to",
+                    "bob@remote.test",
+                    "--h-Subject",
+                    "dkim-probe",
+                ]);
+                check!(code == 0, "swaks {code}\n{t}");
+                let mut msg = None;
+                for _ in 0..150 {
+                    msg = w
+                        .sink_messages()
+                        .into_iter()
+                        .find(|m| m.contains("dkim-probe"));
+                    if msg.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let msg = msg.ok_or("the remote MX received nothing")?;
+                check!(
+                    msg.contains("DKIM-Signature:") && msg.contains("d=example.com"),
+                    "{msg}"
+                );
+                let f = w.work.path().join("dkim.eml");
+                std::fs::write(&f, &msg).unwrap();
+                let (code, out) = c.host.run_status(
+                    "sh",
+                    &["-c", &format!("/usr/bin/dkimverify < {}", f.display())],
+                );
+                check!(
+                    code == 0 && out.contains("signature ok"),
+                    "dkimverify {code}: {out}"
+                );
+                Ok(())
+            }),
+        ),
+        (
+            "dns-records prints MX, SPF, DKIM, DMARC and PTR",
+            Box::new(move || {
+                let (code, text) = agent.admin(&["dns-records"], "");
+                check!(code == 0, "{text}");
+                for want in [
+                    "IN MX   10 mail.example.com.",
+                    "\"v=spf1 mx -all\"",
+                    "tandem._domainkey.example.com.",
+                    "_dmarc.example.com.",
+                    "IN PTR  mail.example.com.",
+                ] {
+                    check!(text.contains(want), "missing {want:?} in\n{text}");
+                }
+                Ok(())
+            }),
+        ),
+        (
+            "spam sent to the training mailbox is learned by Bayes",
+            Box::new(move || {
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    mx,
+                    "--port",
+                    "587",
+                    "-tls",
+                    "-a",
+                    "PLAIN",
+                    "--au",
+                    ALICE.0,
+                    "--ap",
+                    ALICE.1,
+                    "--helo",
+                    helo,
+                    "--from",
+                    ALICE.0,
+                    "--to",
+                    "spam.training@example.com",
+                    "--h-Subject",
+                    "cheap watches",
+                    "--body",
+                    "buy cheap watches and pills now",
+                ]);
+                check!(code == 0, "swaks {code}\n{t}");
+                let mut learned = 0;
+                for _ in 0..50 {
+                    let (code, out) = agent.admin(&["train", "--json"], "");
+                    check!(code == 0, "train: {out}");
+                    let line = out.lines().find(|l| l.starts_with('{')).unwrap_or("{}");
+                    let v: serde_json::Value =
+                        serde_json::from_str(line).map_err(|e| format!("{e}: {out}"))?;
+                    learned += v["spam"].as_u64().unwrap_or(0);
+                    if learned > 0 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                check!(learned == 1, "learned {learned}");
+                Ok(())
+            }),
+        ),
+        (
+            "wrong passwords for the probe mailbox from outside neither lock it nor fail the monitor; it logs in only from the server",
+            Box::new(move || {
+                let probe = "tandem-probe@example.com";
+                std::thread::scope(|s| {
+                    for i in 0..6 {
+                        s.spawn(move || {
+                            c.imap_login(mx, probe, "Wrong-pass-1", Some(&src(10 + i)))
+                        });
+                    }
+                });
+                let pw = std::fs::read_to_string(d.join("state/secrets/probe.password")).unwrap();
+                let r = c.imap_login(mx, probe, pw.trim(), Some(&src(16)));
+                check!(
+                    r.as_ref().is_err_and(|e| e.contains("only from this host")),
+                    "the probe's own password from outside: {r:?}"
+                );
+                let (code, out) = agent.ocf("monitor", 20);
+                check!(code == 0, "depth 20 after the attempts: {code} {out}");
+                Ok(())
+            }),
+        ),
+        (
+            "monitor depth 20 fails when OpenDKIM cannot use its key, and recovers",
+            Box::new(move || {
+                use std::os::unix::fs::PermissionsExt;
+                let kd = d.join("state/dkim/example.com");
+                std::fs::set_permissions(&kd, std::fs::Permissions::from_mode(0o777)).unwrap();
+                let (code, out) = agent.ocf("monitor", 20);
+                std::fs::set_permissions(&kd, std::fs::Permissions::from_mode(0o700)).unwrap();
+                check!(
+                    code == 1 && out.contains("did not sign"),
+                    "with an unsafe key: {code} {out}"
+                );
+                let (code, out) = agent.ocf("monitor", 20);
+                check!(code == 0, "after repair: {code} {out}");
+                Ok(())
+            }),
+        ),
+        (
+            "an account added while running receives mail and logs in at once",
+            Box::new(move || {
+                let (code, out) = agent.admin(
+                    &["account", "add", "gina@example.com", "--class", "general"],
+                    "Gina1xx\n",
+                );
+                check!(code == 0, "{out}");
+                let (code, t) = c.swaks(&[
+                    "--server",
+                    mx,
+                    "--helo",
+                    helo,
+                    "--from",
+                    "bob@example.net",
+                    "--to",
+                    "gina@example.com",
+                    "--h-Subject",
+                    "welcome-gina",
+                ]);
+                check!(code == 0, "swaks {code} {}", rejection(&t));
+                wait::until("gina's first message", Duration::from_secs(20), || {
+                    c.imap_fetch(mx, "gina@example.com", "Gina1xx", "INBOX")
+                        .is_ok_and(|m| subjects(&m).iter().any(|s| s == "welcome-gina"))
+                });
+                Ok(())
+            }),
+        ),
+        (
+            "import copies every mailbox of an old IMAP server and resumes after an interruption",
+            Box::new(move || import_case(w, agent)),
+        ),
+    ];
+    cases.parallel(vec![lockout_imap, lockout_smtp, classes, expiry, rest]);
 
     cases.run(
         "locked accounts log in again after the lockout time",
         || {
             wait::until("carol's lock to end", Duration::from_secs(60), || {
-                c.imap_login(&mx, CAROL.0, CAROL.1, Some(&format!("{net}.38")))
-                    .is_ok()
+                c.imap_login(mx, CAROL.0, CAROL.1, Some(&src(38))).is_ok()
             });
-            let (code, t) = c.swaks(&[
-                "--server",
-                &mx,
-                "--port",
-                "587",
-                "--local-interface",
-                &format!("{net}.39"),
-                "-tls",
-                "-a",
-                "PLAIN",
-                "--au",
-                DAVE.0,
-                "--ap",
-                DAVE.1,
-                "--helo",
-                helo,
-                "--from",
-                DAVE.0,
-                "--to",
-                BOSS.0,
-            ]);
+            let s = src(39);
+            let (code, t) = c.swaks(&auth_args(mx, "587", DAVE.0, DAVE.1, &s));
             check!(code == 0, "dave's SMTP AUTH after the lock: {code}\n{t}");
             Ok(())
         },
     );
 
-    cases.finish(Some(&agent));
-    agent.stop();
-    let left = tandem_mail::procs::holders(&d, &[]);
+    cases.finish(Some(agent));
+    let (code, out) = agent.ocf("stop", 0);
+    assert_eq!(code, 0, "stop: {out}");
+    let left = ns_pids(&agent.mx.ns);
     assert!(left.is_empty(), "processes left after stop: {left:?}");
 }
 

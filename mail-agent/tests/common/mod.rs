@@ -232,20 +232,43 @@ ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode 
 cmd, host = sys.argv[1], sys.argv[2]
 def out(ok, **kw):
     kw["ok"] = ok; print(json.dumps(kw)); sys.exit(0 if ok else 1)
+def connect(port, src, wrap):
+    s = socket.create_connection((host, port), timeout=30, source_address=(src, 0) if src else None)
+    return ctx.wrap_socket(s) if wrap else s
+def imap(src, port=143, wrap=False):
+    s = connect(port, src, wrap)
+    class M(imaplib.IMAP4):
+        def open(self, host="", port=143, timeout=None):
+            self.host = host; self.port = port; self.sock = s; self.file = s.makefile("rb")
+    return M(host)
+def pop(src, port=110, wrap=False):
+    s = connect(port, src, wrap)
+    class P(poplib.POP3):
+        def _create_socket(self, timeout):
+            return s
+    return P(host, port)
 try:
     if cmd == "imap-login":          # host user password [source] [tls]
         user, pw = sys.argv[3], sys.argv[4]
         src = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else None
         tls = not (len(sys.argv) > 6 and sys.argv[6] == "plain")
-        m = imaplib.IMAP4(host, 143, timeout=30) if src is None else None
-        if m is None:
-            s = socket.create_connection((host, 143), timeout=30, source_address=(src, 0))
-            class M(imaplib.IMAP4):
-                def open(self, host="", port=143, timeout=None):
-                    self.host = host; self.port = port; self.sock = s; self.file = s.makefile("rb")
-            m = M(host)
+        m = imap(src)
         if tls: m.starttls(ssl_context=ctx)
         m.login(user, pw); m.logout(); out(True)
+    elif cmd == "login":             # host PROTOCOL user password [source]: imap imaps pop3 pop3s pop3-plain
+        proto, user, pw = sys.argv[3], sys.argv[4], sys.argv[5]
+        src = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] else None
+        if proto == "imap":
+            m = imap(src); m.starttls(ssl_context=ctx); m.login(user, pw); m.logout()
+        elif proto == "imaps":
+            m = imap(src, 993, True); m.login(user, pw); m.logout()
+        elif proto in ("pop3", "pop3-plain", "pop3s"):
+            p = pop(src, 995, True) if proto == "pop3s" else pop(src)
+            if proto == "pop3": p.stls(context=ctx)
+            p.user(user); p.pass_(pw); p.quit()
+        else:
+            out(False, error="unknown protocol " + proto)
+        out(True)
     elif cmd == "imap-fetch":        # host user password mailbox
         user, pw, box = sys.argv[3], sys.argv[4], sys.argv[5]
         m = imaplib.IMAP4(host, 143, timeout=30); m.starttls(ssl_context=ctx); m.login(user, pw)
@@ -365,6 +388,24 @@ impl Client {
             .collect())
     }
 
+    /// A login over `protocol` (`imap` and `pop3` with STARTTLS/STLS, `imaps`, `pop3s`, or
+    /// `pop3-plain` without TLS), optionally from `source`; Err carries the server's words.
+    pub fn login(
+        &self,
+        server: &str,
+        protocol: &str,
+        user: &str,
+        pw: &str,
+        source: Option<&str>,
+    ) -> Result<(), String> {
+        let (ok, v) = self.py(&["login", server, protocol, user, pw, source.unwrap_or("")]);
+        if ok {
+            Ok(())
+        } else {
+            Err(v["error"].to_string())
+        }
+    }
+
     /// POP3 login with STLS.
     pub fn pop_login(&self, server: &str, user: &str, pw: &str) -> Result<(), String> {
         let (ok, v) = self.py(&["pop-login", server, user, pw]);
@@ -376,8 +417,9 @@ impl Client {
     }
 }
 
-/// Test hosts on one LAN: `mx` (.1), `client` (.2, also .20–.39 for logins from many
-/// addresses and .5 without reverse DNS), `dns` (.3), `remote` (.4), `old` (.6).
+/// Test hosts on one LAN: `mx` (.1), `client` (.2, also .10–.49 for logins from many
+/// addresses — Dovecot delays logins from an address that failed before — and .5 without
+/// reverse DNS), `dns` (.3), `remote` (.4), `old` (.6).
 pub struct World {
     pub work: tempfile::TempDir,
     pub mx: Host,
@@ -401,7 +443,7 @@ impl World {
         let remote = lan.add_host_at(4);
         let old = lan.add_host_at(6);
         let net = lan.subnet.clone();
-        for o in std::iter::once(5).chain(20..40) {
+        for o in std::iter::once(5).chain(10..50) {
             run(
                 "ip",
                 &[
@@ -477,7 +519,7 @@ impl World {
         .arg(format!("--host-record=mx.remote.test,{n}.4"))
         .arg("--mx-host=remote.test,mx.remote.test,10")
         .args(extra);
-        for o in 20..40 {
+        for o in 10..50 {
             c.arg(format!("--host-record=c{o}.example.net,{n}.{o}"));
         }
         let d = Daemon::spawn("dnsmasq", c, &self.work.path().join("dnsmasq.log"));
@@ -547,6 +589,36 @@ pub fn sh(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A named case for [`Cases::parallel`].
+pub type Case<'a> = (&'a str, Box<dyn FnOnce() -> Result<(), String> + Send + 'a>);
+
+/// The pids of every process in network namespace `ns`.
+pub fn ns_pids(ns: &str) -> Vec<i32> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .expect("ip netns pids");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Kills every process left in a namespace when dropped: a test whose `stop` failed must not
+/// leave daemons running (deleting a namespace does not end its processes).
+pub struct NsReaper(pub String);
+
+impl Drop for NsReaper {
+    fn drop(&mut self) {
+        for pid in ns_pids(&self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 /// Sub-cases of one system test: each runs, failures are collected, and the test fails at the
 /// end with the list of failed cases and why.
 pub struct Cases {
@@ -583,6 +655,34 @@ impl Cases {
                 eprintln!("case {name}: FAILED: {e}");
                 self.failed.push((name.to_owned(), e));
             }
+        }
+    }
+
+    /// Runs lanes of cases at once, each lane's cases in order on a thread of its own (cases
+    /// that mostly wait — Dovecot's 2 s delay after a failed login, a lock running out — and
+    /// touch different accounts). Results join this list.
+    pub fn parallel(&mut self, lanes: Vec<Vec<Case<'_>>>) {
+        let done: Vec<Cases> = std::thread::scope(|s| {
+            let handles: Vec<_> = lanes
+                .into_iter()
+                .map(|lane| {
+                    s.spawn(move || {
+                        let mut c = Cases::new();
+                        for (name, f) in lane {
+                            c.run(name, f);
+                        }
+                        c
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("cases catch their own panics"))
+                .collect()
+        });
+        for c in done {
+            self.failed.extend(c.failed);
+            self.passed.extend(c.passed);
         }
     }
 
