@@ -309,7 +309,18 @@ pub fn attach(
     };
     state.device = uri.clone();
     if let Some(dev) = state.block_device() {
-        return Ok(dev.to_owned());
+        // What the state file lists must still be ours: after a crash or a reboot with a
+        // persistent state_dir, /dev/loop3 may be somebody else's device now, and mounting it
+        // would mount their filesystem.
+        if still_attached(state) {
+            return Ok(dev.to_owned());
+        }
+        ocf::warn!(
+            "{} lists {dev}, which is no longer attached to {uri}; attaching afresh",
+            state_file.display()
+        );
+        detach(state_file, state, deadline)?;
+        state.device = uri.clone();
     }
     if kernel_nbd() {
         let client = tools::require_tool("nbd-client", Some("nbd-client"))?;
@@ -385,6 +396,44 @@ fn loop_backing(loopdev: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// The file nbdfuse serves the export as, for a state with a FUSE directory.
+fn fuse_file(state: &State) -> Option<String> {
+    state
+        .fuse_dir
+        .as_ref()
+        .map(|d| d.join("nbd").to_string_lossy().into_owned())
+}
+
+/// Every loop device bound to `file` (found in /sys, whatever the state file says: the agent
+/// may have been killed between `losetup` creating one and the state file recording it).
+fn loops_over(file: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.starts_with("loop"))
+        .map(|n| format!("/dev/{n}"))
+        .filter(|d| loop_backing(d).as_deref() == Some(file))
+        .collect()
+}
+
+/// Whether the block device `state` lists is still the export it attached: a kernel NBD
+/// device still connected, or a loop device still over nbdfuse's file with nbdfuse running.
+fn still_attached(state: &State) -> bool {
+    if let Some(dev) = &state.nbddev {
+        let name = Path::new(dev)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        return Path::new("/sys/block").join(name).join("pid").exists();
+    }
+    match (&state.loopdev, fuse_file(state)) {
+        (Some(l), Some(f)) => loop_backing(l).as_deref() == Some(&f) && nbdfuse_alive(state),
+        _ => false,
+    }
+}
+
 /// Detaches everything `state` lists, in reverse order, recording progress; errors if
 /// something stays attached by `deadline`.
 pub fn detach(state_file: &Path, state: &mut State, deadline: Instant) -> Result<(), OcfError> {
@@ -395,22 +444,26 @@ pub fn detach(state_file: &Path, state: &mut State, deadline: Instant) -> Result
         state.nbddev = None;
         save(state_file, state)?;
     }
-    if let Some(loopdev) = state.loopdev.clone() {
-        let ours = state
-            .fuse_dir
-            .as_ref()
-            .map(|d| d.join("nbd").to_string_lossy().into_owned());
-        if loop_backing(&loopdev).is_some_and(|b| Some(&b) == ours.as_ref()) {
-            let losetup = tools::require_tool("losetup", Some("util-linux"))?;
-            tools::checked(Command::new(losetup).args(["-d", &loopdev]))?;
-            if !wait_until(deadline, || loop_backing(&loopdev).is_none()) {
-                return Err(OcfError::generic(format!(
-                    "loop device {loopdev} is still in use after losetup -d"
-                )));
-            }
-            ocf::info!("detached loop device {loopdev}");
+    // Our loop devices: the one recorded, and any other over nbdfuse's file (one the agent
+    // made but did not get to record). A recorded one over anything else is not ours.
+    let mut ours: Vec<String> = fuse_file(state).map(|f| loops_over(&f)).unwrap_or_default();
+    if let Some(l) = &state.loopdev
+        && !ours.contains(l)
+    {
+        ocf::warn!("{l} is not over this resource's nbdfuse file any more; leaving it alone");
+    }
+    ours.sort();
+    for loopdev in ours {
+        let losetup = tools::require_tool("losetup", Some("util-linux"))?;
+        tools::checked(Command::new(losetup).args(["-d", &loopdev]))?;
+        if !wait_until(deadline, || loop_backing(&loopdev).is_none()) {
+            return Err(OcfError::generic(format!(
+                "loop device {loopdev} is still in use after losetup -d"
+            )));
         }
-        state.loopdev = None;
+        ocf::info!("detached loop device {loopdev}");
+    }
+    if state.loopdev.take().is_some() {
         save(state_file, state)?;
     }
     if let Some(dir) = state.fuse_dir.clone() {

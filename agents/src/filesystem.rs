@@ -323,39 +323,60 @@ fn node_name(ctx: &Context) -> String {
     })
 }
 
+/// How long holders get after TERM before KILL, when `available` is the time left to unmount:
+/// 3 s with `fast_stop` (half of `available` if that is less, so that KILL always comes
+/// before the deadline — a short stop timeout once meant TERM only and a failed stop), else
+/// half of `available`.
+pub fn term_phase(fast_stop: bool, available: Duration) -> Duration {
+    if fast_stop {
+        FAST_TERM_PHASE.min(available / 2)
+    } else {
+        available / 2
+    }
+}
+
 impl FilesystemAgent {
     /// Unmounts `dir`, signalling holders while busy (if allowed) until `deadline`.
     fn unmount(spec: &Spec, ctx: &Context, deadline: Instant) -> Result<(), OcfError> {
+        if mounts::mounted_at(&spec.directory).is_none() {
+            return Ok(()); // nothing to do, whatever tools this node has
+        }
         let umount = tools::require_tool("umount", Some("util-linux"))?;
         let start = Instant::now();
-        let term_phase = if spec.fast_stop {
-            FAST_TERM_PHASE
-        } else {
-            deadline.saturating_duration_since(start) / 2
-        };
-        let mut last_error: String;
-        let mut last_signal: Option<Instant> = None;
+        let term_phase = term_phase(spec.fast_stop, deadline.saturating_duration_since(start));
+        let mut last_error = String::from("no time left to try");
+        let mut last_signal: Option<(Instant, nix::sys::signal::Signal)> = None;
         loop {
             let Some(m) = mounts::mounted_at(&spec.directory) else {
                 return Ok(());
             };
-            let out = tools::output(Command::new(&umount).arg(&spec.directory))?;
-            if out.status.success() {
-                ocf::info!("unmounted {}", spec.directory.display());
-                continue; // another filesystem may be stacked at the same place
-            }
-            last_error = String::from_utf8_lossy(&out.stderr).trim().to_owned();
             if Instant::now() >= deadline {
                 break;
             }
+            match tools::output_until(Command::new(&umount).arg(&spec.directory), deadline) {
+                Ok(out) if out.status.success() => {
+                    ocf::info!("unmounted {}", spec.directory.display());
+                    continue; // another filesystem may be stacked at the same place
+                }
+                Ok(out) => last_error = String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                Err(e) => {
+                    last_error = e.reason; // umount itself hung (a dead device)
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            let sig = if start.elapsed() < term_phase {
+                nix::sys::signal::Signal::SIGTERM
+            } else {
+                nix::sys::signal::Signal::SIGKILL
+            };
+            // Signal once a second — and at once when the TERM phase ends.
             if spec.force_unmount
-                && last_signal.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                && last_signal
+                    .is_none_or(|(t, s)| t.elapsed() >= Duration::from_secs(1) || s != sig)
             {
-                let sig = if start.elapsed() < term_phase {
-                    nix::sys::signal::Signal::SIGTERM
-                } else {
-                    nix::sys::signal::Signal::SIGKILL
-                };
                 let pids = mounts::holders(m.dev);
                 for pid in &pids {
                     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -366,13 +387,14 @@ impl FilesystemAgent {
                                 .to_owned()
                         })
                         .unwrap_or_default();
-                    ocf::info!(
-                        "sending {sig} to {pid} ({cmdline}), which holds {}",
-                        spec.directory.display()
-                    );
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
+                    if mounts::signal_holder(*pid, m.dev, sig) {
+                        ocf::info!(
+                            "sent {sig} to {pid} ({cmdline}), which holds {}",
+                            spec.directory.display()
+                        );
+                    }
                 }
-                last_signal = Some(Instant::now());
+                last_signal = Some((Instant::now(), sig));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -396,6 +418,12 @@ impl Agent for FilesystemAgent {
 
     fn validate(&self, ctx: &Context) -> Result<(), OcfError> {
         let spec = Spec::from_ctx(ctx)?;
+        // The tools are needed to start. A stop or a probe must answer whatever is installed:
+        // a filesystem that is not mounted is stopped (a stop that fails gets the node
+        // fenced); tools a mounted one needs are looked for when they are used.
+        if !matches!(ctx.action, Action::Start | Action::ValidateAll) {
+            return Ok(());
+        }
         tools::require_tool("mount", Some("util-linux"))?;
         tools::require_tool("umount", Some("util-linux"))?;
         if matches!(spec.device, DeviceSpec::Nbd { .. }) {

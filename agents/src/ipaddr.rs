@@ -257,6 +257,32 @@ impl Spec {
         }
     }
 
+    /// Where the address is, read with getifaddrs(3) instead of `ip`: `(interface, up with
+    /// carrier)` for each interface holding it (only `nic`, if given). What stop and monitor
+    /// fall back to on a node without iproute2: they must still answer.
+    fn holders_without_ip(&self) -> Vec<(String, bool)> {
+        use nix::net::if_::InterfaceFlags as F;
+        let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+            return Vec::new();
+        };
+        addrs
+            .filter(|a| self.nic.as_ref().is_none_or(|n| *n == a.interface_name))
+            .filter(|a| {
+                let Some(addr) = a.address.as_ref() else {
+                    return false;
+                };
+                match self.ip {
+                    IpAddr::V4(v4) => addr.as_sockaddr_in().is_some_and(|s| s.ip() == v4),
+                    IpAddr::V6(v6) => addr.as_sockaddr_in6().is_some_and(|s| s.ip() == v6),
+                }
+            })
+            .map(|a| {
+                let up = a.flags.contains(F::IFF_UP) && a.flags.contains(F::IFF_LOWER_UP);
+                (a.interface_name, up)
+            })
+            .collect()
+    }
+
     /// The interfaces holding the address (only `nic`, if given).
     fn holders(&self) -> Result<Vec<Link>, OcfError> {
         let mut h = iproute::holders(self.ip)?;
@@ -349,6 +375,10 @@ impl Agent for IpAddrAgent {
 
     fn validate(&self, ctx: &Context) -> Result<(), OcfError> {
         let spec = Spec::from_ctx(ctx)?;
+        // Stop and monitor answer without iproute2 when they can (see holders_without_ip).
+        if matches!(ctx.action, Action::Stop | Action::Monitor) {
+            return Ok(());
+        }
         ocf::tools::require_tool("ip", Some("iproute2"))?;
         if ctx.action == Action::ValidateAll {
             let (nic, _) = spec.resolve()?;
@@ -430,6 +460,15 @@ impl Agent for IpAddrAgent {
 
     fn stop(&self, ctx: &Context) -> OcfResult {
         let spec = Spec::from_ctx(ctx)?;
+        if ocf::tools::find_tool("ip").is_none() {
+            // Without iproute2 the address cannot have been added by this agent; if it is
+            // there anyway, it cannot be removed: say why (the node will be fenced).
+            return match spec.holders_without_ip().first() {
+                None => Ok(Status::Success),
+                Some((nic, _)) => Err(OcfError::not_installed("ip", Some("iproute2"))
+                    .context(format!("{} is on {nic} and cannot be removed", spec.ip))),
+            };
+        }
         for link in spec.holders()? {
             if let Some(a) = link.find(spec.ip) {
                 iproute::ip(&[
@@ -453,6 +492,16 @@ impl Agent for IpAddrAgent {
 
     fn monitor(&self, ctx: &Context) -> OcfResult {
         let spec = Spec::from_ctx(ctx)?;
+        if ocf::tools::find_tool("ip").is_none() {
+            ocf::warn!(
+                "ip (iproute2) is missing: checking {} with getifaddrs",
+                spec.ip
+            );
+            return Ok(match spec.holders_without_ip().first() {
+                Some((_, true)) => Status::Success,
+                _ => Status::NotRunning,
+            });
+        }
         let holders = spec.holders()?;
         let Some(link) = holders.first() else {
             return Ok(Status::NotRunning);

@@ -4,7 +4,6 @@
 //! for anything on a given device, like `fuser -m` but without its habit of hanging on dead
 //! network filesystems (we only `stat` what `/proc` links to, and compare device numbers).
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One line of `/proc/self/mountinfo`.
@@ -106,44 +105,98 @@ pub fn maps_use_device(maps: &str, dev: (u32, u32)) -> bool {
     })
 }
 
+/// The device of what `path` (a `/proc` magic link) points to, from cached attributes only.
+///
+/// `stat` would ask the filesystem the file lives on to revalidate them — for a file on a dead
+/// NFS server, another process's business entirely, that hangs, and a hung stop gets the node
+/// fenced. `statx(AT_STATX_DONT_SYNC)` answers from the cache, which is enough for `st_dev`.
+fn cached_dev(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx is a plain C struct for which all-zero bytes are a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `stx` a live statx buffer, both valid for the
+    // duration of the call.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_STATX_DONT_SYNC | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_BASIC_STATS,
+            &raw mut stx,
+        )
+    };
+    (r == 0).then_some((stx.stx_dev_major, stx.stx_dev_minor))
+}
+
+/// Whether process `pid` (not ours) has a cwd, root, executable, open file or mapping on the
+/// filesystem whose device is `dev`.
+pub fn holds(pid: i32, dev: (u32, u32)) -> bool {
+    if u32::try_from(pid).ok() == Some(std::process::id()) {
+        return false;
+    }
+    let base = PathBuf::from(format!("/proc/{pid}"));
+    let on_dev = |p: &Path| cached_dev(p) == Some(dev);
+    if ["cwd", "root", "exe"].iter().any(|l| on_dev(&base.join(l))) {
+        return true;
+    }
+    if let Ok(fds) = std::fs::read_dir(base.join("fd"))
+        && fds.flatten().any(|fd| on_dev(&fd.path()))
+    {
+        return true;
+    }
+    std::fs::read_to_string(base.join("maps")).is_ok_and(|maps| maps_use_device(&maps, dev))
+}
+
 /// Pids (other than ours) with a cwd, root, executable, open file or mapping on the
 /// filesystem whose device is `dev`.
 pub fn holders(dev: (u32, u32)) -> Vec<i32> {
-    let me = std::process::id();
-    let on_dev = |p: &Path| std::fs::metadata(p).is_ok_and(|m| split_dev(m.dev()) == dev);
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut pids = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if u32::try_from(pid).ok() == Some(me) {
-            continue;
-        }
-        let base = entry.path();
-        let mut holds = ["cwd", "root", "exe"].iter().any(|l| on_dev(&base.join(l)));
-        if !holds && let Ok(fds) = std::fs::read_dir(base.join("fd")) {
-            holds = fds.flatten().any(|fd| on_dev(&fd.path()));
-        }
-        if !holds && let Ok(maps) = std::fs::read_to_string(base.join("maps")) {
-            holds = maps_use_device(&maps, dev);
-        }
-        if holds {
-            pids.push(pid);
-        }
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|&pid| holds(pid, dev))
+        .collect()
+}
+
+/// Sends `sig` to `pid` if — at the moment of sending — it still holds the filesystem on
+/// `dev`. The process is pinned with a pidfd first and checked again after: a holder that
+/// exited since it was found, its pid reused by an unrelated process, is never signalled.
+/// Returns whether the signal was sent.
+pub fn signal_holder(pid: i32, dev: (u32, u32), sig: nix::sys::signal::Signal) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let Ok(fd) = i32::try_from(fd) else {
+        return false;
+    };
+    if fd < 0 {
+        return false; // gone already
     }
-    pids
+    // SAFETY: `fd` was just returned by pidfd_open and nothing else owns it.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    if !holds(pid, dev) {
+        return false;
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal takes the pidfd, a signal number, a null siginfo (meaning
+    // "as kill(2) would") and flags 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    r == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     const INFO: &str = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
         95 22 0:50 / /run/tandem/fs/x.fuse rw,nosuid,nodev,relatime shared:50 - fuse.nbdfuse nbdfuse rw,user_id=0\n\

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{expect_rc, ocf_tester, run_agent};
+use common::{LoopDev, expect_rc, ocf_tester, run_agent, run_agent_without};
 use tandem_testkit::proc::Daemon;
 use tandem_testkit::{run, wait};
 
@@ -170,9 +170,9 @@ fn ext4_on_nbd_export_survives_stop_with_holders_and_remount() {
 
     let o = fs.run("stop", "20");
     expect_rc(&o, 0, "stop with holders");
-    assert!(o.output.contains("sending SIGTERM"), "{}", o.output);
+    assert!(o.output.contains("sent SIGTERM"), "{}", o.output);
     assert!(
-        o.output.contains("sending SIGKILL"),
+        o.output.contains("sent SIGKILL"),
         "the TERM-ignoring holder must be killed:\n{}",
         o.output
     );
@@ -277,5 +277,162 @@ fn ocf_tester_passes_for_filesystem() {
     let export = nbdkit_ext4(dir.path());
     let fs = Fs::new(dir.path(), &export.uri);
     ocf_tester(None, BIN, "fs", &fs.p(), &[]);
+    fs.assert_nothing_left(&export.socket);
+}
+
+/// An ext4 image in `dir` named `name`, with a file `marker` holding `name`, as a loop device.
+fn ext4_loop(dir: &Path, name: &str) -> LoopDev {
+    let img = dir.join(format!("{name}.img"));
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    run("mkfs.ext4", &["-q", "-F", &img.to_string_lossy()]);
+    let lo = LoopDev::new(&img);
+    let m = dir.join(format!("{name}.mnt"));
+    let mut mount = tandem_testkit::blockdev::Mount::new(&lo.0, &m, Some("ext4"));
+    std::fs::write(m.join("marker"), name).unwrap();
+    mount.unmount();
+    lo
+}
+
+/// Regression: with fast_stop (TERM phase 3 s) and a short stop timeout, the TERM phase
+/// outlasted the time left to unmount: a holder ignoring TERM was never sent KILL and the stop
+/// failed (a failed stop gets the node fenced). KILL must come within the timeout.
+#[test]
+fn a_holder_ignoring_term_is_killed_within_a_short_stop_timeout() {
+    tandem_testkit::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let lo = ext4_loop(dir.path(), "plain");
+    let fs = Fs::new(dir.path(), &lo.0);
+    expect_rc(&fs.run("start", "0"), 0, "start");
+    let mut stubborn = Command::new("sh");
+    stubborn
+        .args(["-c", "trap '' TERM; exec sleep 600"])
+        .current_dir(&fs.mnt);
+    let mut stubborn = Daemon::spawn("stubborn", stubborn, &dir.path().join("holder.log"));
+    let execd = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\x00600"))
+    };
+    wait::until("the holder to start", Duration::from_secs(10), || {
+        execd(stubborn.pid())
+    });
+    // 4 s: 1 s kept for detaching, 3 s to unmount — no more than fast_stop's TERM phase.
+    let o = run_agent(
+        None,
+        BIN,
+        "stop",
+        "fs",
+        &fs.p(),
+        &[("OCF_RESKEY_CRM_meta_timeout", "4000")],
+    );
+    expect_rc(&o, 0, "stop with a TERM-ignoring holder and a 4 s timeout");
+    assert!(o.output.contains("sent SIGKILL"), "{}", o.output);
+    assert!(!stubborn.is_running(), "the holder was killed");
+    assert!(!fs.mounted());
+}
+
+/// A node without the tools (util-linux's losetup, fuse3, libnbd-bin...): a probe finds the
+/// filesystem not running and a stop succeeds — both used to fail with OCF_ERR_INSTALLED, and
+/// a failed stop gets the node fenced. A start still says what is missing.
+#[test]
+fn probe_and_stop_answer_without_the_tools() {
+    tandem_testkit::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Fs::new(
+        dir.path(),
+        &format!(
+            "nbd+unix:///?socket={}",
+            dir.path().join("none.sock").display()
+        ),
+    );
+    let hide = [
+        "nbdfuse",
+        "losetup",
+        "fusermount3",
+        "fsck",
+        "mount",
+        "umount",
+    ];
+    let run = |action: &str, interval: &str| {
+        run_agent_without(
+            None,
+            &hide,
+            BIN,
+            action,
+            "fs",
+            &fs.p(),
+            &[("OCF_RESKEY_CRM_meta_interval", interval)],
+        )
+    };
+    expect_rc(&run("monitor", "0"), 7, "probe without the tools");
+    expect_rc(&run("monitor", "20000"), 7, "monitor without the tools");
+    expect_rc(&run("stop", "0"), 0, "stop without the tools");
+    let o = run("start", "0");
+    expect_rc(&o, 5, "start without the tools");
+    assert!(o.output.contains("not found"), "{}", o.output);
+}
+
+/// Regression: start trusted the loop device its state file listed. After a crash (or a
+/// reboot with a state_dir on disk) that device may be somebody else's: start mounted *their*
+/// filesystem. Now a listed device no longer over this resource's nbdfuse file is left alone
+/// and the export is attached afresh.
+#[test]
+fn a_stale_state_file_never_mounts_a_foreign_device() {
+    tandem_testkit::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let export = nbdkit_ext4(dir.path());
+    let foreign = ext4_loop(dir.path(), "foreign");
+    let fs = Fs::new(dir.path(), &export.uri);
+    // What a crashed start would have left: the export's URI and a loop device, now foreign.
+    std::fs::create_dir_all(&fs.state_dir).unwrap();
+    let state = serde_json::json!({
+        "device": export.uri,
+        "fuse_dir": fs.state_dir.join("gone.fuse"),
+        "nbdfuse_pid": null,
+        "loopdev": foreign.0,
+        "nbddev": null,
+    });
+    let path = tandem_agents::attach::state_path(&fs.state_dir, &fs.mnt);
+    std::fs::write(&path, state.to_string()).unwrap();
+    expect_rc(&fs.run("start", "0"), 0, "start over a stale state file");
+    assert!(
+        !fs.mnt.join("marker").exists(),
+        "the foreign filesystem was mounted"
+    );
+    expect_rc(&fs.run("stop", "0"), 0, "stop");
+    fs.assert_nothing_left(&export.socket);
+    let still = std::fs::read_to_string(format!(
+        "/sys/block/{}/loop/backing_file",
+        foreign.0.trim_start_matches("/dev/")
+    ))
+    .unwrap_or_default();
+    assert!(
+        still.contains("foreign.img"),
+        "the foreign loop device was detached"
+    );
+}
+
+/// Regression: the agent killed between `losetup` making the loop device and the state file
+/// recording it left stop unable to detach: nbdfuse's file was still in use by the unrecorded
+/// loop device. Stop now finds every loop device over that file.
+#[test]
+fn stop_detaches_a_loop_device_the_state_file_missed() {
+    tandem_testkit::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let export = nbdkit_ext4(dir.path());
+    let fs = Fs::new(dir.path(), &export.uri);
+    expect_rc(&fs.run("start", "0"), 0, "start");
+    let path = tandem_agents::attach::state_path(&fs.state_dir, &fs.mnt);
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(state["loopdev"].is_string(), "{state}");
+    state["loopdev"] = serde_json::Value::Null;
+    std::fs::write(&path, state.to_string()).unwrap();
+    expect_rc(
+        &fs.run("stop", "0"),
+        0,
+        "stop with the loop device unrecorded",
+    );
     fs.assert_nothing_left(&export.socket);
 }

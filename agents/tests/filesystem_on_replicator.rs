@@ -185,7 +185,7 @@ fn ext4_on_a_replicatord_export_survives_stop_with_a_holder_and_remount() {
     );
     let o = fs.run("stop", "20");
     expect_rc(&o, 0, "stop with a holder");
-    assert!(o.output.contains("sending SIGTERM"), "{}", o.output);
+    assert!(o.output.contains("sent SIGTERM"), "{}", o.output);
     assert!(!holder.is_running(), "the holder was killed");
     fs.assert_nothing_left(&socket);
     expect_rc(&fs.run("monitor", "0"), 7, "monitor after stop");

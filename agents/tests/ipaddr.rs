@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect_rc, ocf_tester, run_agent};
+use common::{expect_rc, ocf_tester, run_agent, run_agent_without};
 use tandem_testkit::netns::{Host, Lan};
 use tandem_testkit::proc::Daemon;
 use tandem_testkit::wait;
@@ -266,4 +266,51 @@ fn ocf_tester_passes_for_ipaddr() {
     let lan = Lan::new(1);
     let vip = format!("{}.202", lan.subnet);
     ocf_tester(Some(&lan.hosts[0]), BIN, "vip", &[("ip", &vip)], &[]);
+}
+
+/// A node without iproute2: a probe or monitor answers from getifaddrs(3) (7 while the address
+/// is absent, 0 while it is present with its link up) and a stop of an absent address succeeds;
+/// all of them used to fail with OCF_ERR_INSTALLED (a failed stop gets the node fenced). A stop
+/// that would have to remove a present address, and a start, say what is missing.
+#[test]
+fn probe_monitor_and_stop_answer_without_iproute2() {
+    let lan = Lan::new(1);
+    let h = &lan.hosts[0];
+    let vip = format!("{}.202", lan.subnet);
+    let params = [("ip", vip.as_str()), ("cidr_netmask", "24")];
+    let without = |action: &str, interval: &str| {
+        run_agent_without(
+            Some(h),
+            &["ip"],
+            BIN,
+            action,
+            "vip",
+            &params,
+            &[("OCF_RESKEY_CRM_meta_interval", interval)],
+        )
+    };
+    expect_rc(&without("monitor", "0"), 7, "probe without ip");
+    expect_rc(
+        &without("stop", "0"),
+        0,
+        "stop of an absent address without ip",
+    );
+    let o = without("start", "0");
+    expect_rc(&o, 5, "start without ip");
+    assert!(o.output.contains("iproute2"), "{}", o.output);
+    expect_rc(&ipaddr(h, "start", &params), 0, "start with ip");
+    expect_rc(
+        &without("monitor", "10000"),
+        0,
+        "monitor of a present address without ip",
+    );
+    let o = without("stop", "0");
+    expect_rc(&o, 5, "stop of a present address without ip");
+    assert!(o.output.contains("cannot be removed"), "{}", o.output);
+    expect_rc(&ipaddr(h, "stop", &params), 0, "stop with ip");
+    expect_rc(
+        &without("monitor", "10000"),
+        7,
+        "monitor after stop, without ip",
+    );
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{FakeCrmMaster, Outcome, expect_rc, ocf_tester, run_agent};
+use common::{FakeCrmMaster, Outcome, expect_rc, ocf_tester, run_agent, run_agent_without};
 use tandem_agents::replicator::{DEFAULT_CONFIG, DEFAULT_STATE_DIR};
 use tandem_testkit::stack::Replicator;
 
@@ -333,4 +333,75 @@ fn ocf_tester_passes_for_replicator() {
             && calls.last() == Some(&"r0 -l reboot -D".to_owned()),
         "{calls:?}"
     );
+}
+
+/// Regression: `replicatorctl` waits for replicatord's answer without a limit, so a replicatord
+/// that accepts on its control socket but never answers (hung, stopped with SIGSTOP) left the
+/// agent hanging past its op timeout, killed by the cluster manager (a stop timing out gets
+/// the node fenced). The agent now gives replicatorctl until shortly before its own timeout
+/// and fails with a reason of its own.
+#[test]
+fn a_replicatord_that_never_answers_fails_the_action_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    // Listening, never accepting: connect and the request succeed, the answer never comes.
+    let _hung = std::os::unix::net::UnixListener::bind(state_dir.join("control.sock")).unwrap();
+    // The cluster manager would kill the agent at 4 s; this bound only catches a hang.
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60")
+        .arg(common::agent_bin(BIN))
+        .arg("monitor")
+        .env("PATH", tandem_testkit::debian_path())
+        .env("OCF_RESOURCE_INSTANCE", INSTANCE)
+        .env("OCF_RESKEY_drbd_resource", "r0")
+        .env("OCF_RESKEY_config", dir.path().join("r0.res"))
+        .env("OCF_RESKEY_state_dir", &state_dir)
+        .env("OCF_RESKEY_CRM_meta_interval", "31000")
+        .env("OCF_RESKEY_CRM_meta_timeout", "4000");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "monitor against a replicatord that never answers:\n{text}"
+    );
+    assert!(
+        text.contains("did not finish within the op timeout"),
+        "{text}"
+    );
+}
+
+/// A node without replicatorctl (and so without a running replicatord: no control socket):
+/// nothing of the resource can run there, so a probe answers 7 and a stop succeeds — both used
+/// to fail with OCF_ERR_INSTALLED. A start still says what is missing.
+#[test]
+fn probe_and_stop_answer_without_replicatorctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let config = dir.path().join("r0.res");
+    let state = state_dir.to_string_lossy().into_owned();
+    let conf = config.to_string_lossy().into_owned();
+    let beside = common::agent_bin("replicatorctl");
+    let hide = ["replicatorctl", beside.to_str().unwrap()];
+    let hide: Vec<&str> = hide
+        .into_iter()
+        .filter(|t| t.starts_with('/') || !common::tool_files(t).is_empty())
+        .collect();
+    let run = |action: &str| {
+        run_agent_without(
+            None,
+            &hide,
+            BIN,
+            action,
+            INSTANCE,
+            &[("resource", "r0"), ("config", &conf), ("state_dir", &state)],
+            &[("OCF_RESKEY_CRM_meta_interval", "0")],
+        )
+    };
+    expect_rc(&run("monitor"), 7, "probe without replicatorctl");
+    expect_rc(&run("stop"), 0, "stop without replicatorctl");
+    let o = run("start");
+    expect_rc(&o, 5, "start without replicatorctl");
+    assert!(o.output.contains("replicatorctl"), "{}", o.output);
 }

@@ -67,6 +67,80 @@ pub fn output(cmd: &mut Command) -> Result<Output, OcfError> {
     })
 }
 
+/// Like [`output`], but gives up at `deadline`: the tool is killed and the result is
+/// `OCF_ERR_GENERIC` saying it did not finish in time. An action calls tools this way so that
+/// it answers within its op timeout even when a tool hangs (a daemon that accepts but never
+/// replies, a disk that stopped answering), instead of being killed by the cluster manager.
+/// A tool stuck in the kernel (state D) cannot die: it is left behind, never waited for.
+pub fn output_until(cmd: &mut Command, deadline: std::time::Instant) -> Result<Output, OcfError> {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    crate::debug!("running {} (until the op deadline)", describe(cmd));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            let prog = cmd.get_program().to_string_lossy().into_owned();
+            if e.kind() == std::io::ErrorKind::NotFound {
+                OcfError::not_installed(&prog, None)
+            } else {
+                OcfError::generic(format!("cannot run {}: {e}", describe(cmd)))
+            }
+        })?;
+    // Drain both pipes on threads of their own, so a chatty tool never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return Ok(Output {
+                    status,
+                    stdout: out.join().unwrap_or_default(),
+                    stderr: err.join().unwrap_or_default(),
+                });
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                // Reap it if it died at once; otherwise leave it (and its pipes) behind.
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = child.try_wait();
+                return Err(OcfError::generic(format!(
+                    "{} did not finish within the op timeout; killed",
+                    describe(cmd)
+                )));
+            }
+            Err(e) => {
+                return Err(OcfError::generic(format!(
+                    "cannot wait for {}: {e}",
+                    describe(cmd)
+                )));
+            }
+        }
+    }
+}
+
 /// Runs `cmd` and returns its stdout; a non-zero exit is `OCF_ERR_GENERIC` quoting the
 /// command, its exit status and its stderr.
 pub fn checked(cmd: &mut Command) -> Result<String, OcfError> {
@@ -107,6 +181,28 @@ mod tests {
         let e = require_tool("no-such-tool-tandem", Some("tandem-nothing")).unwrap_err();
         assert_eq!(e.status, Status::ErrInstalled);
         assert!(e.reason.contains("no-such-tool-tandem") && e.reason.contains("tandem-nothing"));
+    }
+
+    #[test]
+    fn output_until_kills_a_tool_that_outlives_the_deadline() {
+        use std::time::{Duration, Instant};
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let e = output_until(&mut command("sleep", ["600"]), deadline).unwrap_err();
+        assert_eq!(e.status, Status::ErrGeneric);
+        assert!(
+            e.reason.contains("did not finish within the op timeout"),
+            "{e}"
+        );
+        let out = output_until(
+            &mut command("sh", ["-c", "echo out; echo err >&2; exit 4"]),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(out.status.code(), Some(4));
+        assert_eq!(
+            (&out.stdout[..], &out.stderr[..]),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
     }
 
     #[test]

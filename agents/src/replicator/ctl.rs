@@ -111,6 +111,10 @@ pub struct Ctl {
     pub state_dir: String,
     /// The resource.
     pub resource: String,
+    /// When every `replicatorctl` run is given up (killed): a little before the op's timeout,
+    /// so that a replicatord that accepts but never answers gets the action a clear error of
+    /// its own instead of the cluster manager's timeout.
+    pub deadline: std::time::Instant,
 }
 
 /// `replicatorctl` prints warnings about the configuration (e.g. a DRBD kernel device name)
@@ -135,8 +139,9 @@ impl Ctl {
     pub fn find() -> Result<PathBuf, OcfError> {
         let beside = std::env::current_exe()
             .ok()
-            .and_then(|e| e.parent().map(|d| d.join("replicatorctl")));
-        match beside.filter(|p| p.exists()) {
+            .and_then(|e| e.parent().map(|d| d.join("replicatorctl")))
+            .and_then(|p| tools::find_tool(p.to_str()?)); // an executable file, not just a name
+        match beside {
             Some(p) => Ok(p),
             None => tools::require_tool("replicatorctl", Some("tandem (replicatorctl)")),
         }
@@ -156,11 +161,12 @@ impl Ctl {
 
     /// Runs `replicatorctl VERB... RES`; returns its stdout.
     pub fn run(&self, verb: &[&str]) -> Result<String, CtlError> {
-        let out = tools::output(&mut self.cmd(verb)).map_err(|e| CtlError {
-            exit: CtlExit::Other(None),
-            command: self.describe(verb),
-            message: e.reason,
-        })?;
+        let out =
+            tools::output_until(&mut self.cmd(verb), self.deadline).map_err(|e| CtlError {
+                exit: CtlExit::Other(None),
+                command: self.describe(verb),
+                message: e.reason,
+            })?;
         let exit = CtlExit::from_code(out.status.code());
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if exit == CtlExit::Ok {

@@ -96,9 +96,33 @@ const META: Metadata = Metadata {
 /// still Primary, replicatord shutting down).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// Time kept at the end of an action after a hung `replicatorctl` is given up, to report it.
+const CTL_MARGIN: Duration = Duration::from_secs(2);
+
 /// The `ocf:tandem:replicator` agent.
 #[derive(Debug, Default)]
 pub struct ReplicatorAgent;
+
+/// `replicatorctl` for the resource, or `None` when it is not installed and replicatord is
+/// not running either (no control socket): then nothing of the resource can run on this node,
+/// which is what a probe and a stop must say (`OCF_NOT_RUNNING`, success) — not
+/// `OCF_ERR_INSTALLED`, which fails a stop and gets the node fenced.
+fn ctl_if_installed(ctx: &Context) -> Result<Option<Ctl>, OcfError> {
+    match ctl_of(ctx) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.status == Status::ErrInstalled => {
+            let socket =
+                std::path::Path::new(ctx.params.required_str("state_dir")).join("control.sock");
+            if socket.exists() {
+                Err(e.context("replicatord is running here"))
+            } else {
+                ocf::warn!("{}: nothing of the resource can run on this node", e.reason);
+                Ok(None)
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
 
 fn ctl_of(ctx: &Context) -> Result<Ctl, OcfError> {
     let p = &ctx.params;
@@ -125,6 +149,7 @@ fn ctl_of(ctx: &Context) -> Result<Ctl, OcfError> {
         config: p.required_str("config").to_owned(),
         state_dir: p.required_str("state_dir").to_owned(),
         resource,
+        deadline: ctx.deadline() - CTL_MARGIN.min(ctx.timeout / 4),
     })
 }
 
@@ -210,12 +235,19 @@ impl Agent for ReplicatorAgent {
     fn validate(&self, ctx: &Context) -> Result<(), OcfError> {
         let adj = ctx.params.required_str("adjust_master_score");
         parse_adjust(adj).map_err(|why| OcfError::bad_param("adjust_master_score", adj, why))?;
-        let ctl = ctl_of(ctx)?;
-        // Stop and monitor must answer whatever the configuration file says (a stop that
-        // fails gets the node fenced); replicatord's own answer covers them.
+        // Stop and monitor must answer whatever the configuration file says and whatever is
+        // installed (a stop that fails gets the node fenced); replicatord's own answer covers
+        // them.
         if matches!(ctx.action, Action::Stop | Action::Monitor | Action::Notify) {
-            return Ok(());
+            return ctl_of(ctx).map(|_| ()).or_else(|e| {
+                if e.status == Status::ErrInstalled {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            });
         }
+        let ctl = ctl_of(ctx)?;
         if !std::path::Path::new(&ctl.config).exists() {
             return Err(OcfError::new(
                 Status::ErrInstalled,
@@ -277,7 +309,9 @@ impl Agent for ReplicatorAgent {
     }
 
     fn stop(&self, ctx: &Context) -> OcfResult {
-        let ctl = ctl_of(ctx)?;
+        let Some(ctl) = ctl_if_installed(ctx)? else {
+            return Ok(Status::Success);
+        };
         // A failed stop gets the node fenced: keep trying (as the DRBD agent) until the
         // resource is down or the op's time is nearly out.
         loop {
@@ -313,7 +347,9 @@ impl Agent for ReplicatorAgent {
     }
 
     fn monitor(&self, ctx: &Context) -> OcfResult {
-        let ctl = ctl_of(ctx)?;
+        let Some(ctl) = ctl_if_installed(ctx)? else {
+            return Ok(Status::NotRunning);
+        };
         let state = match ctl.status()? {
             Seen::Res(s) => s,
             Seen::NoDaemon(why) => {

@@ -157,3 +157,92 @@ impl FakeCrmMaster {
         calls.lines().map(str::to_owned).collect()
     }
 }
+
+/// Every file the agents could find as `tool` (PATH and ocf's fallback directories), resolved
+/// to the real file.
+pub fn tool_files(tool: &str) -> Vec<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(ocf::tools::FALLBACK_DIRS.iter().map(PathBuf::from));
+    dirs.extend(tandem_testkit::debian_path().split(':').map(PathBuf::from));
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.join(tool))
+        .filter(|p| p.is_file())
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Like [`run_agent`], on a node where `tools` are not installed: the agent runs in a mount
+/// namespace of its own (`unshare -m`) where each of their files is covered by /dev/null (a
+/// character device, which the agents do not take for a program). `hide` may also name
+/// absolute paths.
+pub fn run_agent_without(
+    host: Option<&Host>,
+    hide: &[&str],
+    bin: &str,
+    action: &str,
+    instance: &str,
+    params: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> Outcome {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for t in hide {
+        if t.starts_with('/') {
+            files.push(PathBuf::from(t));
+        } else {
+            let found = tool_files(t);
+            assert!(!found.is_empty(), "{t} is not installed here to be hidden");
+            files.extend(found);
+        }
+    }
+    // `mount` itself, if hidden, is covered last.
+    let mount_files = tool_files("mount");
+    files.sort_by_key(|f| mount_files.contains(f));
+    let mut script = String::new();
+    for f in &files {
+        script.push_str(&format!("mount --bind /dev/null '{}' && ", f.display()));
+    }
+    script.push_str(&format!("exec '{}' {action}", agent_bin(bin).display()));
+    let mut cmd = match host {
+        Some(h) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &h.ns, "unshare"]);
+            c
+        }
+        None => Command::new("unshare"),
+    };
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .env("OCF_ROOT", "/usr/lib/ocf")
+        .env("OCF_RESOURCE_INSTANCE", instance)
+        .env("PATH", tandem_testkit::debian_path());
+    for (k, v) in params {
+        cmd.env(format!("OCF_RESKEY_{k}"), v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    finish(cmd, &format!("{bin} {action} without {hide:?}"))
+}
+
+/// A loop device over a file, detached on drop.
+pub struct LoopDev(pub String);
+
+impl LoopDev {
+    pub fn new(file: &std::path::Path) -> Self {
+        LoopDev(
+            tandem_testkit::run("losetup", &["-f", "--show", &file.to_string_lossy()])
+                .trim()
+                .to_owned(),
+        )
+    }
+}
+
+impl Drop for LoopDev {
+    fn drop(&mut self) {
+        let _ = tandem_testkit::run_status("losetup", &["-d", &self.0]);
+    }
+}
