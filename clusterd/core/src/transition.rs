@@ -55,6 +55,9 @@ pub enum ActionKind {
     Cancel {
         interval_ms: u64,
     },
+    /// Forget the fail counts of the resource on the node: an operation that failed there was
+    /// redefined since (Pacemaker's `clear_failcount`), so it gets a fresh start.
+    ClearFailcount,
     /// Clone notification: `phase` of `op`, sent to an instance that has `notify=true`.
     Notify {
         phase: NotifyPhase,
@@ -73,6 +76,7 @@ impl ActionKind {
             ActionKind::Reload => "reload-agent",
             ActionKind::Monitor { .. } => "monitor",
             ActionKind::Cancel { .. } => "cancel",
+            ActionKind::ClearFailcount => "clear_failcount",
             ActionKind::Notify { .. } => "notify",
         }
     }

@@ -147,7 +147,7 @@ fn theirs_actions(cib: &Cib, st: &ClusterStatus) -> (Vec<String>, BTreeSet<Strin
         .split_once("Executing Cluster Transition")
         .unwrap_or((section, ""));
     let exec = rest.split("Revised Cluster Status").next().unwrap_or("");
-    let actions = exec
+    let mut actions: BTreeSet<String> = exec
         .lines()
         .filter_map(|l| l.trim().strip_prefix("* Resource action:"))
         .map(|l| {
@@ -156,6 +156,16 @@ fn theirs_actions(cib: &Cib, st: &ClusterStatus) -> (Vec<String>, BTreeSet<Strin
             format!("{} {} {}", base(w[0]), w[1], w[3])
         })
         .collect();
+    // "clear_failcount for RSC on NODE"
+    actions.extend(
+        exec.lines()
+            .filter_map(|l| l.trim().strip_prefix("* Cluster action:"))
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.first() == Some(&"clear_failcount"))
+                    .then(|| format!("{} clear_failcount {}", base(w[2]), w[4]))
+            }),
+    );
     (normalize(summary), actions, text)
 }
 
@@ -246,6 +256,18 @@ fn a_changed_parameter_of_a_promoted_instance_restarts_it_promoted() {
     let (mut cib, st) = steady(BASE);
     edit(&mut cib, "resource update S envfile=/tmp/x");
     agree("promotable", &cib, &st);
+}
+
+/// A failure of an operation whose definition then changed is forgotten (Pacemaker's
+/// `clear_failcount`), and the resource is recovered with the new definition.
+#[test]
+fn a_redefined_failed_resource_gets_its_fail_count_cleared() {
+    let (mut cib, mut st) = steady(BASE);
+    ran(&mut st, &cib, "A", "n1", "monitor", 10_000, 7, None);
+    st.record_failure("n1", "A", "monitor", 10_000, NOW - 50, false);
+    edit(&mut cib, "resource update A fake=z");
+    let (_, actions) = agree("failed", &cib, &st);
+    assert!(actions.contains("A clear_failcount n1"), "{actions:?}");
 }
 
 #[test]

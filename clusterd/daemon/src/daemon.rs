@@ -1020,9 +1020,21 @@ impl Daemon {
             },
             ActionKind::Monitor { .. } => Action::Monitor,
             ActionKind::Notify { .. } => Action::Notify,
+            ActionKind::ClearFailcount => {
+                if let Some(st) = self.status.nodes.get_mut(&self.node) {
+                    st.fail_counts.retain(|f| f.rsc != a.primitive);
+                }
+                info!(node = %self.node, resource = %a.primitive, "fail count cleared: its operation definition changed");
+                run.state[i] = ActState::Done;
+                return;
+            }
             ActionKind::Cancel { interval_ms } => {
-                self.monitors.cancel(&a.resource, interval_ms);
-                self.queue.drop_queued_recurring(&a.resource);
+                // By primitive: this node runs one instance of it, whatever number the
+                // transition that armed the monitor gave that instance.
+                for instance in self.monitors.instances_of(&a.primitive, interval_ms) {
+                    self.monitors.cancel(&instance, interval_ms);
+                    self.queue.drop_queued_recurring(&instance);
+                }
                 let call_id = self.status.next_call_id(&self.node);
                 history::record_cancel(
                     &mut self.status,

@@ -196,6 +196,15 @@ impl Monitors {
             .collect()
     }
 
+    /// The instances of `primitive` with a monitor of this interval armed.
+    pub fn instances_of(&self, primitive: &str, interval_ms: u64) -> Vec<String> {
+        self.map
+            .iter()
+            .filter(|((_, iv), r)| *iv == interval_ms && r.primitive == primitive)
+            .map(|((i, _), _)| i.clone())
+            .collect()
+    }
+
     /// Cancels the monitors of every instance of `primitive`.
     pub fn cancel_primitive(&mut self, primitive: &str) {
         self.map.retain(|_, r| r.primitive != primitive);
@@ -296,6 +305,21 @@ mod tests {
         }
         assert!(!q.push(op(99_999, "y", Origin::Recurring)));
         assert!(q.push(op(100_000, "y", Origin::Transition { seq: 1, index: 0 })));
+    }
+
+    /// Regression: a transition's cancel names the instance number it computed, which need
+    /// not be the one the monitor was armed under; cancels go by primitive.
+    #[test]
+    fn monitors_are_found_by_primitive() {
+        let t0 = Instant::now();
+        let mut m = Monitors::default();
+        let mut req = op(0, "S:1", Origin::Recurring).req;
+        req.interval_ms = 1000;
+        m.arm("S", req.clone(), t0);
+        req.resource = "T:0".into();
+        m.arm("T", req, t0);
+        assert_eq!(m.instances_of("S", 1000), vec!["S:1".to_string()]);
+        assert!(m.instances_of("S", 2000).is_empty());
     }
 
     #[test]

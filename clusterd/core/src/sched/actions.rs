@@ -397,7 +397,7 @@ impl Sched<'_> {
             ActionKind::Monitor { interval_ms } => {
                 self.cib.op_timeout_ms(prim, "monitor", interval_ms)
             }
-            ActionKind::Cancel { .. } => 0,
+            ActionKind::Cancel { .. } | ActionKind::ClearFailcount => 0,
             ActionKind::Notify { .. } => self.cib.op_timeout_ms(prim, "notify", 0),
             k => self.cib.op_timeout_ms(prim, k.agent_action(), 0),
         };
@@ -489,6 +489,11 @@ impl Sched<'_> {
             }
             if self.untouchable(i) {
                 continue;
+            }
+            for &(n, c) in &self.rscs[i].changes {
+                if c == ConfigChange::ClearFailcount {
+                    self.add_action(&mut b, i, ActionKind::ClearFailcount, n);
+                }
             }
             let r = &self.rscs[i];
             let cur = r.current.clone();
@@ -925,7 +930,7 @@ fn topo_sort(b: Builder) -> Vec<Action> {
     let rank = |a: &Action| -> u8 {
         match a.kind {
             ActionKind::Monitor { interval_ms: 0 } => 0,
-            ActionKind::Cancel { .. } => 1,
+            ActionKind::Cancel { .. } | ActionKind::ClearFailcount => 1,
             ActionKind::Notify {
                 phase: NotifyPhase::Pre,
                 ..

@@ -103,6 +103,8 @@ pub enum ConfigChange {
     /// A recurring monitor must stop: the resource or node is in maintenance, or the monitor
     /// is no longer configured.
     Cancel { interval_ms: u64, maintenance: bool },
+    /// Something changed and the resource has failures on the node: they are forgotten.
+    ClearFailcount,
 }
 
 impl Rsc {
@@ -846,6 +848,29 @@ impl<'a> Sched<'a> {
                 .map(|(n, _)| *n)
                 .collect();
             changes.retain(|(n, c)| *c != ConfigChange::Reload || !restarts.contains(n));
+            // Pacemaker clears the fail count of a resource whose operation definition changed
+            // where it runs (maintenance cancels are not a change of definition).
+            let ft = cib.failure_timeout_s(&rref);
+            let mut clears = Vec::new();
+            for (n, c) in &changes {
+                let redefined = !matches!(
+                    c,
+                    ConfigChange::Cancel {
+                        maintenance: true,
+                        ..
+                    }
+                );
+                if redefined
+                    && !clears.contains(&(*n, ConfigChange::ClearFailcount))
+                    && self
+                        .status
+                        .fail_count(&self.nodes[*n].name, &p.id, self.now_s, ft)
+                        > 0
+                {
+                    clears.push((*n, ConfigChange::ClearFailcount));
+                }
+            }
+            changes.extend(clears);
             self.rscs[i].changes = changes;
         }
     }
