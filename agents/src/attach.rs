@@ -334,7 +334,10 @@ pub fn attach(
         let dev = format!("/dev/{dev}");
         state.nbddev = Some(dev.clone());
         save(state_file, state)?;
-        tools::checked(Command::new(client).args(nbd_client_args(target, &dev)))?;
+        tools::checked_until(
+            Command::new(client).args(nbd_client_args(target, &dev)),
+            deadline,
+        )?;
         ocf::info!("attached {uri} as {dev} (nbd-client)");
         return Ok(dev);
     }
@@ -379,9 +382,12 @@ pub fn attach(
         )));
     }
     let file = fuse_dir.join("nbd");
-    let loopdev = tools::checked(Command::new(losetup).arg("-f").arg("--show").arg(&file))?
-        .trim()
-        .to_owned();
+    let loopdev = tools::checked_until(
+        Command::new(losetup).arg("-f").arg("--show").arg(&file),
+        deadline,
+    )?
+    .trim()
+    .to_owned();
     state.loopdev = Some(loopdev.clone());
     save(state_file, state)?;
     ocf::info!("attached {uri} as {loopdev} (nbdfuse + loop device)");

@@ -199,17 +199,18 @@ fn same_device(a: &str, b: &str) -> bool {
     }
 }
 
-fn detect_fstype(dev: &str) -> Option<String> {
+fn detect_fstype(dev: &str, deadline: Instant) -> Option<String> {
     let blkid = tools::find_tool("blkid")?;
-    let out = Command::new(blkid)
-        .args(["-p", "-o", "value", "-s", "TYPE", dev])
-        .output()
-        .ok()?;
+    let out = tools::output_until(
+        Command::new(blkid).args(["-p", "-o", "value", "-s", "TYPE", dev]),
+        deadline,
+    )
+    .ok()?;
     let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     (out.status.success() && !t.is_empty()).then_some(t)
 }
 
-fn fsck(spec: &Spec, dev: &str, fstype: Option<&str>) -> Result<(), OcfError> {
+fn fsck(spec: &Spec, dev: &str, fstype: Option<&str>, deadline: Instant) -> Result<(), OcfError> {
     let wanted = match (spec.run_fsck.as_str(), fstype) {
         ("no", _) => false,
         ("force", _) => true,
@@ -228,7 +229,7 @@ fn fsck(spec: &Spec, dev: &str, fstype: Option<&str>) -> Result<(), OcfError> {
         cmd.arg("-f");
     }
     cmd.args(["-p", dev]);
-    let out = tools::output(&mut cmd)?;
+    let out = tools::output_until(&mut cmd, deadline)?;
     match out.status.code() {
         Some(0) => Ok(()),
         Some(1 | 2) => {
@@ -490,13 +491,16 @@ impl Agent for FilesystemAgent {
         let deadline = ctx.deadline() - Duration::from_secs(2).min(ctx.timeout / 4);
         let result = (|| {
             let dev = attach::attach(&spec.device, &spec.state_file, &mut state, deadline)?;
-            let fstype = spec.fstype.clone().or_else(|| detect_fstype(&dev));
+            let fstype = spec
+                .fstype
+                .clone()
+                .or_else(|| detect_fstype(&dev, deadline));
             if fstype.is_none() {
                 return Err(OcfError::generic(format!(
                     "no filesystem found on {dev} (make one with mkfs, or give fstype)"
                 )));
             }
-            fsck(&spec, &dev, fstype.as_deref())?;
+            fsck(&spec, &dev, fstype.as_deref(), deadline)?;
             std::fs::create_dir_all(&spec.directory).map_err(|e| {
                 OcfError::generic(format!("cannot create {}: {e}", spec.directory.display()))
             })?;
@@ -508,7 +512,9 @@ impl Agent for FilesystemAgent {
                 cmd.args(["-o", o]);
             }
             cmd.arg(&dev).arg(&spec.directory);
-            tools::checked(&mut cmd)?;
+            // Bounded: a mount reading from an export that stopped answering must not outlive
+            // the op timeout.
+            tools::checked_until(&mut cmd, deadline)?;
             ocf::info!("mounted {dev} on {}", spec.directory.display());
             Ok(Status::Success)
         })();

@@ -436,3 +436,68 @@ fn stop_detaches_a_loop_device_the_state_file_missed() {
     );
     fs.assert_nothing_left(&export.socket);
 }
+
+/// Regression: mount (and fsck, blkid, nbd-client) ran without a limit, so a start on an
+/// export that stopped answering (here every read takes 20 s) hung past the op timeout until
+/// the cluster manager killed the agent. Start now fails within its timeout, saying which
+/// tool did not finish, and a stop afterwards leaves nothing behind.
+#[test]
+fn a_start_on_an_export_that_stopped_answering_fails_within_its_timeout() {
+    tandem_testkit::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("slow.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    run("mkfs.ext4", &["-q", "-F", &img.to_string_lossy()]);
+    let socket = dir.path().join("slow.sock");
+    let mut cmd = Command::new("nbdkit");
+    cmd.args(["-f", "--unix"])
+        .arg(&socket)
+        .args(["--filter=delay", "file"])
+        .arg(&img)
+        .arg("delay-read=20");
+    let mut nbdkit = Daemon::spawn("nbdkit", cmd, &dir.path().join("nbdkit.log"));
+    wait::until("nbdkit to listen", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    let mut fs = Fs::new(
+        dir.path(),
+        &format!("nbd+unix:///?socket={}", socket.display()),
+    );
+    fs.params.push(("run_fsck".into(), "no".into()));
+    // The manager would kill the agent at 8 s; this outer bound only catches a hang.
+    let mut start = Command::new("timeout");
+    start.arg("60").arg(common::agent_bin(BIN)).arg("start");
+    start
+        .env("PATH", tandem_testkit::debian_path())
+        .env("OCF_RESOURCE_INSTANCE", "fs")
+        .env("OCF_RESKEY_CRM_meta_timeout", "8000");
+    for (k, v) in fs.p() {
+        start.env(format!("OCF_RESKEY_{k}"), v);
+    }
+    let out = start.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "start on a stalled export:\n{text}"
+    );
+    assert!(
+        text.contains("did not finish within the op timeout"),
+        "{text}"
+    );
+    // The export goes away for good: the stuck reads fail, and stop cleans up.
+    nbdkit.kill9();
+    let o = run_agent(
+        None,
+        BIN,
+        "stop",
+        "fs",
+        &fs.p(),
+        &[("OCF_RESKEY_CRM_meta_timeout", "60000")],
+    );
+    expect_rc(&o, 0, "stop after the failed start");
+    fs.assert_nothing_left(&socket);
+}

@@ -157,6 +157,21 @@ pub fn checked(cmd: &mut Command) -> Result<String, OcfError> {
     }
 }
 
+/// [`checked`] bounded by `deadline` (see [`output_until`]).
+pub fn checked_until(cmd: &mut Command, deadline: std::time::Instant) -> Result<String, OcfError> {
+    let out = output_until(cmd, deadline)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(OcfError::generic(format!(
+            "{} failed ({}): {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
 /// `Command::new(program).args(args)`, for short call sites.
 pub fn command<I, S>(program: impl AsRef<OsStr>, args: I) -> Command
 where
