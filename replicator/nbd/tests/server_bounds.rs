@@ -325,3 +325,37 @@ fn block_status_descriptors_are_multiples_of_the_minimum_block_size() {
     let (_, kind, cookie, _) = c.chunk();
     assert_eq!((kind, cookie), (REPLY_TYPE_OFFSET_DATA, 10));
 }
+
+/// A backend future dropped in the middle of a WRITE (the shutdown grace ran out while the
+/// write waited, as a replicated write waits for its peer): the client never gets a reply for
+/// it — it is not acknowledged — and what was written and acknowledged before is intact.
+#[test]
+fn a_write_dropped_at_the_end_of_the_shutdown_grace_is_never_acknowledged() {
+    let config = ServerConfig {
+        shutdown_grace: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let (mut srv, gate) = serve_gated(8 * MIB, config, |_| {}, false);
+    let (mut c, _, _) = Raw::connect_go(&srv.sock, false);
+    c.request(0, CMD_WRITE, 1, 0, 4096, &[0x11; 4096]);
+    assert_eq!(c.simple_reply(), (0, 1));
+    c.request(0, CMD_FLUSH, 2, 0, 0, &[]);
+    assert_eq!(c.simple_reply(), (0, 2));
+    // From now on writes wait at the gate for good.
+    gate.gate.forget_permits(1 << 20);
+    c.request(0, CMD_WRITE, 3, 0, 4096, &[0x22; 4096]);
+    tandem_testkit::wait::until(
+        "the write to reach the backend",
+        Duration::from_secs(30),
+        || gate.arrived() == 2,
+    );
+    srv.shutdown();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut c.s, &mut rest).expect("the server closes the connection");
+    assert!(rest.is_empty(), "no reply to the held write: got {rest:?}");
+    let data = std::fs::read(&srv.img).unwrap();
+    assert!(
+        data[..4096].iter().all(|&b| b == 0x11),
+        "the acknowledged write is intact"
+    );
+}

@@ -27,6 +27,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// EDQUOT, EFBIG → `NBD_ENOSPC`; EPERM, EROFS → `NBD_EPERM`; EOPNOTSUPP → `NBD_ENOTSUP`;
 /// ESHUTDOWN → `NBD_ESHUTDOWN`; everything else `NBD_EIO`) and their text is sent to clients
 /// that negotiated structured replies.
+///
+/// Cancellation: a client that disconnects does not cancel anything (the server finishes
+/// every request it has read), but a future still pending when the server's shutdown grace
+/// runs out is dropped. Its request is then never acknowledged; an implementation must leave
+/// the device as after a crash at that point — the write applied or not (a block device may
+/// tear an unacknowledged write), everything acknowledged before untouched.
 pub trait Backend: Send + Sync + 'static {
     /// Export size in bytes; constant for the backend's life.
     fn size(&self) -> u64;
