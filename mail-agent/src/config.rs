@@ -937,9 +937,15 @@ fn check_cidr(s: &str) -> Result<(), String> {
     let len: u8 = len
         .parse()
         .map_err(|_| format!("{s:?}: bad prefix length"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let (max, min) = if ip.is_ipv4() { (32, 8) } else { (128, 16) };
     if len > max {
         return Err(format!("{s:?}: prefix length above {max}"));
+    }
+    // mynetworks may relay without authentication: a network this wide makes an open relay.
+    if len < min {
+        return Err(format!(
+            "{s:?}: a /{len} network may relay mail unauthenticated: that is an open relay (at least /{min})"
+        ));
     }
     if ip.is_ipv6() && !s.starts_with('[') {
         return Err(format!("{s:?}: write IPv6 networks as [ADDRESS]/LENGTH"));
@@ -1062,6 +1068,11 @@ listen = "10.0.0.50"
             ("[tls]\ncert = \"/etc/ssl/x.pem\"\n", "tls"),
             ("[ports]\nimap = 25\n", "ports.imap"),
             ("mynetworks = [\"10.0.0.0/33\"]\n", "mynetworks[0]"),
+            (
+                "mynetworks = [\"127.0.0.0/8\", \"0.0.0.0/0\"]\n",
+                "mynetworks[1]",
+            ),
+            ("mynetworks = [\"[::]/0\"]\n", "mynetworks[0]"),
             ("postmaster = \"nobody@example.com\"\n", "postmaster"),
             (
                 "[spam]\ntraining_spam = \"x@example.com\"\ntraining_ham = \"x@example.com\"\n",

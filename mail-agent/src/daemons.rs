@@ -92,7 +92,14 @@ pub struct Spec {
     pub ready: Ready,
     /// How long it may take to become ready (ClamAV loading a full database takes a while).
     pub start_timeout: Duration,
+    /// How long it gets to exit after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
 }
+
+/// The stop grace of libmilter's milters (clamav-milter, spamass-milter, OpenDKIM): libmilter
+/// looks at its stop flag only every 5 s, and they hold no state — once Postfix has stopped
+/// (it stops first) they have no session left, so waiting for them only delays a failover.
+pub const MILTER_STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// spamass-milter's reject threshold: it takes whole points, so the kill score is rounded up
 /// (75 % → 15).
@@ -127,6 +134,7 @@ pub fn specs(
             deps: &[],
             ready: Ready::Http(cfg.policy.listen),
             start_timeout: secs(30),
+            stop_grace: crate::supervisor::STOP_GRACE,
         },
         Spec {
             name: "dovecot",
@@ -145,6 +153,7 @@ pub fn specs(
                 lmtp: layout.lmtp_socket(),
             },
             start_timeout: secs(60),
+            stop_grace: crate::supervisor::STOP_GRACE,
         },
         Spec {
             name: "clamd",
@@ -162,6 +171,7 @@ pub fn specs(
             deps: &[],
             ready: Ready::Clamd(layout.clamd_socket()),
             start_timeout: secs(300),
+            stop_grace: crate::supervisor::STOP_GRACE,
         },
         Spec {
             name: "spamd",
@@ -187,6 +197,7 @@ pub fn specs(
             deps: &[],
             ready: Ready::Spamd(layout.spamd_socket()),
             start_timeout: secs(120),
+            stop_grace: crate::supervisor::STOP_GRACE,
         },
         Spec {
             name: "clamav-milter",
@@ -203,6 +214,7 @@ pub fn specs(
             deps: &["clamd"],
             ready: Ready::Milter(layout.clamav_milter_socket()),
             start_timeout: secs(60),
+            stop_grace: MILTER_STOP_GRACE,
         },
         Spec {
             name: "spamass-milter",
@@ -234,6 +246,7 @@ pub fn specs(
             deps: &["spamd"],
             ready: Ready::Milter(layout.spamass_milter_socket()),
             start_timeout: secs(60),
+            stop_grace: MILTER_STOP_GRACE,
         },
         Spec {
             name: "attachments",
@@ -252,6 +265,7 @@ pub fn specs(
             deps: &[],
             ready: Ready::Milter(layout.attachment_filter_socket()),
             start_timeout: secs(30),
+            stop_grace: crate::supervisor::STOP_GRACE,
         },
         Spec {
             name: "opendkim",
@@ -267,6 +281,7 @@ pub fn specs(
             deps: &[],
             ready: Ready::Milter(layout.opendkim_socket()),
             start_timeout: secs(60),
+            stop_grace: MILTER_STOP_GRACE,
         },
         Spec {
             name: "postfix",
@@ -288,6 +303,7 @@ pub fn specs(
             ],
             ready: Ready::Smtp(SocketAddr::new(listen, cfg.ports.smtp)),
             start_timeout: secs(60),
+            stop_grace: crate::supervisor::STOP_GRACE,
         },
     ]
 }
@@ -329,6 +345,19 @@ mod tests {
             }
         }
         assert_eq!(spamass_reject_points(&cfg), 15);
+        for sp in &v {
+            let libmilter = ["clamav-milter", "spamass-milter", "opendkim"].contains(&sp.name);
+            assert_eq!(
+                sp.stop_grace,
+                if libmilter {
+                    MILTER_STOP_GRACE
+                } else {
+                    crate::supervisor::STOP_GRACE
+                },
+                "{}",
+                sp.name
+            );
+        }
         assert_eq!(v.last().unwrap().name, "postfix");
     }
 }

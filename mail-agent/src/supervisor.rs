@@ -47,7 +47,7 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(600);
 pub const BACKOFF_START: Duration = Duration::from_secs(1);
 /// Longest restart delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How long a daemon gets to exit after SIGTERM before SIGKILL.
+/// How long a daemon gets to exit after SIGTERM before SIGKILL (its spec may give less).
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 /// The loop's longest sleep.
 pub const TICK: Duration = Duration::from_millis(200);
@@ -447,14 +447,17 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
         let _ = killpg(t, Signal::SIGKILL);
         let _ = waitpid(t, None);
     }
-    // Postfix first (it stops taking mail and finishes its deliveries), then the rest together:
-    // libmilter-based milters take seconds each to wind down, in parallel that costs once.
+    // Postfix first (it stops taking mail and finishes its deliveries), then the rest together,
+    // each within its own grace.
     let (first, rest): (Vec<usize>, Vec<usize>) = (0..daemons.len())
         .rev()
         .partition(|&i| daemons[i].spec.name == "postfix");
     for group in [first, rest] {
-        let pids: Vec<Pid> = group.iter().filter_map(|&i| daemons[i].pid).collect();
-        for (pid, how) in stop_all(&pids, STOP_GRACE) {
+        let pids: Vec<(Pid, Duration)> = group
+            .iter()
+            .filter_map(|&i| daemons[i].pid.map(|p| (p, daemons[i].spec.stop_grace)))
+            .collect();
+        for (pid, how) in stop_all(&pids) {
             if let Some(d) = daemons.iter().find(|d| d.pid == Some(pid)) {
                 crate::note!("{}", stamp(&format!("{} stopped ({how})", d.spec.name)));
             }
@@ -488,33 +491,34 @@ fn start_one(d: &mut Daemon, now: Instant) {
     }
 }
 
-/// SIGTERM to each group, wait up to `grace` for all, then SIGKILL the rest; reaps. Says how
-/// each ended.
-pub fn stop_all(pids: &[Pid], grace: Duration) -> Vec<(Pid, &'static str)> {
-    for &pid in pids {
+/// SIGTERM to each group, wait for each up to its grace, then SIGKILL it; reaps. Says how each
+/// ended.
+pub fn stop_all(pids: &[(Pid, Duration)]) -> Vec<(Pid, &'static str)> {
+    for &(pid, _) in pids {
         let _ = killpg(pid, Signal::SIGTERM);
     }
-    let deadline = Instant::now() + grace;
-    let mut left: Vec<Pid> = pids.to_vec();
+    let start = Instant::now();
+    let mut left: Vec<(Pid, Duration)> = pids.to_vec();
     let mut out = Vec::new();
     while !left.is_empty() {
-        left.retain(|&pid| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => true,
-            Ok(_) | Err(_) => {
-                let _ = killpg(pid, Signal::SIGKILL);
-                out.push((pid, "exited after SIGTERM"));
-                false
-            }
-        });
-        if Instant::now() >= deadline {
-            for &pid in &left {
-                let _ = killpg(pid, Signal::SIGKILL);
-                let _ = waitpid(pid, None);
-                out.push((pid, "killed after the grace period"));
-            }
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        let now = Instant::now();
+        left.retain(
+            |&(pid, grace)| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if now.duration_since(start) < grace => true,
+                Ok(WaitStatus::StillAlive) => {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    out.push((pid, "killed after the grace period"));
+                    false
+                }
+                Ok(_) | Err(_) => {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    out.push((pid, "exited after SIGTERM"));
+                    false
+                }
+            },
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
     out
 }
@@ -536,6 +540,7 @@ fn spawn_trainer(exe: &Path, layout: &Layout, config_path: &Path) -> std::io::Re
         deps: &[],
         ready: crate::daemons::Ready::Smtp("127.0.0.1:1".parse().expect("literal")),
         start_timeout: Duration::ZERO,
+        stop_grace: STOP_GRACE,
     };
     spawn(&spec, &layout.log("train"))
 }
@@ -674,6 +679,34 @@ mod tests {
             after_exit(&mut exits, t0 + RESTART_WINDOW + Duration::from_secs(10)),
             Some(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn a_daemon_ignoring_sigterm_is_killed_after_its_own_grace() {
+        use std::os::unix::process::CommandExt;
+        let spawn = |script: &str| {
+            let c = Command::new("sh")
+                .args(["-c", script])
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            Pid::from_raw(i32::try_from(c.id()).unwrap())
+        };
+        let stubborn = spawn("trap '' TERM; while :; do sleep 0.05; done");
+        let polite = spawn("exec sleep 30");
+        std::thread::sleep(Duration::from_millis(200)); // the trap is set
+        let mut out = stop_all(&[
+            (stubborn, Duration::from_millis(300)),
+            (polite, Duration::from_secs(30)),
+        ]);
+        out.sort();
+        let mut want = vec![
+            (stubborn, "killed after the grace period"),
+            (polite, "exited after SIGTERM"),
+        ];
+        want.sort();
+        assert_eq!(out, want);
+        assert!(nix::sys::signal::kill(stubborn, None).is_err(), "reaped");
     }
 
     #[test]
