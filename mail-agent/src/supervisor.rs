@@ -684,6 +684,8 @@ mod tests {
     #[test]
     fn a_daemon_ignoring_sigterm_is_killed_after_its_own_grace() {
         use std::os::unix::process::CommandExt;
+        // Reaped by stop_all's waitpid, as the supervisor reaps its daemons.
+        #[allow(clippy::zombie_processes)]
         let spawn = |script: &str| {
             let c = Command::new("sh")
                 .args(["-c", script])
