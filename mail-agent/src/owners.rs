@@ -79,6 +79,40 @@ impl Owners {
     }
 }
 
+/// First of the temporary ids a re-own passes through (far above the ids Debian allocates).
+pub const TEMP_ID_BASE: u32 = 0x7ffe_0000;
+
+/// Magic of the re-own journal.
+pub const JOURNAL_MAGIC: &str = "tandem-mail/owners-journal";
+
+/// A re-own in progress, kept in `state/owners-remap.json` until it is done.
+///
+/// Re-owning in one pass (old id → new id) is not safe to repeat after an interruption when
+/// ids were swapped between nodes (postfix 100 → 101, clamav 101 → 100): files already moved
+/// would be moved again. So it goes through temporary ids, one phase at a time, each phase
+/// idempotent: phase 1 moves `from` ids to temporary ones, phase 2 temporary ones to this
+/// node's. A start that finds the journal resumes at its phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// The ids the files had.
+    pub from: Owners,
+    /// Users whose files are moved.
+    pub users: Vec<String>,
+    /// Groups whose files are moved.
+    pub groups: Vec<String>,
+    /// 1: moving `from` ids to temporary ones; 2: temporary ones to this node's.
+    pub phase: u8,
+}
+
+/// The temporary id of user (`USERS`) or group (`GROUPS`) `name`.
+pub fn temp_id(list: &[(&str, &str)], name: &str) -> u32 {
+    let i = list
+        .iter()
+        .position(|(n, _)| *n == name)
+        .unwrap_or(list.len());
+    TEMP_ID_BASE + u32::try_from(i).unwrap_or(0)
+}
+
 /// Old id → new id, for the names whose id changed. Pure.
 pub fn remap(old: &BTreeMap<String, u32>, new: &BTreeMap<String, u32>) -> BTreeMap<u32, u32> {
     old.iter()

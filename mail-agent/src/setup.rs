@@ -387,19 +387,91 @@ fn no_clamav_db(dir: &Path) -> ConfigError {
     }
 }
 
-/// Re-owns `state/` from the ids of the last start to this node's.
+/// Re-owns `state/` from the ids of the last start to this node's, through temporary ids and
+/// a journal so that a start interrupted halfway resumes correctly (see [`owners::Journal`]).
 pub fn fix_owners(layout: &Layout, now: &Owners) -> Result<u64, SetupError> {
+    fix_owners_until(layout, now, false)
+}
+
+/// [`fix_owners`], stopping after the first phase when `interrupt` (tests: a crash halfway).
+fn fix_owners_until(layout: &Layout, now: &Owners, interrupt: bool) -> Result<u64, SetupError> {
+    use owners::{GROUPS, USERS, temp_id};
     let path = layout.owners_file();
-    let old: Option<Owners> =
-        store::read(&path, owners::OWNERS_MAGIC, 1).map_err(|e| other("owners", e))?;
+    let jpath = layout.state().join("owners-remap.json");
+    let ow = |e| other("owners", e);
+    let recorded: Option<Owners> = store::read(&path, owners::OWNERS_MAGIC, 1).map_err(ow)?;
+    let journal: Option<owners::Journal> =
+        store::read(&jpath, owners::JOURNAL_MAGIC, 1).map_err(ow)?;
+    let moved = |a: &std::collections::BTreeMap<String, u32>,
+                 b: &std::collections::BTreeMap<String, u32>| {
+        a.iter()
+            .filter(|(n, id)| b.get(*n).is_some_and(|x| x != *id))
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+    };
+    let journal = journal.or_else(|| {
+        recorded
+            .filter(|old| old != now)
+            .map(|old| owners::Journal {
+                users: moved(&old.users, &now.users),
+                groups: moved(&old.groups, &now.groups),
+                from: old,
+                phase: 1,
+            })
+    });
     let mut changed = 0;
-    if let Some(old) = old {
-        let uids = owners::remap(&old.users, &now.users);
-        let gids = owners::remap(&old.groups, &now.groups);
-        changed = owners::remap_tree(&layout.state(), &uids, &gids)
-            .map_err(|e| other("re-owning state", e))?;
+    if let Some(mut j) = journal {
+        let all_ids = j.from.users.values().chain(now.users.values());
+        if all_ids
+            .chain(j.from.groups.values())
+            .chain(now.groups.values())
+            .any(|&id| id >= owners::TEMP_ID_BASE)
+        {
+            return Err(SetupError::Other(format!(
+                "a daemon's id is at or above {}: the temporary ids of re-owning would collide",
+                owners::TEMP_ID_BASE
+            )));
+        }
+        let remap = |uids, gids| {
+            owners::remap_tree(&layout.state(), &uids, &gids)
+                .map_err(|e| other("re-owning state", e))
+        };
+        if j.phase == 1 {
+            store::write(&jpath, owners::JOURNAL_MAGIC, 1, &j, 0o644).map_err(ow)?;
+            let uids = j
+                .users
+                .iter()
+                .map(|n| (j.from.users[n], temp_id(USERS, n)))
+                .collect();
+            let gids = j
+                .groups
+                .iter()
+                .map(|n| (j.from.groups[n], temp_id(GROUPS, n)))
+                .collect();
+            changed += remap(uids, gids)?;
+            j.phase = 2;
+            store::write(&jpath, owners::JOURNAL_MAGIC, 1, &j, 0o644).map_err(ow)?;
+            if interrupt {
+                return Ok(changed);
+            }
+        }
+        // This node's ids, which may differ from those of the start that was interrupted.
+        let uids = j
+            .users
+            .iter()
+            .filter_map(|n| now.users.get(n).map(|&id| (temp_id(USERS, n), id)))
+            .collect();
+        let gids = j
+            .groups
+            .iter()
+            .filter_map(|n| now.groups.get(n).map(|&id| (temp_id(GROUPS, n), id)))
+            .collect();
+        changed += remap(uids, gids)?;
+        store::write(&path, owners::OWNERS_MAGIC, 1, now, 0o644).map_err(ow)?;
+        std::fs::remove_file(&jpath).map_err(|e| other(s(&jpath), e))?;
+        return Ok(changed);
     }
-    store::write(&path, owners::OWNERS_MAGIC, 1, now, 0o644).map_err(|e| other("owners", e))?;
+    store::write(&path, owners::OWNERS_MAGIC, 1, now, 0o644).map_err(ow)?;
     Ok(changed)
 }
 
@@ -558,6 +630,57 @@ pub fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupted_re_own_with_swapped_ids_resumes_correctly() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::Uid::effective().is_root() {
+            return; // chown needs root; CI runs as root
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let q = layout.state().join("q");
+        std::fs::create_dir_all(&q).unwrap();
+        let owned = |name: &str, id: u32| {
+            let p = q.join(name);
+            std::fs::write(&p, name).unwrap();
+            chown(&p, id, id).unwrap();
+            p
+        };
+        let ids = |postfix: u32, clamav: u32| Owners {
+            users: [("postfix".into(), postfix), ("clamav".into(), clamav)].into(),
+            groups: [("postfix".into(), postfix), ("clamav".into(), clamav)].into(),
+        };
+        // The other node gave postfix and clamav each other's ids.
+        let (queue_file, database) = (owned("queue", 4100), owned("db", 4101));
+        store::write(
+            &layout.owners_file(),
+            owners::OWNERS_MAGIC,
+            1,
+            &ids(4100, 4101),
+            0o644,
+        )
+        .unwrap();
+        let here = ids(4101, 4100);
+        fix_owners_until(&layout, &here, true).unwrap(); // the start dies halfway
+        fix_owners(&layout, &here).unwrap(); // the next start
+        let md = |p: &std::path::Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(
+            md(&queue_file),
+            (4101, 4101),
+            "postfix's file has postfix's id here"
+        );
+        assert_eq!(
+            md(&database),
+            (4100, 4100),
+            "clamav's file has clamav's id here"
+        );
+        assert!(!layout.state().join("owners-remap.json").exists());
+        assert_eq!(fix_owners(&layout, &here).unwrap(), 0, "nothing left to do");
+    }
 
     #[test]
     fn san_output_is_parsed() {
