@@ -57,6 +57,20 @@ pub struct ResourceStatus {
     /// The replication link: this node's address and what is wrong with it.
     #[serde(default)]
     pub link: Option<LinkStatus>,
+    /// The last resync that finished on this node.
+    #[serde(default)]
+    pub last_resync: Option<ResyncStatus>,
+}
+
+/// A finished resync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncStatus {
+    /// Bytes transferred.
+    pub bytes: u64,
+    /// From its start until the last block was durable on the target.
+    pub seconds: f64,
+    /// `SyncSource` or `SyncTarget`.
+    pub role: String,
 }
 
 /// A resync or verify in progress.

@@ -226,7 +226,11 @@ mod tests {
             any::<bool>(),
         )
             .prop_map(|(seq, offset, len, fua, rs)| {
-                let data = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+                let data = Bytes::from(
+                    (0..len)
+                        .map(|i| u8::try_from(i % 251).unwrap())
+                        .collect::<Vec<_>>(),
+                );
                 if rs {
                     Message::RsData { seq, offset, data }
                 } else {

@@ -223,6 +223,20 @@ impl Up {
             }
             Output::DiskRead { io, offset, len } => {
                 self.counters.disk_read += len;
+                let n = usize::try_from(len).expect("the machine reads at most 8 MiB at once");
+                if self.inline.try_inline(n) {
+                    // Resync reads: the page cache usually has them (tmpfs and ext4 have no
+                    // RWF_NOWAIT reads that would tell), and a pool hop per 128 KiB costs more
+                    // than the copy.
+                    let mut buf = vec![0u8; n];
+                    let (t, sleeps) = (Instant::now(), voluntary_switches());
+                    let r = self.file.read_exact_at(&mut buf, offset);
+                    self.inline.took(t.elapsed(), voluntary_switches() > sleeps);
+                    let r = r.map(|()| Bytes::from(buf)).map_err(io_err);
+                    self.inline_done.push((io, IoDone::Read(r)));
+                    return;
+                }
+                self.inline.pooled += 1;
                 let backend = self.data.clone();
                 let len = u32::try_from(len).expect("the machine reads at most 8 MiB at once");
                 self.run_io(io, name, ctx, async move {
@@ -606,6 +620,7 @@ impl Up {
                     }
                 };
                 info!(resource = %name, node, peer = %peer, "began resync as {side} ({} sync; will sync {} KiB [{blocks} bits set])", if full { "full" } else { "bitmap" }, blocks * 4);
+                self.resync_started = Some(Instant::now());
                 let which = match direction {
                     SyncDirection::Source => "before-resync-source",
                     SyncDirection::Target => "before-resync-target",
@@ -613,7 +628,17 @@ impl Up {
                 self.run_handler(which, handler, name, ctx);
             }
             Notice::ResyncFinished { direction, blocks } => {
-                info!(resource = %name, node, peer = %peer, "resync done ({} KiB transferred)", blocks * 4);
+                let secs = self
+                    .resync_started
+                    .take()
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                let kib = blocks * 4;
+                info!(resource = %name, node, peer = %peer, "resync done (total {secs:.3} s; {kib} KiB; {:.0} K/sec)", kib as f64 / secs.max(1e-9));
+                self.last_resync = Some(super::up::ResyncResult {
+                    bytes: blocks * BLOCK_SIZE,
+                    seconds: secs,
+                    source: direction == SyncDirection::Source,
+                });
                 if direction == SyncDirection::Target {
                     let h = self.handlers.after_resync_target.clone();
                     self.run_handler("after-resync-target", h, name, ctx);
@@ -797,10 +822,11 @@ impl IoDone {
     }
 }
 
-/// Writes up to this size are written on the loop's thread (a buffered `pwrite` to the page
-/// cache takes microseconds; handing it to the blocking pool costs two thread wake-ups). The
-/// filesystems here have no non-blocking buffered writes (`RWF_NOWAIT` → EOPNOTSUPP), so
-/// this is how a write completes without a hop.
+/// Disk writes and resync reads up to this size are done on the loop's thread (a buffered
+/// `pwrite`/`pread` in the page cache takes microseconds; handing it to the blocking pool
+/// costs two thread wake-ups). The filesystems here have no non-blocking buffered writes
+/// (`RWF_NOWAIT` → EOPNOTSUPP), nor tmpfs non-blocking reads, so this is how an operation
+/// completes without a hop.
 pub const INLINE_WRITE_MAX: usize = 256 << 10;
 /// An inline write that had to sleep (the page cache throttling writers, or a page to read
 /// in) and took longer than this sends writes to the blocking pool for [`INLINE_BACKOFF`], so
@@ -823,15 +849,15 @@ fn voluntary_switches() -> i64 {
     unsafe { u.assume_init() }.ru_nvcsw
 }
 
-/// When writes are carried out inline.
+/// When disk operations are carried out inline.
 #[derive(Debug, Default)]
 pub struct InlineWrites {
     off_until: Option<Instant>,
-    /// Writes done inline.
+    /// Writes and reads done inline.
     pub inline: u64,
-    /// Writes handed to the blocking pool (large, FUA, zeroing, or after a slow one).
+    /// Writes and reads handed to the blocking pool (large, FUA, zeroing, or after a slow one).
     pub pooled: u64,
-    /// Inline writes that slept (each sent writes to the pool for a while).
+    /// Inline operations that slept (each sent operations to the pool for a while).
     pub slow: u64,
 }
 

@@ -481,8 +481,11 @@ impl PeerLink {
             drop(c.tx);
             c.reader.abort();
             debug!(resource = %self.resource, conn = conn.0, up_for = ?c.since.elapsed(), "connection closed");
-            // A link that was in use may come back at once: retry soon.
-            self.next_dial = Instant::now() + self.jitter(DIAL_BACKOFF_MIN);
+            // A link that was in use may come back at once (a renegotiation after `primary
+            // --force` or `invalidate`, a peer restart): the first retry is immediate, the
+            // following ones back off.
+            self.next_dial = Instant::now();
+            self.backoff = DIAL_BACKOFF_MIN;
         }
     }
 

@@ -360,6 +360,8 @@ impl Res {
             conf_path: self.conf_path.clone(),
             export_name: self.export.name().to_owned(),
             sb_durable: sb.seq,
+            resync_started: None,
+            last_resync: None,
         };
         let disk = up.replica.status().disk;
         info!(resource = %self.name, node = %ctx.node, disk = %disk, size_bytes = usable, current_uuid = %up.sb.gi.current, "up");

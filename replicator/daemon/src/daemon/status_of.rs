@@ -10,7 +10,7 @@ use super::resource::{Res, State};
 use super::up::{ClientOp, Up};
 use crate::status::{
     AlStatus, Counters, ExportStatus, GenerationStatus, IoStatus, LinkStatus, PeerStatus,
-    ResourceStatus, SyncStatus, VerifyStatus,
+    ResourceStatus, ResyncStatus, SyncStatus, VerifyStatus,
 };
 
 fn split_brain(r: &Refusal) -> bool {
@@ -118,6 +118,7 @@ impl Res {
             split_brain: false,
             last_verify: None,
             link: None,
+            last_resync: None,
         };
         let (Some(up), Some(st)) = (up, st) else {
             return base;
@@ -167,6 +168,11 @@ impl Res {
             link: up.link.as_ref().map(|l| LinkStatus {
                 address: l.local().to_string(),
                 listen_error: l.listen_error().map(str::to_owned),
+            }),
+            last_resync: up.last_resync.map(|r| ResyncStatus {
+                bytes: r.bytes,
+                seconds: r.seconds,
+                role: if r.source { "SyncSource" } else { "SyncTarget" }.to_owned(),
             }),
             ..base
         }

@@ -139,6 +139,17 @@ pub struct VerifyResult {
     pub complete: bool,
 }
 
+/// The last resync that finished on this node.
+#[derive(Debug, Clone, Copy)]
+pub struct ResyncResult {
+    /// Bytes transferred.
+    pub bytes: u64,
+    /// How long it took, from its start to the last block durable on the target.
+    pub seconds: f64,
+    /// This node was the SyncSource.
+    pub source: bool,
+}
+
 /// A control transition in progress (one at a time per resource).
 #[derive(Debug)]
 pub enum Step {
@@ -242,6 +253,10 @@ pub struct Up {
     pub export_name: String,
     /// The newest superblock sequence known durable.
     pub sb_durable: u64,
+    /// When the running resync started.
+    pub resync_started: Option<Instant>,
+    /// The last resync that finished.
+    pub last_resync: Option<ResyncResult>,
 }
 
 impl Up {
