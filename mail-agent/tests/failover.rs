@@ -35,6 +35,8 @@ fn bayes(agent: &Agent) -> (u64, u64) {
 
 #[test]
 fn state_survives_a_remount_at_another_path() {
+    let t0 = std::time::Instant::now();
+    let step = |what: &str| eprintln!("[{:6.1}s] {what}", t0.elapsed().as_secs_f64());
     let mut w = World::new();
     let net = w.net().to_owned();
     // Mail for unreachable.test has an MX nobody answers for: it stays queued.
@@ -63,6 +65,7 @@ fn state_survives_a_remount_at_another_path() {
     agent.add_account(CAROL.0, "general", CAROL.1);
     agent.start();
     let m = mx.addr.clone();
+    step("started on a");
     for i in 0..2 {
         let (code, t) = client.swaks(&[
             "--server",
@@ -148,6 +151,7 @@ fn state_survives_a_remount_at_another_path() {
         || queue_ids(&agent).len() == 1,
     );
     let queued = queue_ids(&agent);
+    step("delivered and queued");
     wait::until(
         "Bayes learned the training message",
         Duration::from_secs(30),
@@ -158,21 +162,24 @@ fn state_survives_a_remount_at_another_path() {
                 .is_ok_and(|(s, _)| s >= 1)
         },
     );
-    for i in 0..5 {
-        assert!(
-            client
-                .imap_login(
-                    &m,
-                    CAROL.0,
-                    "Wrong-pass-1",
-                    Some(&format!("{net}.{}", 20 + i))
-                )
-                .is_err()
-        );
-    }
+    // Five failures at once (each costs Dovecot's 2 s delay), from addresses of their own.
+    std::thread::scope(|s| {
+        for i in 0..5 {
+            let (m, net) = (&m, &net);
+            s.spawn(move || {
+                let src = format!("{net}.{}", 20 + i);
+                assert!(
+                    client
+                        .imap_login(m, CAROL.0, "Wrong-pass-1", Some(&src))
+                        .is_err()
+                );
+            });
+        }
+    });
     let r = client.imap_login(&m, CAROL.0, CAROL.1, Some(&format!("{net}.25")));
     assert!(r.as_ref().is_err_and(|e| e.contains("locked")), "{r:?}");
     let bayes_before = bayes(&agent);
+    step("trained and locked out");
 
     // --- failover: stop, nothing left, unmount, mount elsewhere ---
     agent.stop();
@@ -184,6 +191,7 @@ fn state_survives_a_remount_at_another_path() {
     assert_eq!(code, 7, "monitor after stop: {out}");
     drop(agent);
     mount_a.unmount();
+    step("stopped on a");
     let _mount_b = Mount::new(&image.to_string_lossy(), &b, Some("ext4"));
 
     // The other node's postfix and clamav users have other ids: pretend the files were owned by
@@ -215,6 +223,7 @@ fn state_survives_a_remount_at_another_path() {
     let mut agent = Agent::new(&mx, &b);
     agent.start();
     let spool_file = walk_first(&layout.postfix_queue().join("deferred"));
+    step("started on b");
     assert_eq!(
         std::fs::metadata(&spool_file).unwrap().uid(),
         real_postfix,
@@ -224,6 +233,7 @@ fn state_survives_a_remount_at_another_path() {
         let (code, out) = agent.ocf("monitor", depth);
         assert_eq!(code, 0, "monitor {depth} after failover: {out}");
     }
+    step("monitored on b");
     let inbox = client
         .imap_fetch(&m, ALICE.0, ALICE.1, "INBOX")
         .expect("alice's mail after failover");
