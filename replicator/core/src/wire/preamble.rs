@@ -217,6 +217,44 @@ pub fn arbitrates(me: NodeId, peer: NodeId) -> bool {
     me < peer
 }
 
+/// What the acceptor of a connection knows when its preamble arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferContext {
+    /// This node's id.
+    pub me: NodeId,
+    /// The configured peer's id.
+    pub peer: NodeId,
+    /// The resource asked for is the one on this address.
+    pub resource_matches: bool,
+    /// The replication machine is waiting for a connection (`WFConnection`).
+    pub wanting: bool,
+    /// A connection is in use already.
+    pub connected: bool,
+    /// This node's own dial is in progress.
+    pub dialling: bool,
+}
+
+/// The verdict for a connection offered with `p`, and whether this node drops its own dial in
+/// progress (the arbiter does, when it accepts the peer's). The rules of the module's doc.
+pub fn decide_offer(c: &OfferContext, p: &Preamble) -> (Verdict, bool) {
+    if !c.resource_matches {
+        return (Verdict::UnknownResource, false);
+    }
+    if p.from != c.peer || p.to != c.me {
+        return (Verdict::WrongNode, false);
+    }
+    if !c.wanting || c.connected {
+        return (Verdict::Busy, false);
+    }
+    if arbitrates(c.me, c.peer) {
+        (Verdict::Accepted, c.dialling)
+    } else if c.dialling {
+        (Verdict::Busy, false)
+    } else {
+        (Verdict::Accepted, false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +337,82 @@ mod tests {
     fn the_lower_node_id_arbitrates() {
         assert!(arbitrates(NodeId(0), NodeId(1)));
         assert!(!arbitrates(NodeId(1), NodeId(0)));
+    }
+
+    fn ctx(me: u8, wanting: bool, connected: bool, dialling: bool) -> OfferContext {
+        OfferContext {
+            me: NodeId(me),
+            peer: NodeId(1 - me),
+            resource_matches: true,
+            wanting,
+            connected,
+            dialling,
+        }
+    }
+
+    fn from(peer: u8) -> Preamble {
+        Preamble {
+            resource: "r0".into(),
+            from: NodeId(peer),
+            to: NodeId(1 - peer),
+        }
+    }
+
+    #[test]
+    fn offers_are_decided_exactly() {
+        // The arbiter (id 0) accepts the peer's dial and drops its own.
+        assert_eq!(
+            decide_offer(&ctx(0, true, false, true), &from(1)),
+            (Verdict::Accepted, true)
+        );
+        assert_eq!(
+            decide_offer(&ctx(0, true, false, false), &from(1)),
+            (Verdict::Accepted, false)
+        );
+        // The other node refuses while its own dial (towards the arbiter) is in flight.
+        assert_eq!(
+            decide_offer(&ctx(1, true, false, true), &from(0)),
+            (Verdict::Busy, false)
+        );
+        assert_eq!(
+            decide_offer(&ctx(1, true, false, false), &from(0)),
+            (Verdict::Accepted, false)
+        );
+        // Nobody accepts a second connection, or one while not connecting.
+        assert_eq!(
+            decide_offer(&ctx(0, true, true, false), &from(1)),
+            (Verdict::Busy, false)
+        );
+        assert_eq!(
+            decide_offer(&ctx(1, false, false, false), &from(0)),
+            (Verdict::Busy, false)
+        );
+        // Wrong ends and wrong resources are named.
+        assert_eq!(
+            decide_offer(&ctx(0, true, false, false), &from(0)).0,
+            Verdict::WrongNode
+        );
+        let mut c = ctx(0, true, false, false);
+        c.resource_matches = false;
+        assert_eq!(decide_offer(&c, &from(1)).0, Verdict::UnknownResource);
+    }
+
+    /// Both nodes dial at once and each sees the other's preamble, in any order relative to its
+    /// own dial's verdict: exactly one connection is accepted by both of its ends.
+    #[test]
+    fn crossing_dials_leave_exactly_one_connection() {
+        // Connection X: dialled by node 0, decided by node 1. Connection Y: dialled by node 1,
+        // decided by node 0. Each acceptor decides while its own dial is in flight (both dial at
+        // once); a dial whose verdict is Accepted is used by its dialer unless it dropped it.
+        let (x, _) = decide_offer(&ctx(1, true, false, true), &from(0));
+        let (y, drop0) = decide_offer(&ctx(0, true, false, true), &from(1));
+        let used_x = x == Verdict::Accepted && !drop0;
+        let used_y = y == Verdict::Accepted;
+        assert!(
+            used_x ^ used_y,
+            "exactly one of the crossing connections is used"
+        );
+        assert!(used_y, "the arbiter's choice: the peer's dial");
     }
 
     proptest! {

@@ -29,7 +29,8 @@ use bytes::BytesMut;
 use replicator_core::protocol::{ConnId, LinkLoss};
 use replicator_core::types::NodeId;
 use replicator_core::wire::preamble::{
-    self, PREAMBLE_BYTES, Preamble, VERDICT_BYTES, Verdict, decode_verdict, encode_verdict,
+    OfferContext, PREAMBLE_BYTES, Preamble, VERDICT_BYTES, Verdict, decide_offer, decode_verdict,
+    encode_verdict,
 };
 use replicator_core::wire::shared::{FrameParts, decode_shared, encode_parts};
 use replicator_core::wire::{self, HEADER_BYTES, Message};
@@ -331,26 +332,28 @@ impl PeerLink {
         wanting: bool,
         events: &mpsc::Sender<Event>,
     ) -> LinkAction {
-        let verdict = if *p.resource != *self.resource {
-            warn!(resource = %self.resource, from = %from, asked = %p.resource, "connection for another resource on this address; refused");
-            Verdict::UnknownResource
-        } else if p.from != self.peer || p.to != self.me {
-            warn!(resource = %self.resource, from = %from, peer_says_it_is = p.from.0, peer_expects = p.to.0, "connection with node ids that do not match the configuration (node-id {} expected from {}, this node is {}); refused", self.peer.0, self.peer_name, self.me.0);
-            Verdict::WrongNode
-        } else if !wanting || self.conn.is_some() {
-            Verdict::Busy
-        } else if preamble::arbitrates(self.me, self.peer) {
-            // The lower node id arbitrates a crossing: the peer's dial wins, ours is dropped.
-            if let Some(d) = self.dial.take() {
-                d.task.abort();
-            }
-            Verdict::Accepted
-        } else if self.dial.is_some() {
-            // Our own dial is on its way to the arbiter, which will accept it.
-            Verdict::Busy
-        } else {
-            Verdict::Accepted
+        let ctx = OfferContext {
+            me: self.me,
+            peer: self.peer,
+            resource_matches: *p.resource == *self.resource,
+            wanting,
+            connected: self.conn.is_some(),
+            dialling: self.dial.is_some(),
         };
+        let (verdict, drop_own_dial) = decide_offer(&ctx, &p);
+        match verdict {
+            Verdict::UnknownResource => {
+                warn!(resource = %self.resource, from = %from, asked = %p.resource, "connection for another resource on this address; refused")
+            }
+            Verdict::WrongNode => {
+                warn!(resource = %self.resource, from = %from, peer_says_it_is = p.from.0, peer_expects = p.to.0, "connection with node ids that do not match the configuration (node-id {} expected from {}, this node is {}); refused", self.peer.0, self.peer_name, self.me.0)
+            }
+            Verdict::Busy | Verdict::Accepted => {}
+        }
+        if drop_own_dial && let Some(d) = self.dial.take() {
+            // The lower node id arbitrates a crossing: the peer's dial wins, ours is dropped.
+            d.task.abort();
+        }
         if verdict != Verdict::Accepted {
             debug!(resource = %self.resource, from = %from, verdict = %verdict, "offered connection refused");
             tokio::spawn(async move {
