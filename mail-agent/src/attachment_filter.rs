@@ -284,17 +284,33 @@ mod tests {
     fn a_blocked_attachment_is_refused_at_the_end_of_the_message() {
         let mut c = Conn::new(policy());
         assert!(matches!(
-            reply_of(c.handle(cmd::OPTNEG, &[0, 0, 0, 6, 0, 0, 1, 0xff, 0, 0x1f, 0xff, 0xff])),
-            milter::Reply::OptNeg { version: 6, actions: 0, protocol: 0 }
+            reply_of(c.handle(
+                cmd::OPTNEG,
+                &[0, 0, 0, 6, 0, 0, 1, 0xff, 0, 0x1f, 0xff, 0xff]
+            )),
+            milter::Reply::OptNeg {
+                version: 6,
+                actions: 0,
+                protocol: 0
+            }
         ));
-        assert_eq!(c.handle(cmd::MACRO, b"Cj\0mail.example.com\0"), Action::Nothing);
-        assert_eq!(reply_of(c.handle(cmd::MAIL, b"<a@example.net>\0")), milter::Reply::Continue);
+        assert_eq!(
+            c.handle(cmd::MACRO, b"Cj\0mail.example.com\0"),
+            Action::Nothing
+        );
+        assert_eq!(
+            reply_of(c.handle(cmd::MAIL, b"<a@example.net>\0")),
+            milter::Reply::Continue
+        );
         let h = milter::strings(&["Content-Type", "multipart/mixed; boundary=\"b\""]);
         assert_eq!(reply_of(c.handle(cmd::HEADER, &h)), milter::Reply::Continue);
         assert_eq!(reply_of(c.handle(cmd::EOH, &[])), milter::Reply::Continue);
         let body = "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''setup%2Eexe\r\n\r\nTVqQ\r\n--b--\r\n";
         for chunk in body.as_bytes().chunks(7) {
-            assert_eq!(reply_of(c.handle(cmd::BODY, chunk)), milter::Reply::Continue);
+            assert_eq!(
+                reply_of(c.handle(cmd::BODY, chunk)),
+                milter::Reply::Continue
+            );
         }
         assert_eq!(
             reply_of(c.handle(cmd::BODYEOB, &[])),
@@ -306,7 +322,10 @@ mod tests {
         c.handle(cmd::MAIL, b"<a@example.net>\0");
         c.handle(cmd::EOH, &[]);
         c.handle(cmd::BODY, b"hello\r\n");
-        assert_eq!(reply_of(c.handle(cmd::BODYEOB, &[])), milter::Reply::Continue);
+        assert_eq!(
+            reply_of(c.handle(cmd::BODYEOB, &[])),
+            milter::Reply::Continue
+        );
         assert_eq!(c.handle(cmd::QUIT, &[]), Action::Close);
         assert_eq!(Conn::new(policy()).handle(b'?', &[]), Action::Close);
     }
@@ -318,7 +337,10 @@ mod tests {
             extension: "exe".into(),
         };
         let r = refusal(&v, "example.com").unwrap();
-        assert!(r.starts_with("550 5.7.1 Attachment \"a?b??550 x.exe\" refused"), "{r}");
+        assert!(
+            r.starts_with("550 5.7.1 Attachment \"a?b??550 x.exe\" refused"),
+            "{r}"
+        );
         assert_eq!(refusal(&Verdict::Clean, "example.com"), None);
     }
 
@@ -347,7 +369,10 @@ mod tests {
                     queue_id: "Q1",
                     headers: vec![
                         ("From", "<bob@example.net>".into()),
-                        ("Content-Type", format!("application/octet-stream; name=\"{name}\"")),
+                        (
+                            "Content-Type",
+                            format!("application/octet-stream; name=\"{name}\""),
+                        ),
                     ],
                     body: "TVqQ\r\n",
                 })

@@ -329,7 +329,9 @@ pub fn names(ps: &[(String, String)], base: &str) -> Vec<String> {
                 if k == 0 && *i == 0 {
                     // charset'language'value
                     let mut parts = v.splitn(3, '\'');
-                    if let (Some(cs), Some(_), Some(val)) = (parts.next(), parts.next(), parts.next()) {
+                    if let (Some(cs), Some(_), Some(val)) =
+                        (parts.next(), parts.next(), parts.next())
+                    {
                         charset = cs.to_owned();
                         v = val;
                     }
@@ -718,7 +720,8 @@ impl Embedded {
     fn line(&mut self, line: &[u8]) {
         match self.encoding {
             Encoding::Base64 => {
-                self.carry.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
+                self.carry
+                    .extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
                 let whole = self.carry.len() / 4 * 4;
                 let chunk: Vec<u8> = self.carry.drain(..whole).collect();
                 let bytes = base64_decode(&chunk);
@@ -785,31 +788,97 @@ mod tests {
     fn every_evasion_form_is_decoded() {
         // (part headers, blocked?)
         let table: &[(&str, bool)] = &[
-            ("Content-Type: application/octet-stream; name=\"report.exe\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-8?B?cmVwb3J0LmV4ZQ==?=\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?utf-8?b?cmVwb3J0LmV4ZQ?=\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-8?Q?report=2Eexe?=\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-8?Q?report?= =?UTF-8?B?LmV4ZQ==?=\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''report%2Eexe", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=utf-8'en'report.%65%78%65", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*0=\"report.\"; filename*1=\"exe\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*1=\"exe\"; filename*0=\"report.\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n filename*0*=UTF-8''report%2E;\r\n filename*1*=e%78e", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.exe.\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.exe  \"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename = \"report.exe\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.e\\xe\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; FILENAME=\"REPORT.EXE\"", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n\tfilename=report.exe", true),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-16?B?AHIAZQBwAG8AcgB0AC4AZQB4AGU=?=\"", true),
-            ("Content-Type: application/octet-stream; name=report.txt\r\nContent-Disposition: attachment; filename=\"notes.js\"", true),
+            (
+                "Content-Type: application/octet-stream; name=\"report.exe\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-8?B?cmVwb3J0LmV4ZQ==?=\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?utf-8?b?cmVwb3J0LmV4ZQ?=\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-8?Q?report=2Eexe?=\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-8?Q?report?= =?UTF-8?B?LmV4ZQ==?=\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''report%2Eexe",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=utf-8'en'report.%65%78%65",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*0=\"report.\"; filename*1=\"exe\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*1=\"exe\"; filename*0=\"report.\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n filename*0*=UTF-8''report%2E;\r\n filename*1*=e%78e",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.exe.\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.exe  \"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename = \"report.exe\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.e\\xe\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; FILENAME=\"REPORT.EXE\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n\tfilename=report.exe",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"=?UTF-16?B?AHIAZQBwAG8AcgB0AC4AZQB4AGU=?=\"",
+                true,
+            ),
+            (
+                "Content-Type: application/octet-stream; name=report.txt\r\nContent-Disposition: attachment; filename=\"notes.js\"",
+                true,
+            ),
             // Allowed: other extensions, encoded too (an accented name is common).
             ("Content-Type: application/pdf; name=\"report.pdf\"", false),
-            ("Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"=?UTF-8?Q?informe_a=C3=B1o.pdf?=\"", false),
-            ("Content-Type: application/pdf\r\nContent-Disposition: attachment; filename*=UTF-8''informe%20a%C3%B1o.pdf", false),
+            (
+                "Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"=?UTF-8?Q?informe_a=C3=B1o.pdf?=\"",
+                false,
+            ),
+            (
+                "Content-Type: application/pdf\r\nContent-Disposition: attachment; filename*=UTF-8''informe%20a%C3%B1o.pdf",
+                false,
+            ),
             ("Content-Type: text/plain; name=\"exe\"", false),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.exe.txt\"", false),
-            ("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"setup.executable\"", false),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"report.exe.txt\"",
+                false,
+            ),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"setup.executable\"",
+                false,
+            ),
         ];
         for (headers, want) in table {
             let v = scan_message(&with_part(headers));

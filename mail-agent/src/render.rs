@@ -508,7 +508,10 @@ aliases = ["info@example.org"]
             "{main}"
         );
         assert!(!line("non_smtpd_milters").contains("tandem"), "{main}");
-        assert!(!main.contains("mime_header_checks"), "one check, in one place");
+        assert!(
+            !main.contains("mime_header_checks"),
+            "one check, in one place"
+        );
     }
 
     #[test]
