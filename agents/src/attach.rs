@@ -459,9 +459,22 @@ pub fn detach(state_file: &Path, state: &mut State, deadline: Instant) -> Result
         ocf::warn!("{l} is not over this resource's nbdfuse file any more; leaving it alone");
     }
     ours.sort();
+    let file = fuse_file(state);
     for loopdev in ours {
         let losetup = tools::require_tool("losetup", Some("util-linux"))?;
-        tools::checked(Command::new(losetup).args(["-d", &loopdev]))?;
+        let mut cmd = Command::new(losetup);
+        cmd.args(["-d", &loopdev]);
+        let out = tools::output(&mut cmd)?;
+        // A device that came off by itself meanwhile (autoclear, set by an earlier -d while
+        // it was busy) is what we wanted.
+        if !out.status.success() && loop_backing(&loopdev) == file {
+            return Err(OcfError::generic(format!(
+                "{} failed ({}): {}",
+                tools::describe(&cmd),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
         if !wait_until(deadline, || loop_backing(&loopdev).is_none()) {
             return Err(OcfError::generic(format!(
                 "loop device {loopdev} is still in use after losetup -d"
