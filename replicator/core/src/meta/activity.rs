@@ -1,12 +1,14 @@
-//! The activity log in memory: which 4 MiB extents may have writes in flight, and the
-//! transactions that must be on disk before a write to a newly hot extent may start.
+//! The activity log's on-disk table in memory, and the transactions that record its changes.
 //!
-//! The daemon's event loop drives it: [`ActivityLog::begin`] before a write (it may hand back
-//! a transaction to write first, and extents whose bitmap pages must be flushed before that
-//! transaction, because they leave the log), [`ActivityLog::committed`] when a transaction is
-//! durable, [`ActivityLog::end`] when the write completed. Eviction is least-recently-used
-//! among extents with no write in flight; when every slot has one, `begin` says so and the
-//! caller waits for an `end` (the log is the bound on hot extents, as in DRBD).
+//! **Which extents are hot is decided by the replication state machine** (`protocol::al`,
+//! inside `protocol::Replica`, which keeps an extent hot until its writes are settled on both
+//! nodes): replicatord encodes each `Output::AlUpdate` with [`ActivityLog::record`] and marks
+//! it [`ActivityLog::committed`] once durable. That is the one hot-set authority.
+//!
+//! [`ActivityLog::begin`] / [`ActivityLog::end`] are a self-contained policy over the same table
+//! (make extents hot before a write, LRU eviction of idle extents, wait when all are busy): the
+//! crash oracle of `meta::tests` checks the on-disk format's recovery with it; the daemon does
+//! not use them.
 
 use std::collections::BTreeMap;
 
