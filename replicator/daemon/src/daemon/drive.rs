@@ -827,7 +827,7 @@ impl IoDone {
 /// costs two thread wake-ups). The filesystems here have no non-blocking buffered writes
 /// (`RWF_NOWAIT` → EOPNOTSUPP), nor tmpfs non-blocking reads, so this is how an operation
 /// completes without a hop.
-pub const INLINE_WRITE_MAX: usize = 256 << 10;
+pub const INLINE_WRITE_MAX: usize = 1 << 20;
 /// An inline write that had to sleep (the page cache throttling writers, or a page to read
 /// in) and took longer than this sends writes to the blocking pool for [`INLINE_BACKOFF`], so
 /// the loop — which answers the peer's keep-alives — never stalls for long. (Being preempted by
