@@ -67,8 +67,9 @@ pub use bytes::Bytes;
 #[cfg(feature = "server")]
 pub use server::{
     Backend, BoxFuture, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_IN_FLIGHT_BYTES, Export, ExportLookup, Exports, FileBackend, FileOptions,
-    FlushBarrier, IoMode, Listener, Server, ServerConfig, on_connection_thread,
+    DEFAULT_MAX_IN_FLIGHT_BYTES, DEFAULT_UNIX_SEND_BUFFER, Export, ExportLookup, Exports,
+    FileBackend, FileOptions, FlushBarrier, IoMode, Listener, Server, ServerConfig,
+    on_connection_thread,
 };
 
 pub use handshake::{ExportListing, Refusal, RefusalKind};

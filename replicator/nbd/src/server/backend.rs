@@ -48,6 +48,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Reads exactly `len` bytes at `offset`.
     fn read(&self, offset: u64, len: u32) -> BoxFuture<'_, io::Result<Vec<u8>>>;
 
+    /// [`read`](Backend::read) into `buf`, a buffer the server had for an earlier reply: an
+    /// implementation that overrides this reuses its allocation (clear it, read into its
+    /// capacity) and returns it with exactly `len` bytes. The server keeps a few such buffers
+    /// per connection, as nbdkit keeps one per thread: a fresh 1 MiB buffer per READ costs
+    /// page faults once the allocator has given freed memory back. The default ignores `buf`.
+    fn read_into(&self, offset: u64, len: u32, buf: Vec<u8>) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        drop(buf);
+        self.read(offset, len)
+    }
+
     /// Writes `data` at `offset`; with `fua` the data is on stable storage before this
     /// returns. `Bytes` is cheap to clone: a replicated backend sends the same buffer to its
     /// peer without copying.

@@ -4,13 +4,14 @@ use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{debug, info, warn};
 
+use super::pool::BufferPool;
 use super::{BoxRead, BoxWrite, Export, ExportLookup, ServerConfig, signalled};
 use crate::handshake::{
     HandshakeError, Lookup, Need, Negotiator, NegotiatorConfig, Refusal, RefusalKind, Step,
@@ -197,9 +198,10 @@ async fn transmission(
     let session = Arc::new(session);
     let conn = ctx.id;
     let (tx, rx) = mpsc::channel::<Outgoing>(ctx.config.max_in_flight + 1);
+    let pool = Arc::new(BufferPool::default());
     // Aborted if this task is (the server's shutdown grace ran out): the writer must not
     // outlive its connection, holding the socket open for a client that stopped reading.
-    let mut writer = AbortOnDrop(tokio::spawn(writer_loop(wr, rx, conn)));
+    let mut writer = AbortOnDrop(tokio::spawn(writer_loop(wr, rx, conn, pool.clone())));
     // Released when a reply has been written (the permits ride in `Outgoing`), so they bound
     // both the requests being executed and the replies queued for the socket.
     let count = Arc::new(Semaphore::new(ctx.config.max_in_flight));
@@ -313,21 +315,23 @@ async fn transmission(
                 };
                 let payload = match req.command {
                     Command::Write { len, .. } => {
-                        let mut buf = BytesMut::zeroed(len as usize);
-                        if let Err(e) = rd.read_exact(&mut buf).await {
-                            // Killed mid-WRITE: the partial payload is dropped, never written.
-                            debug!(conn, cookie = req.cookie, error = %e, "client left in the middle of a WRITE payload");
-                            break End::ClientGone;
+                        match read_payload(&mut rd, pool.take(len as usize), len as usize).await {
+                            Ok(buf) => Some(Bytes::from(buf)),
+                            Err(e) => {
+                                // Killed mid-WRITE: the partial payload is dropped, never written.
+                                debug!(conn, cookie = req.cookie, error = %e, "client left in the middle of a WRITE payload");
+                                break End::ClientGone;
+                            }
                         }
-                        Some(buf.freeze())
                     }
                     _ => None,
                 };
                 let export = export.clone();
                 let session = session.clone();
                 let tx = tx.clone();
+                let pool = pool.clone();
                 in_flight.push(async move {
-                    let (head, data) = execute(conn, &export, &session, req, payload).await;
+                    let (head, data) = execute(conn, &export, &session, &pool, req, payload).await;
                     // Err: the writer is gone (client left); the work is done, the reply is moot.
                     let _ = tx
                         .send(Outgoing {
@@ -380,6 +384,25 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Reads a WRITE payload of `len` bytes into `buf`'s spare capacity (never zeroed first).
+async fn read_payload(
+    rd: &mut BufReader<BoxRead>,
+    mut buf: Vec<u8>,
+    len: usize,
+) -> io::Result<Vec<u8>> {
+    buf.clear();
+    buf.reserve_exact(len);
+    while buf.len() < len {
+        let room = len - buf.len();
+        // `limit` keeps the read inside this payload (a Vec would otherwise grow and take the
+        // next request's header).
+        if rd.read_buf(&mut (&mut buf).limit(room)).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(buf)
+}
+
 async fn discard(rd: &mut BufReader<BoxRead>, mut n: u64) -> io::Result<()> {
     let mut scratch = vec![0u8; DISCARD_CHUNK];
     while n > 0 {
@@ -399,6 +422,7 @@ async fn execute(
     conn: u64,
     export: &Export,
     session: &Session,
+    pool: &BufferPool,
     req: Request,
     payload: Option<Bytes>,
 ) -> (Vec<u8>, Option<Vec<u8>>) {
@@ -406,18 +430,26 @@ async fn execute(
     let mode = session.mode;
     let mut head = Vec::with_capacity(64);
     let result: io::Result<Option<Vec<u8>>> = match req.command {
-        Command::Read { offset, len } => match b.read(offset, len).await {
-            Ok(data) => {
-                assert_eq!(data.len(), len as usize, "backend returned a short read");
-                encode_read(&mut head, mode, req.cookie, req.offset, len);
-                return (head, Some(data));
+        Command::Read { offset, len } => {
+            match b.read_into(offset, len, pool.take(len as usize)).await {
+                Ok(data) => {
+                    assert_eq!(data.len(), len as usize, "backend returned a short read");
+                    encode_read(&mut head, mode, req.cookie, req.offset, len);
+                    return (head, Some(data));
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
-        Command::Write { offset, fua, .. } => b
-            .write(offset, payload.expect("WRITE carries its payload"), fua)
-            .await
-            .map(|()| None),
+        }
+        Command::Write { offset, fua, .. } => {
+            let payload = payload.expect("WRITE carries its payload");
+            let r = b.write(offset, payload.clone(), fua).await;
+            // The buffer is reused only once the backend holds no reference to it (a
+            // replicated backend may still be sending it to its peer).
+            if let Ok(buf) = payload.try_into_mut() {
+                pool.give(buf.into());
+            }
+            r.map(|()| None)
+        }
         Command::Flush => export.flush().await.map(|()| None),
         Command::Trim { offset, len, fua } => b.trim(offset, len, fua).await.map(|()| None),
         Command::Cache { offset, len } => b.cache(offset, len).await.map(|()| None),
@@ -469,7 +501,12 @@ async fn execute(
     (head, None)
 }
 
-async fn writer_loop(mut wr: BoxWrite, mut rx: mpsc::Receiver<Outgoing>, conn: u64) {
+async fn writer_loop(
+    mut wr: BoxWrite,
+    mut rx: mpsc::Receiver<Outgoing>,
+    conn: u64,
+    pool: Arc<BufferPool>,
+) {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(WRITE_BATCH);
     let mut broken = false;
     while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
@@ -478,7 +515,12 @@ async fn writer_loop(mut wr: BoxWrite, mut rx: mpsc::Receiver<Outgoing>, conn: u
             debug!(conn, error = %e, "client stopped reading replies");
             broken = true;
         }
-        batch.clear(); // releases the in-flight permits
+        // Releases the in-flight permits; READ buffers go back to the pool.
+        for o in batch.drain(..) {
+            if let Some(d) = o.data {
+                pool.give(d);
+            }
+        }
     }
     if !broken {
         let _ = tokio::time::timeout(Duration::from_secs(5), wr.shutdown()).await;

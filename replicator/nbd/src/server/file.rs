@@ -174,26 +174,35 @@ impl FileBackend {
 
     /// Reads `len` bytes at `offset`.
     pub async fn read_at(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len as usize];
-        let mut done = 0usize;
+        self.read_into(offset, len, Vec::new()).await
+    }
+
+    /// Reads `len` bytes at `offset` into `buf`, reusing its allocation (its contents are
+    /// discarded), and returns it. The bytes are read into the buffer's spare capacity, never
+    /// zeroed first: a 1 MiB READ into a fresh zeroed buffer cost a `memset` and, once glibc
+    /// had trimmed the freed heap, 256 page faults (perf: ~15 % of a 1 MiB sequential read).
+    pub async fn read_into(&self, offset: u64, len: u32, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        let want = len as usize;
+        buf.clear();
+        buf.reserve_exact(want);
         match self.inner.io {
             IoMode::NowaitThenPool if on_connection_thread() => {
-                self.inner.read_full(&mut buf, offset)?;
+                self.inner.read_full(&mut buf, want, offset)?;
                 return Ok(buf);
             }
-            IoMode::NowaitThenPool => done = self.inner.nowait_read(&mut buf, offset)?,
+            IoMode::NowaitThenPool => self.inner.fill(&mut buf, want, offset, libc::RWF_NOWAIT)?,
             IoMode::Inline => {
-                self.inner.read_full(&mut buf, offset)?;
+                self.inner.read_full(&mut buf, want, offset)?;
                 return Ok(buf);
             }
             IoMode::Pool => {}
         }
-        if done == buf.len() {
+        if buf.len() == want {
             return Ok(buf);
         }
         let inner = self.inner.clone();
         self.off_thread(move || {
-            inner.read_full(&mut buf[done..], offset + done as u64)?;
+            inner.read_full(&mut buf, want, offset)?;
             Ok(buf)
         })
         .await
@@ -289,37 +298,55 @@ impl Inner {
         self.file.sync_data().inspect_err(|e| self.sync_failed(e))
     }
 
-    /// `preadv2(RWF_NOWAIT)` until done or it would block; returns bytes read.
-    fn nowait_read(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let mut done = 0usize;
-        while done < buf.len() {
+    /// Appends to `buf` the bytes at `offset + buf.len()` until it holds `want` bytes, reading
+    /// into its spare capacity with `preadv2(flags)`. Stops early, without error, at the end of
+    /// the file or — with `RWF_NOWAIT` — where the read would block.
+    fn fill(
+        &self,
+        buf: &mut Vec<u8>,
+        want: usize,
+        offset: u64,
+        flags: libc::c_int,
+    ) -> io::Result<()> {
+        buf.reserve_exact(want.saturating_sub(buf.len()));
+        while buf.len() < want {
+            let done = buf.len();
+            let spare = &mut buf.spare_capacity_mut()[..want - done];
             let iov = libc::iovec {
-                iov_base: buf[done..].as_mut_ptr().cast(),
-                iov_len: buf.len() - done,
+                iov_base: spare.as_mut_ptr().cast(),
+                iov_len: spare.len(),
             };
-            // SAFETY: `iov` points into `buf`, which is valid for writes of `iov_len` bytes and
-            // outlives the call; the fd is open for the life of `self`.
+            // SAFETY: `iov` points into `buf`'s spare capacity, valid for writes of `iov_len`
+            // bytes for the duration of the call (nothing else borrows `buf`); the fd is open
+            // for the life of `self`.
             let n = unsafe {
                 libc::preadv2(
                     self.file.as_raw_fd(),
                     &iov,
                     1,
                     to_off(offset + done as u64)?,
-                    libc::RWF_NOWAIT,
+                    flags,
                 )
             };
             if n < 0 {
-                return match last_errno() {
-                    libc::EAGAIN | libc::EOPNOTSUPP | libc::EINTR => Ok(done),
-                    e => Err(errno(e)),
-                };
+                match last_errno() {
+                    libc::EINTR => continue,
+                    libc::EAGAIN | libc::EOPNOTSUPP if flags & libc::RWF_NOWAIT != 0 => {
+                        return Ok(());
+                    }
+                    e => return Err(errno(e)),
+                }
             }
             if n == 0 {
-                return Ok(done); // EOF: let the blocking path report it
+                return Ok(()); // end of file: the caller decides
             }
-            done += n as usize;
+            let n = usize::try_from(n).expect("preadv2 returned a positive count");
+            assert!(n <= want - done, "preadv2 read more than it was given");
+            // SAFETY: the kernel initialised the first `n` bytes of the spare capacity, and
+            // `done + n <= want <= capacity`.
+            unsafe { buf.set_len(done + n) };
         }
-        Ok(done)
+        Ok(())
     }
 
     fn nowait_write(&self, data: &[u8], offset: u64) -> io::Result<usize> {
@@ -356,17 +383,16 @@ impl Inner {
         Ok(done)
     }
 
-    fn read_full(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                io::Error::new(
-                    e.kind(),
-                    "the backing file is shorter than the export (was it truncated?)",
-                )
-            } else {
-                e
-            }
-        })
+    /// Fills `buf` up to `want` bytes (blocking), or fails: a short file is an error.
+    fn read_full(&self, buf: &mut Vec<u8>, want: usize, offset: u64) -> io::Result<()> {
+        self.fill(buf, want, offset, 0)?;
+        if buf.len() < want {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the backing file is shorter than the export (was it truncated?)",
+            ));
+        }
+        Ok(())
     }
 
     fn write_full(&self, data: &[u8], offset: u64, fua: bool) -> io::Result<()> {
@@ -612,6 +638,10 @@ impl Backend for FileBackend {
         Box::pin(self.read_at(offset, len))
     }
 
+    fn read_into(&self, offset: u64, len: u32, buf: Vec<u8>) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(FileBackend::read_into(self, offset, len, buf))
+    }
+
     fn write(&self, offset: u64, data: Bytes, fua: bool) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(self.write_at(offset, data, fua))
     }
@@ -658,5 +688,55 @@ impl Backend for FileBackend {
     fn block_status(&self, offset: u64, len: u64) -> BoxFuture<'_, io::Result<Vec<Extent>>> {
         let inner = self.inner.clone();
         Box::pin(self.off_thread(move || inner.block_status(offset, len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(data: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(data).expect("write");
+        f
+    }
+
+    /// Reads land in the given buffer's allocation, with exactly the file's bytes, whatever
+    /// the buffer held before, in every I/O mode.
+    #[tokio::test]
+    async fn read_into_reuses_the_buffer_and_returns_exactly_the_data() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 256).to_le_bytes()[0]).collect();
+        let f = file_with(&data);
+        for io in [IoMode::NowaitThenPool, IoMode::Pool, IoMode::Inline] {
+            let b = FileBackend::open(
+                f.path(),
+                FileOptions {
+                    io,
+                    ..FileOptions::default()
+                },
+            )
+            .expect("open");
+            let old = vec![0xAAu8; 200_000];
+            let ptr = old.as_ptr();
+            let got = b.read_into(1234, 150_000, old).await.expect("read");
+            assert_eq!(got.as_ptr(), ptr, "{io:?}: the allocation is reused");
+            assert_eq!(got, &data[1234..151_234], "{io:?}");
+            // A buffer too small grows; an empty one is allocated.
+            let got = b.read_into(0, 300_000, vec![1u8; 10]).await.expect("read");
+            assert_eq!(got, data, "{io:?}");
+            assert_eq!(b.read_at(299_990, 10).await.expect("read"), &data[299_990..]);
+        }
+    }
+
+    /// A backing file shorter than the export fails the read (never a short buffer).
+    #[tokio::test]
+    async fn reading_past_a_truncated_backing_file_is_an_error() {
+        let f = file_with(&[5u8; 8192]);
+        let b = FileBackend::open(f.path(), FileOptions::default()).expect("open");
+        f.as_file().set_len(4096).expect("truncate");
+        let e = b.read_at(0, 8192).await.expect_err("short file");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("shorter than the export"), "{e}");
     }
 }
