@@ -1,10 +1,23 @@
 //! `import`: copies every mailbox of an account on an existing IMAP server into a local
 //! account, the step the thesis left "pending". Dovecot's own `dsync` does the copying,
 //! reading the old server through its `imapc` storage (`doveadm sync -1 -R ... imapc:`): a
-//! one-way pull that never deletes local mail, matches messages by GUID (generated from the
-//! headers, `imapc_features = guid-forced`), and so is resumable: run it again after an
+//! one-way pull that never deletes local mail and so is resumable: run it again after an
 //! interruption, or later to pick up what arrived meanwhile, and only what is missing is
 //! copied. A progress bar follows the local message count against the remote total.
+//!
+//! Messages are matched by a hash of their `Date` and `Message-ID` headers, which dsync
+//! computes on both sides whenever the remote side has no GUIDs. We deliberately do not ask
+//! imapc to invent GUIDs from the headers (`imapc_features = guid-forced`): those GUIDs live
+//! only in the local `dovecot-uidlist`, which Maildir writes *after* moving a committed batch
+//! of messages from `tmp/` into `new/`. An import killed between the two (a crash, a
+//! failover, a `kill -9`) left up to a whole batch (100 messages) in `new/` with GUIDs taken
+//! from their file names; the resumed run saw them as local mail, matched nothing, and copied
+//! the batch again (300 messages became 400). Header hashes are recomputed from the files
+//! themselves, so a resumed run recognises those messages whatever moment the first run died.
+//!
+//! One run at a time per account: `doveadm sync -l` takes Dovecot's per-user dsync lock, and
+//! the `doveadm` child gets SIGTERM (a clean stop at its next safe point) if this command
+//! dies, so an interrupted import leaves nothing importing behind the operator's back.
 //!
 //! The remote password never appears on a command line: it goes into a 0600 configuration
 //! file that includes the running instance's and is removed afterwards.
@@ -84,7 +97,7 @@ pub fn imapc_conf(main_conf: &Path, src: &Source, job: &Job) -> String {
     };
     let q = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
     format!(
-        "!include {}\nimapc_host = {}\nimapc_port = {}\nimapc_ssl = {ssl}\nimapc_ssl_verify = {}\nimapc_user = {}\nimapc_password = {}\nimapc_features = rfc822.size fetch-headers guid-forced\nmail_prefetch_count = 20\n",
+        "!include {}\nimapc_host = {}\nimapc_port = {}\nimapc_ssl = {ssl}\nimapc_ssl_verify = {}\nimapc_user = {}\nimapc_password = {}\nimapc_features = rfc822.size fetch-headers\nmail_prefetch_count = 20\n",
         s(main_conf),
         src.host,
         src.port.unwrap_or(default_port),
@@ -93,6 +106,19 @@ pub fn imapc_conf(main_conf: &Path, src: &Source, job: &Job) -> String {
         q(&job.password),
     )
 }
+
+/// How long a run waits for Dovecot's dsync lock of the account (held by another import of
+/// the same account, or by the `doveadm` of an interrupted one finishing its stop) before
+/// giving up with an error; the operator runs the command again.
+pub const SYNC_LOCK_WAIT_S: u32 = 60;
+
+/// How many times `doveadm sync` runs when it exits 2 ("done without errors, but the
+/// mailboxes changed meanwhile: run again", doveadm-sync(1)). At the bound the import fails
+/// with dsync's message, and running it again resumes.
+pub const MAX_SYNC_RUNS: u32 = 3;
+
+/// doveadm-sync(1)'s exit status for "synchronised without errors, not perfectly: run again".
+const DSYNC_EXIT_RUN_AGAIN: i32 = 2;
 
 fn doveadm(conf: &Path) -> Command {
     let mut c = Command::new("/usr/bin/doveadm");
@@ -184,44 +210,88 @@ pub fn import_one(
     } else {
         None
     };
-    let mut child = doveadm(&tmp)
-        .args(["sync", "-1", "-R", "-u", &job.local, "imapc:"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
     let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
+    let mut runs = 0;
+    let (status, err) = loop {
+        runs += 1;
+        let (status, err) = sync_once(&tmp, &main_conf, &job.local, before, total, bar.as_ref())?;
+        if status.code() != Some(DSYNC_EXIT_RUN_AGAIN) || runs >= MAX_SYNC_RUNS {
+            break (status, err);
         }
-        if let Some(b) = &bar
-            && let Ok(now) = count(&main_conf, &job.local, false)
-        {
-            b.set_position(now.saturating_sub(before).min(total));
-        }
-        std::thread::sleep(Duration::from_millis(500));
     };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
     let after = count(&main_conf, &job.local, false)?;
     if let Some(b) = &bar {
         b.set_position(after.saturating_sub(before).min(total));
         b.finish();
     }
-    // doveadm sync exits 2 when it had to retry a changed mailbox: run it once more.
     if !status.success() {
         anyhow::bail!(
-            "doveadm sync for {} failed ({status}) after {:?}: {}",
+            "doveadm sync for {} failed ({status}, {runs} run{}) after {:?}: {}",
             job.local,
+            if runs == 1 { "" } else { "s" },
             started.elapsed(),
             err.trim()
         );
     }
     Ok((total, after.saturating_sub(before)))
+}
+
+/// One `doveadm sync` run; returns its status and what it wrote on stderr.
+fn sync_once(
+    conf: &Path,
+    main_conf: &Path,
+    local: &str,
+    before: u64,
+    total: u64,
+    bar: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<(std::process::ExitStatus, String)> {
+    let mut cmd = doveadm(conf);
+    cmd.args([
+        "sync",
+        "-1",
+        "-R",
+        "-l",
+        &SYNC_LOCK_WAIT_S.to_string(),
+        "-u",
+        local,
+        "imapc:",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe and uses nothing allocated after the fork.
+    // doveadm stops cleanly on SIGTERM; without this, killing the import left it running,
+    // and the operator's resumed run raced it.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn()?;
+    // stderr is read on a thread: a chatty dsync must not fill the pipe and stall.
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut err = String::new();
+            let _ = e.read_to_string(&mut err);
+            err
+        })
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if let Some(b) = bar
+            && let Ok(now) = count(main_conf, local, false)
+        {
+            b.set_position(now.saturating_sub(before).min(total));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok((status, err))
 }
 
 /// Imports every job; prints a line per account.
@@ -308,6 +378,11 @@ mod tests {
         );
         assert!(c.starts_with("!include /srv/mail/run/conf/dovecot/dovecot.conf\n"));
         assert!(c.contains("imapc_port = 993\nimapc_ssl = imaps\nimapc_ssl_verify = yes\n"));
+        // Header hashes, not imapc's invented GUIDs: see the module's documentation.
+        assert!(
+            c.contains("imapc_features = rfc822.size fetch-headers\n"),
+            "{c}"
+        );
         assert!(c.contains("imapc_password = \"p\\\"w\\\\\"\n"), "{c}");
         let src = Source {
             tls: Tls::None,
