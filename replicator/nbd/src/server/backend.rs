@@ -58,6 +58,17 @@ pub trait Backend: Send + Sync + 'static {
         self.read(offset, len)
     }
 
+    /// A file whose bytes at every offset are this export's bytes at the same offset, if
+    /// there is one (a [`FileBackend`](super::FileBackend) returns its file). The server then
+    /// sends large READs from the file's page cache to the socket with `splice(2)`, without
+    /// calling [`read`](Backend::read) and without copying the data in this process (see
+    /// `server/splice.rs` for what a client can observe). A backend whose reads must go
+    /// through its own code (data not yet in the file, a different layout) returns `None`,
+    /// the default.
+    fn zero_copy_file(&self) -> Option<Arc<std::fs::File>> {
+        None
+    }
+
     /// Writes `data` at `offset`; with `fua` the data is on stable storage before this
     /// returns. `Bytes` is cheap to clone: a replicated backend sends the same buffer to its
     /// peer without copying.

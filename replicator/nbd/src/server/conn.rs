@@ -12,7 +12,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::pool::BufferPool;
-use super::{BoxRead, BoxWrite, Export, ExportLookup, ServerConfig, signalled};
+use super::splice::{Pipe, PipePool, SPLICE_MIN_SHARED};
+use super::{
+    BoxRead, BoxWrite, Export, ExportLookup, ServerConfig, on_connection_thread, signalled,
+};
 use crate::handshake::{
     HandshakeError, Lookup, Need, Negotiator, NegotiatorConfig, Refusal, RefusalKind, Step,
     greeting, parse_client_flags, parse_option, parse_option_header,
@@ -162,8 +165,23 @@ async fn handshake(
 /// An encoded reply on its way to the writer, holding the in-flight permits it used.
 struct Outgoing {
     head: Vec<u8>,
-    data: Option<Vec<u8>>,
+    data: Option<Data>,
     _permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+}
+
+/// A READ reply's data.
+enum Data {
+    /// Read into a buffer (from the connection's pool).
+    Buf(Vec<u8>),
+    /// This many bytes waiting in a pipe, spliced from the backend's file (`splice.rs`).
+    Pipe(Pipe, usize),
+}
+
+/// Pools of one connection: READ/WRITE buffers and READ pipes.
+#[derive(Default)]
+struct Pools {
+    buffers: BufferPool,
+    pipes: PipePool,
 }
 
 /// Why the reader stopped.
@@ -198,7 +216,7 @@ async fn transmission(
     let session = Arc::new(session);
     let conn = ctx.id;
     let (tx, rx) = mpsc::channel::<Outgoing>(ctx.config.max_in_flight + 1);
-    let pool = Arc::new(BufferPool::default());
+    let pool = Arc::new(Pools::default());
     // Aborted if this task is (the server's shutdown grace ran out): the writer must not
     // outlive its connection, holding the socket open for a client that stopped reading.
     let mut writer = AbortOnDrop(tokio::spawn(writer_loop(wr, rx, conn, pool.clone())));
@@ -315,7 +333,9 @@ async fn transmission(
                 };
                 let payload = match req.command {
                     Command::Write { len, .. } => {
-                        match read_payload(&mut rd, pool.take(len as usize), len as usize).await {
+                        match read_payload(&mut rd, pool.buffers.take(len as usize), len as usize)
+                            .await
+                        {
                             Ok(buf) => Some(Bytes::from(buf)),
                             Err(e) => {
                                 // Killed mid-WRITE: the partial payload is dropped, never written.
@@ -422,20 +442,27 @@ async fn execute(
     conn: u64,
     export: &Export,
     session: &Session,
-    pool: &BufferPool,
+    pool: &Pools,
     req: Request,
     payload: Option<Bytes>,
-) -> (Vec<u8>, Option<Vec<u8>>) {
+) -> (Vec<u8>, Option<Data>) {
     let b = export.backend();
     let mode = session.mode;
     let mut head = Vec::with_capacity(64);
     let result: io::Result<Option<Vec<u8>>> = match req.command {
         Command::Read { offset, len } => {
-            match b.read_into(offset, len, pool.take(len as usize)).await {
+            if let Some(pipe) = spliced(b.as_ref(), &pool.pipes, offset, len).await {
+                encode_read(&mut head, mode, req.cookie, req.offset, len);
+                return (head, Some(Data::Pipe(pipe, len as usize)));
+            }
+            match b
+                .read_into(offset, len, pool.buffers.take(len as usize))
+                .await
+            {
                 Ok(data) => {
                     assert_eq!(data.len(), len as usize, "backend returned a short read");
                     encode_read(&mut head, mode, req.cookie, req.offset, len);
-                    return (head, Some(data));
+                    return (head, Some(Data::Buf(data)));
                 }
                 Err(e) => Err(e),
             }
@@ -446,7 +473,7 @@ async fn execute(
             // The buffer is reused only once the backend holds no reference to it (a
             // replicated backend may still be sending it to its peer).
             if let Ok(buf) = payload.try_into_mut() {
-                pool.give(buf.into());
+                pool.buffers.give(buf.into());
             }
             r.map(|()| None)
         }
@@ -501,11 +528,33 @@ async fn execute(
     (head, None)
 }
 
+/// The READ's data moved into a pipe from the backend's file, when the backend has one and the
+/// READ's size suits a pipe (`splice.rs`); `None`: read it the ordinary way. Any failure here
+/// also falls back to the ordinary read, which reports a real error itself.
+async fn spliced(b: &dyn super::Backend, pipes: &PipePool, offset: u64, len: u32) -> Option<Pipe> {
+    let len = len as usize;
+    let file = b.zero_copy_file()?;
+    if on_connection_thread() {
+        let pipe = pipes.take(offset, len)?;
+        return pipe.fill(&file, offset, len).ok().map(|()| pipe);
+    }
+    // On a shared runtime the file may block on the disk: the pool, for READs large enough
+    // that the hand-off costs less than the copies it saves.
+    if len < SPLICE_MIN_SHARED {
+        return None;
+    }
+    let pipe = pipes.take(offset, len)?;
+    tokio::task::spawn_blocking(move || pipe.fill(&file, offset, len).map(|()| pipe))
+        .await
+        .ok()?
+        .ok()
+}
+
 async fn writer_loop(
     mut wr: BoxWrite,
     mut rx: mpsc::Receiver<Outgoing>,
     conn: u64,
-    pool: Arc<BufferPool>,
+    pool: Arc<Pools>,
 ) {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(WRITE_BATCH);
     let mut broken = false;
@@ -515,10 +564,13 @@ async fn writer_loop(
             debug!(conn, error = %e, "client stopped reading replies");
             broken = true;
         }
-        // Releases the in-flight permits; READ buffers go back to the pool.
+        // Releases the in-flight permits; READ buffers go back to the pool, and pipes too
+        // once emptied (after a failed write one may hold bytes: it is closed).
         for o in batch.drain(..) {
-            if let Some(d) = o.data {
-                pool.give(d);
+            match o.data {
+                Some(Data::Buf(d)) => pool.buffers.give(d),
+                Some(Data::Pipe(p, _)) if !broken => pool.pipes.give(p),
+                Some(Data::Pipe(..)) | None => {}
             }
         }
     }
@@ -527,15 +579,33 @@ async fn writer_loop(
     }
 }
 
+/// Writes a batch of replies: one `writev` for everything up to the next spliced READ, whose
+/// data then goes from its pipe to the socket, and so on.
 async fn write_batch(wr: &mut BoxWrite, batch: &[Outgoing]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() * 2);
     for o in batch {
         slices.push(IoSlice::new(&o.head));
-        if let Some(d) = o.data.as_ref().filter(|d| !d.is_empty()) {
-            slices.push(IoSlice::new(d));
+        match &o.data {
+            Some(Data::Buf(d)) if !d.is_empty() => slices.push(IoSlice::new(d)),
+            Some(Data::Pipe(pipe, len)) => {
+                write_slices(wr, &mut slices).await?;
+                slices.clear();
+                let mut left = *len;
+                while left > 0 {
+                    match wr.write_with(|fd| pipe.drain_into(fd, left)).await? {
+                        0 => return Err(io::ErrorKind::WriteZero.into()),
+                        n => left -= n,
+                    }
+                }
+            }
+            Some(Data::Buf(_)) | None => {}
         }
     }
-    let mut rest: &mut [IoSlice<'_>] = &mut slices;
+    write_slices(wr, &mut slices).await
+}
+
+async fn write_slices(wr: &mut BoxWrite, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut rest: &mut [IoSlice<'_>] = slices;
     while !rest.is_empty() {
         let n = wr.write_vectored(rest).await?;
         if n == 0 {

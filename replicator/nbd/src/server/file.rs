@@ -79,7 +79,8 @@ impl Default for FileOptions {
 
 #[derive(Debug)]
 struct Inner {
-    file: File,
+    /// Shared with the server's zero-copy READ path ([`Backend::zero_copy_file`]).
+    file: Arc<File>,
     size: u64,
     read_only: bool,
     io: IoMode,
@@ -149,7 +150,7 @@ impl FileBackend {
         let falloc_align = logical_block_size(&file)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                file,
+                file: Arc::new(file),
                 size,
                 read_only: opts.read_only,
                 io: opts.io,
@@ -634,6 +635,10 @@ impl Backend for FileBackend {
         BlockSizes::default()
     }
 
+    fn zero_copy_file(&self) -> Option<Arc<File>> {
+        Some(self.inner.file.clone())
+    }
+
     fn read(&self, offset: u64, len: u32) -> BoxFuture<'_, io::Result<Vec<u8>>> {
         Box::pin(self.read_at(offset, len))
     }
@@ -706,7 +711,9 @@ mod tests {
     /// the buffer held before, in every I/O mode.
     #[tokio::test]
     async fn read_into_reuses_the_buffer_and_returns_exactly_the_data() {
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 256).to_le_bytes()[0]).collect();
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i * 7 + i / 256).to_le_bytes()[0])
+            .collect();
         let f = file_with(&data);
         for io in [IoMode::NowaitThenPool, IoMode::Pool, IoMode::Inline] {
             let b = FileBackend::open(
@@ -725,7 +732,10 @@ mod tests {
             // A buffer too small grows; an empty one is allocated.
             let got = b.read_into(0, 300_000, vec![1u8; 10]).await.expect("read");
             assert_eq!(got, data, "{io:?}");
-            assert_eq!(b.read_at(299_990, 10).await.expect("read"), &data[299_990..]);
+            assert_eq!(
+                b.read_at(299_990, 10).await.expect("read"),
+                &data[299_990..]
+            );
         }
     }
 

@@ -31,13 +31,17 @@ mod barrier;
 mod conn;
 mod file;
 mod pool;
+mod splice;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -426,7 +430,81 @@ fn set_send_buffer(s: &UnixStream, bytes: usize) {
 }
 
 type BoxRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
-type BoxWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// The writing half of a client socket: an `AsyncWrite`, plus what `splice` needs (the fd and
+/// write readiness).
+pub(crate) enum BoxWrite {
+    Unix(tokio::net::unix::OwnedWriteHalf),
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+}
+
+impl BoxWrite {
+    /// Runs `f` (a non-blocking write to [`fd`](Self::fd)) once the socket is writable, until
+    /// it does not return `WouldBlock`.
+    pub(crate) async fn write_with<R>(
+        &self,
+        mut f: impl FnMut(RawFd) -> io::Result<R>,
+    ) -> io::Result<R> {
+        use tokio::io::Interest;
+        loop {
+            let r = match self {
+                Self::Unix(w) => {
+                    let s = w.as_ref();
+                    s.writable().await?;
+                    s.try_io(Interest::WRITABLE, || f(s.as_raw_fd()))
+                }
+                Self::Tcp(w) => {
+                    let s = w.as_ref();
+                    s.writable().await?;
+                    s.try_io(Interest::WRITABLE, || f(s.as_raw_fd()))
+                }
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+macro_rules! delegate_write {
+    ($self:ident, $w:ident => $e:expr) => {
+        match Pin::get_mut($self) {
+            BoxWrite::Unix($w) => $e,
+            BoxWrite::Tcp($w) => $e,
+        }
+    };
+}
+
+impl tokio::io::AsyncWrite for BoxWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate_write!(self, w => Pin::new(w).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate_write!(self, w => Pin::new(w).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate_write!(self, w => Pin::new(w).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate_write!(self, w => Pin::new(w).poll_shutdown(cx))
+    }
+}
 
 /// An accepted client socket.
 enum Accepted {
@@ -445,11 +523,11 @@ impl Accepted {
         match self {
             Self::Unix(s) => {
                 let (r, w) = s.into_split();
-                (Box::new(r), Box::new(w))
+                (Box::new(r), BoxWrite::Unix(w))
             }
             Self::Tcp(s) => {
                 let (r, w) = s.into_split();
-                (Box::new(r), Box::new(w))
+                (Box::new(r), BoxWrite::Tcp(w))
             }
         }
     }
