@@ -13,9 +13,14 @@
 #   resync after a disconnect: bytes sent / dirty  goal <= 1.01
 #   full sync speed / nbdcopy between two nbdkit   goal >= 0.90 (the resync's own duration, from
 #                                                  the source's status: last_resync)
+# and the daemons' CPU seconds per GB written (utime + stime from /proc/PID/stat around each
+# fio job): the single node's, and for each protocol the Primary's and the Secondary's — the
+# share a real second machine would carry.
 #
 # Usage: benches/scripts/replication-vs-single.sh [--size 1G] [--runtime 5] [--rounds 3]
-#        [--dir /dev/shm] [--only single,C,B,A]
+#        [--dir /dev/shm] [--only single,C,B,A] [--ack-spin US]
+# --ack-spin US runs the pair with REPLICATORD_ACK_SPIN_US=US (the Primary polls for
+# acknowledgements instead of sleeping while at most 2 writes wait for them; default off).
 # Each configuration is measured once per round (single, C, B, A, then again), and the full
 # sync and nbdcopy alternate likewise; the table shows medians, so a burst of load from
 # elsewhere on the machine skews one sample rather than the comparison.
@@ -30,6 +35,7 @@ runtime=5
 rounds=3
 dir=/dev/shm
 only="single,C,B,A"
+ack_spin=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size=$2; shift 2 ;;
@@ -37,7 +43,8 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
-    *) echo "usage: $0 [--size 1G] [--runtime SECONDS] [--rounds N] [--dir DIR] [--only single,C,B,A]" >&2; exit 2 ;;
+    --ack-spin) ack_spin=$2; shift 2 ;;
+    *) echo "usage: $0 [--size 1G] [--runtime SECONDS] [--rounds N] [--dir DIR] [--only single,C,B,A] [--ack-spin US]" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "replication-vs-single: needs root (network namespaces)" >&2; exit 1; }
@@ -103,12 +110,33 @@ print(s["bw_bytes"], s["iops"], s["lat_ns"]["mean"] / 1000)
 EOF
 }
 
+# CPU seconds (utime + stime, every thread) a process has used so far, from /proc/PID/stat.
+cpu_s() { /usr/bin/python3 -c "
+import os, sys
+f = open('/proc/%s/stat' % sys.argv[1]).read().rsplit(')', 1)[1].split()
+print((int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'))" "$1"; }
+written() { field "$1" 's["io"]["written_bytes"]'; }
+
 declare -A result   # "CONFIG,JOB" -> one "bw iops lat" sample per round, ';'-separated
+declare -A cpu      # "CONFIG,JOB" -> one "serving secondary" CPU s/GB sample per round
+# One fio job, with the CPU the daemons used for it: the serving daemon's (the single node's,
+# or the Primary's) and the Secondary's, per GB the serving daemon was sent (its
+# io.written_bytes, ramp-up included, as the CPU is).
+job() { # LABEL JOB RW BS QD URI
+  local label=$1 key=$2 serving=$pid_single st=$work/st-s c0 s0 w0 c1 s1 w1
+  [ "$label" = single ] || { serving=$pid_n1; st=$work/st-n1; }
+  c0=$(cpu_s "$serving"); s0=$(cpu_s "$pid_n2"); w0=$(written "$st")
+  result[$label,$key]+="$(run_fio "$label-$key" "$3" "$4" "$5" "$6");"
+  c1=$(cpu_s "$serving"); s1=$(cpu_s "$pid_n2"); w1=$(written "$st")
+  cpu[$label,$key]+="$(/usr/bin/python3 -c "
+gb = ($w1 - $w0) / 1e9
+print(($c1 - $c0) / gb, 0 if '$label' == 'single' else ($s1 - $s0) / gb)");"
+}
 measure() { # LABEL URI
   echo "measuring $1 (round $round)..." >&2
-  result[$1,seq]+="$(run_fio "$1-seq" write 1M 16 "$2");"
-  result[$1,qd32]+="$(run_fio "$1-qd32" randwrite 4k 32 "$2");"
-  result[$1,qd1]+="$(run_fio "$1-qd1" randwrite 4k 1 "$2");"
+  job "$1" seq write 1M 16 "$2"
+  job "$1" qd32 randwrite 4k 32 "$2"
+  job "$1" qd1 randwrite 4k 1 "$2"
 }
 
 pair_config() { # PROTOCOL
@@ -144,6 +172,7 @@ resource r0 { protocol C; device nbd+unix:///r0?socket=$work/s.sock; disk $work/
 EOF
 "$B/replicatorctl" -c "$work/s.res" -n single -s "$work/st-s" create-md r0 >/dev/null
 "$B/replicatord" -c "$work/s.res" -n single -s "$work/st-s" 2>"$work/single.log" >/dev/null & pids+=($!)
+pid_single=$!
 wait_sock "$work/st-s/control.sock"
 "$B/replicatorctl" -s "$work/st-s" up r0 >/dev/null 2>&1
 "$B/replicatorctl" -s "$work/st-s" primary --force r0 >/dev/null
@@ -152,8 +181,12 @@ wait_sock "$work/st-s/control.sock"
 pair_config C
 proto_now=C
 for n in n1 n2; do "$B/replicatorctl" -c "$work/r0.res" -n $n -s "$work/st-$n" create-md r0 >/dev/null; done
+# (ip netns exec execs the daemon: $! is replicatord's pid, whose CPU time job() reads.)
+export REPLICATORD_ACK_SPIN_US=$ack_spin
 ip netns exec $ns1 "$B/replicatord" -c "$work/r0.res" -n n1 -s "$work/st-n1" 2>>"$work/n1.log" >/dev/null & pids+=($!)
+pid_n1=$!
 ip netns exec $ns2 "$B/replicatord" -c "$work/r0.res" -n n2 -s "$work/st-n2" 2>>"$work/n2.log" >/dev/null & pids+=($!)
+pid_n2=$!
 wait_sock "$work/st-n1/control.sock"; wait_sock "$work/st-n2/control.sock"
 "$B/replicatorctl" -s "$work/st-n1" up r0 >/dev/null 2>&1
 "$B/replicatorctl" -s "$work/st-n2" up r0 >/dev/null 2>&1
@@ -220,9 +253,10 @@ for round in $(seq 1 "$rounds"); do
 done
 
 raw=$(for k in "${!result[@]}"; do printf '%s=%s\n' "$k" "${result[$k]}"; done)
-/usr/bin/python3 - "$size" "$runtime" "$rounds" "$rtt_us" "$tcp_rtt_us" "$sync_rates" "$copy_rates" "$dirty" "$((sent1 - sent0))" "$raw" <<'EOF'
-import statistics, sys
-size, runtime, rounds, rtt, tcp_rtt, sync_rates, copy_rates, dirty, sent, raw_text = sys.argv[1:]
+rawcpu=$(for k in "${!cpu[@]}"; do printf '%s=%s\n' "$k" "${cpu[$k]}"; done)
+/usr/bin/python3 - "$size" "$runtime" "$rounds" "$rtt_us" "$tcp_rtt_us" "$sync_rates" "$copy_rates" "$dirty" "$((sent1 - sent0))" "$raw" "$rawcpu" <<'EOF'
+import os, statistics, sys
+size, runtime, rounds, rtt, tcp_rtt, sync_rates, copy_rates, dirty, sent, raw_text, cpu_text = sys.argv[1:]
 rtt, tcp_rtt, dirty, sent = float(rtt), float(tcp_rtt), int(dirty), int(sent)
 rates = lambda s: [float(x) for x in s.split(";") if x]
 sync, copy = statistics.median(rates(sync_rates)), statistics.median(rates(copy_rates))
@@ -234,7 +268,7 @@ def get(key, i):
 protos = [p for p in ["C", "B", "A"] if (p + ",seq") in raw]
 print("# replicatord two nodes (veth between network namespaces) vs the single-node export")
 print(f"# {size} device on tmpfs, fio nbd engine, {runtime} s per job, medians of {rounds} rounds;")
-print(f"# ping RTT {rtt:.0f} us, TCP round trip (sockperf, 4 KiB) {tcp_rtt:.0f} us")
+print(f"# ping RTT {rtt:.0f} us, TCP round trip (sockperf, 4 KiB) {tcp_rtt:.0f} us; REPLICATORD_ACK_SPIN_US={os.environ.get('REPLICATORD_ACK_SPIN_US', '0')}")
 print(f"{'test':30}{'unit':>6}{'single':>11}" + "".join(f"{p:>11}" for p in protos)
       + "".join(f"{p + '/single':>11}" for p in protos) + "   goal")
 rows = [("seq", "1 MiB seq write QD16", "MB/s", 0, 1e-6, ">= 0.90x"),
@@ -253,4 +287,23 @@ for key, label, unit, i, scale, goal in rows:
     print(line + "   " + (goal or ""))
 print(f"{'resync after disconnect':30}{'bytes':>6}  sent {sent} / dirty {dirty} = {sent / dirty:.4f}   goal <= 1.01")
 print(f"{'full sync vs nbdcopy':30}{'MB/s':>6}  replicatord {sync / 1e6:.0f}, nbdcopy nbdkit->nbdkit {copy / 1e6:.0f} = {sync / copy:.2f}   goal >= 0.90")
+# CPU seconds per GB written: the single node's daemon; for each protocol the Primary's ("P")
+# and the Secondary's ("S"). On two machines the Secondary's share runs on the other one.
+# Kernel TCP work is charged to whichever process ran it: over the veth, the receiver's
+# softirq processing often runs in the sender's system call.
+cpu = dict(line.split("=", 1) for line in cpu_text.splitlines() if "=" in line)
+def cpu_med(key, i):
+    if key not in cpu:
+        return None
+    return statistics.median(float(s.split()[i]) for s in cpu[key].split(";") if s)
+print()
+print("# daemon CPU seconds per GB written (utime+stime from /proc/PID/stat around each job)")
+print(f"{'test':30}{'single':>9}" + "".join(f"{p + ' P':>9}{p + ' S':>9}{p + ' P+S':>9}" for p in protos))
+for key, label, *_ in rows:
+    single = cpu_med("single," + key, 0)
+    line = f"{label:30}" + (f"{single:>9.2f}" if single is not None else f"{'-':>9}")
+    for p in protos:
+        prim, sec = cpu_med(p + "," + key, 0), cpu_med(p + "," + key, 1)
+        line += f"{prim:>9.2f}{sec:>9.2f}{prim + sec:>9.2f}"
+    print(line)
 EOF

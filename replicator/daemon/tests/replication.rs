@@ -186,6 +186,11 @@ fn a_link_cut_during_writes_resyncs_only_the_dirty_blocks_under_protocol_b() {
 #[test]
 fn kill_9_of_the_primary_loses_no_acknowledged_write_under_protocol_c() {
     let mut p = Pair::new("C", "", 32 * MIB);
+    // The Primary polls for acknowledgements (the opt-in latency mode): the writes it
+    // acknowledges that way must be on the peer just the same.
+    p.n[0]
+        .env
+        .push(("REPLICATORD_ACK_SPIN_US".into(), "200".into()));
     p.up();
     p.ctl(0, &["primary", "--force", "r0"]).ok();
     p.wait_in_sync();

@@ -172,6 +172,24 @@ impl Up {
         ));
     }
 
+    /// How many client writes wait for nothing but the peer's acknowledgement: handed to the
+    /// machine, no local disk work pending or queued, nothing waiting for credit, a connection
+    /// up. Zero when anything else is still to happen here.
+    pub fn awaiting_peer(&self) -> usize {
+        let idle_here = self.local_in_flight == 0
+            && self.inline_done.is_empty()
+            && self.queue.is_empty()
+            && self.blocked.is_none()
+            && self.held.is_empty()
+            && self.nbd_rx.is_empty();
+        let linked = self.link.as_ref().is_some_and(|l| l.conn().is_some());
+        if idle_here && linked {
+            self.clients.len()
+        } else {
+            0
+        }
+    }
+
     /// Nothing of a client is in progress: no request waiting, handed over, or queued.
     pub fn clients_drained(&self) -> bool {
         self.ops.is_empty()

@@ -62,6 +62,33 @@ pub const CONTROL_IDLE: Duration = Duration::from_secs(60);
 pub const DEFAULT_STATE_DIR: &str = "/run/replicatord";
 /// Events the loop takes per wake-up before it looks at its timers again.
 pub const BATCH: usize = 256;
+/// How long the loop keeps polling, instead of sleeping, while a few client writes wait only
+/// for the peer's acknowledgement (see [`ack_spin`]). Default of `REPLICATORD_ACK_SPIN_US`:
+/// off, because on one machine (the benchmark's) the polling Primary can take the CPU its own
+/// peer needs, which costs more than it saves (docs/replication.md §12).
+pub const ACK_SPIN_DEFAULT: Duration = Duration::ZERO;
+/// The loop polls for acknowledgements only while at most this many client writes wait for
+/// them: a latency-bound client (QD1, a database's log writes). With more, the CPU is better
+/// left to the others (the NBD clients, the kernel's TCP, on one box the peer).
+pub const ACK_SPIN_MAX_WRITES: usize = 2;
+
+/// The acknowledgement poll window: `REPLICATORD_ACK_SPIN_US` (default and 0: off), at most
+/// 1 ms.
+///
+/// Why: a replicated write under protocol B or C waits one TCP round trip for the peer's
+/// acknowledgement, and the thread sleeps meanwhile; waking a sleeping thread on an idle CPU
+/// costs tens of microseconds on virtual machines (measured here: a TCP round trip between
+/// two processes takes 21 us on one CPU, 125 us across two — docs/replication.md §12). Polling
+/// the sockets for up to this long after a write went out catches the acknowledgement without
+/// that wake-up, as the kernel's own busy polling (`net.core.busy_poll`) does for NICs. Only a
+/// few writes in flight (a latency-bound client) are worth the CPU. Each round yields the CPU
+/// (`sched_yield`) to whatever else is runnable there.
+pub fn ack_spin() -> Duration {
+    std::env::var("REPLICATORD_ACK_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(ACK_SPIN_DEFAULT, |us| Duration::from_micros(us.min(1000)))
+}
 
 /// What `replicatord` runs with.
 #[derive(Debug, Clone)]
@@ -142,6 +169,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     tokio::spawn(signals(tx.clone()));
     info!(node = %args.node, state_dir = %state_dir, control = %control_path.display(), resources = d.resources.len(), "replicatord running");
     let mut deadline: Option<tokio::time::Instant> = None;
+    let spin = ack_spin();
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
     loop {
@@ -152,7 +180,8 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             None => wake,
         };
         sleep.as_mut().reset(tokio::time::Instant::from_std(wake));
-        let woke = std::future::poll_fn(|cx| {
+        let spin_until = (!spin.is_zero() && d.spin_wanted()).then(|| Instant::now() + spin);
+        let mut poll_once = |cx: &mut std::task::Context<'_>| {
             match rx.poll_recv(cx) {
                 Poll::Ready(Some(ev)) => return Poll::Ready(Woke::Event(ev)),
                 Poll::Ready(None) => return Poll::Ready(Woke::Closed),
@@ -170,8 +199,25 @@ pub async fn run(args: Args) -> Result<(), Failure> {
                 return Poll::Ready(Woke::Timer);
             }
             Poll::Pending
-        })
-        .await;
+        };
+        let woke = match spin_until {
+            None => std::future::poll_fn(&mut poll_once).await,
+            Some(until) => loop {
+                // Poll without sleeping: each yield lets the runtime poll the sockets (a
+                // zero-timeout epoll_wait) and run the tasks that became ready.
+                if let Poll::Ready(w) = std::future::poll_fn(|cx| Poll::Ready(poll_once(cx))).await
+                {
+                    break w;
+                }
+                if Instant::now() >= until {
+                    break std::future::poll_fn(&mut poll_once).await;
+                }
+                // Give the CPU to whatever else is runnable on it (on one machine, possibly
+                // the peer that is to answer), then poll again.
+                std::thread::yield_now();
+                tokio::task::yield_now().await;
+            },
+        };
         match woke {
             Woke::Closed => break,
             Woke::Timer => {}
@@ -233,6 +279,15 @@ impl Daemon {
             }
         }
         next
+    }
+
+    /// Whether the loop should poll for a peer's acknowledgement rather than sleep: some
+    /// resource has 1 to [`ACK_SPIN_MAX_WRITES`] client writes waiting only for it.
+    fn spin_wanted(&self) -> bool {
+        self.resources.values().any(|r| {
+            r.up_ref()
+                .is_some_and(|up| (1..=ACK_SPIN_MAX_WRITES).contains(&up.awaiting_peer()))
+        })
     }
 
     /// Takes NBD data requests already queued, while their resources give credit.

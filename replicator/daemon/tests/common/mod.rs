@@ -77,6 +77,8 @@ pub struct Node {
     pub daemon: Option<Daemon>,
     /// The network namespace the daemon runs in (`ip netns exec`), if any.
     pub netns: Option<String>,
+    /// Extra environment of the daemon (e.g. `REPLICATORD_ACK_SPIN_US`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -103,6 +105,7 @@ impl Node {
             dir,
             daemon: None,
             netns: None,
+            env: Vec::new(),
         }
     }
 
@@ -151,6 +154,7 @@ impl Node {
             "--state-dir",
             self.state.to_str().unwrap(),
         ]);
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c.env(
             "RUST_LOG",
             std::env::var("REPLICATOR_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -257,6 +261,7 @@ impl Node {
             dir,
             daemon: None,
             netns: None,
+            env: Vec::new(),
         }
     }
 }
