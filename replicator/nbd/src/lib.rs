@@ -9,7 +9,7 @@
 //!   - [`handshake`]: fixed newstyle negotiation — parsers for the client flags, option headers
 //!     and every option, and the [`Negotiator`](handshake::Negotiator) state machine that
 //!     answers them.
-//!   - [`session`]: what a handshake agrees on ([`ExportInfo`](session::ExportInfo),
+//!   - [`session`]: what a handshake agrees on ([`session::ExportInfo`],
 //!     [`Session`](session::Session)).
 //!   - [`request`]: request headers (compact and extended) decoded against the session into
 //!     typed [`Command`](request::Command)s, or a rejection with the spec's errno.
@@ -46,6 +46,11 @@
 //!   out; `Bytes` lets it send the same buffer to disk and peer. `flush` is called through the
 //!   export-wide barrier ([`Export::flush`]), so it runs once for many concurrent FLUSHes and
 //!   always *starts* after every write a client saw completed.
+//! - Reads: a backend whose exported bytes are a file's bytes at the same offsets returns that
+//!   file from [`Backend::zero_copy_file`]; large READs then go from its page cache to the
+//!   socket with `splice(2)`, never copied in this process. Override [`Backend::read_into`]
+//!   (delegate to [`FileBackend::read_into`]) so the other READs reuse the connection's
+//!   buffers.
 //!
 //! # Tracing
 //! Log lines carry stable fields: `conn` (connection id), `peer`, `export`, `cmd`, `cookie`,

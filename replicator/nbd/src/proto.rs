@@ -126,7 +126,7 @@ pub const EXTENDED_REQUEST_HEADER_LEN: usize = 32;
 pub const MAX_STRING_LEN: usize = 4096;
 
 /// Error values of the transmission phase ("Error values"). Only these go on the wire; any
-/// other errno a backend reports is mapped onto one of them (see [`Errno::from_io`]).
+/// other errno a backend reports is mapped onto one of them (see [`Errno::from_os`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum Errno {

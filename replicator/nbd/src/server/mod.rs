@@ -6,10 +6,12 @@
 //!      connection task:
 //!        handshake (pure Negotiator; the ExportLookup is asked at INFO/GO/EXPORT_NAME time)
 //!        transmission:
-//!          reader ── header → Session::decode → spawn one task per request ──┐
-//!            (bounded: max_in_flight requests and max_in_flight_bytes)       │ Backend
-//!          writer task ◄── mpsc of encoded replies (header + data slice) ────┘
-//!            one writev per batch; replies may go out of order
+//!          reader ── header → Session::decode → drives the requests in flight itself ─┐
+//!            (FuturesUnordered; bounded: max_in_flight requests, max_in_flight_bytes)  │ Backend
+//!          writer task ◄── mpsc of encoded replies (header + data) ───────────────────┘
+//!            one writev per batch; a large READ's data goes pipe → socket by splice(2);
+//!            replies may go out of order
+//!        buffers and pipes are reused per connection (pool.rs, splice.rs)
 //! ```
 //!
 //! All connections to one [`Export`] share its FLUSH barrier, so a FLUSH on any connection
