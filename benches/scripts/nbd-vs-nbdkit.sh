@@ -5,20 +5,25 @@
 #
 # Servers measured:
 #   nbdkit       nbdkit 1.32 file plugin (the reference)
-#   tandem       the tandem-nbd example server (replicator/nbd/examples/nbd-file-server.rs),
-#                default I/O mode (RWF_NOWAIT inline, else the blocking pool)
-#   tandem-inline  the same with --inline (blocking pread/pwrite on the runtime threads)
+#   tandem       the tandem-nbd example server (replicator/nbd/examples/nbd-file-server.rs):
+#                a thread per connection doing blocking pread/pwrite, large READs by splice
+#   tandem-inline  the same with --inline: every connection on one shared multi-thread runtime,
+#                blocking pread/pwrite on its threads (large READs by splice on the blocking pool)
 #   replicatord  replicatord's export of a standalone resource, Primary (when it is built and
 #                its CLI answers; skipped with a note otherwise)
 #
-# Usage: benches/scripts/nbd-vs-nbdkit.sh [--size 1G] [--runtime 10] [--dir DIR] [--only LIST]
+# Usage: benches/scripts/nbd-vs-nbdkit.sh [--size 1G] [--runtime 10] [--rounds 1] [--dir DIR] [--only LIST]
 #   --only nbdkit,tandem   restrict the servers (comma-separated)
+#   --rounds N             run every test N times against every server, interleaved; print medians
+# All servers run at once; each test goes to each server in turn (see the measuring loop), so a
+# machine whose load changes during the run skews all servers alike.
 # Needs: fio (nbd engine), nbdkit, nbdcopy (libnbd-bin), python3; builds --release.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 size=1G
 runtime=10
+rounds=1
 dir=""
 only="nbdkit,tandem,tandem-inline,replicatord"
 while [ $# -gt 0 ]; do
@@ -27,7 +32,8 @@ while [ $# -gt 0 ]; do
     --runtime) runtime=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
-    *) echo "usage: $0 [--size 1G] [--runtime SECONDS] [--dir DIR] [--only nbdkit,tandem,tandem-inline,replicatord]" >&2; exit 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    *) echo "usage: $0 [--size 1G] [--runtime SECONDS] [--rounds N] [--dir DIR] [--only nbdkit,tandem,tandem-inline,replicatord]" >&2; exit 2 ;;
   esac
 done
 for t in fio nbdkit nbdcopy nbdinfo /usr/bin/python3; do
@@ -123,37 +129,52 @@ print(s["bw_bytes"], s["iops"], s["lat_ns"]["mean"] / 1000)
 EOF
 }
 
-declare -A result
-tests=(seqwrite seqread randwrite1 randwrite32 randread1 randread32 nbdcopy)
-measure() {
-  local srv=$1
-  echo "measuring $srv..." >&2
-  result[$srv,seqwrite]=$(run_fio seqwrite write 1M 16)
-  result[$srv,seqread]=$(run_fio seqread read 1M 16)
-  result[$srv,randwrite1]=$(run_fio randwrite1 randwrite 4k 1)
-  result[$srv,randwrite32]=$(run_fio randwrite32 randwrite 4k 32)
-  result[$srv,randread1]=$(run_fio randread1 randread 4k 1)
-  result[$srv,randread32]=$(run_fio randread32 randread 4k 32)
-  local t0 t1
-  t0=$(date +%s.%N)
-  nbdcopy "$src" "$uri"
-  t1=$(date +%s.%N)
-  result[$srv,nbdcopy]=$(/usr/bin/python3 -c "b=$bytes; t=$t1-$t0; print(b/t, 0, t*1e6)")
+# One test against the server at $uri; prints "bw_bytes iops lat_mean_us".
+run_test() {
+  case $1 in
+    seqwrite) run_fio seqwrite write 1M 16 ;;
+    seqread) run_fio seqread read 1M 16 ;;
+    randwrite1) run_fio randwrite1 randwrite 4k 1 ;;
+    randwrite32) run_fio randwrite32 randwrite 4k 32 ;;
+    randread1) run_fio randread1 randread 4k 1 ;;
+    randread32) run_fio randread32 randread 4k 32 ;;
+    nbdcopy)
+      local t0 t1
+      t0=$(date +%s.%N)
+      nbdcopy "$src" "$uri"
+      t1=$(date +%s.%N)
+      /usr/bin/python3 -c "b=$bytes; t=$t1-$t0; print(b/t, 0, t*1e6)" ;;
+  esac
 }
 
+# Every server runs at once (idle but one); each test runs against all of them in turn, the
+# order rotating every round, so load from elsewhere on the machine drifts over all servers
+# alike instead of over whichever was measured last. Each figure is the median of the rounds.
+declare -A result uris
 servers=()
 for srv in nbdkit tandem tandem-inline replicatord; do
   case ",$only," in *",$srv,"*) ;; *) continue ;; esac
   if "start_$srv"; then
-    measure "$srv"
+    uris[$srv]=$uri
     servers+=("$srv")
-    kill "${pids[-1]}" 2>/dev/null || true; wait "${pids[-1]}" 2>/dev/null || true
   fi
 done
+tests=(seqwrite seqread randwrite1 randwrite32 randread1 randread32 nbdcopy)
+n=${#servers[@]}
+for t in "${tests[@]}"; do
+  for r in $(seq 1 "$rounds"); do
+    echo "measuring $t, round $r/$rounds..." >&2
+    for i in $(seq 0 $((n - 1))); do
+      srv=${servers[$(((i + r - 1) % n))]}
+      uri=${uris[$srv]}
+      result[$srv,$t]+="$(run_test "$t");"
+    done
+  done
+done
 
-/usr/bin/python3 - "$size" "$runtime" "${servers[@]}" <<EOF
-import sys
-size, runtime, servers = sys.argv[1], sys.argv[2], sys.argv[3:]
+/usr/bin/python3 - "$size" "$runtime" "$rounds" "${servers[@]}" <<EOF
+import statistics, sys
+size, runtime, rounds, servers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 raw = {$(for k in "${!result[@]}"; do printf '"%s": "%s", ' "$k" "${result[$k]}"; done)}
 rows = [
     ("seqwrite",   "1 MiB seq write QD16",    "GB/s", lambda v: v[0] / 1e9),
@@ -164,15 +185,16 @@ rows = [
     ("randread32", "4 KiB rand read QD32",    "IOPS", lambda v: v[1]),
     ("nbdcopy",    "nbdcopy $size in",        "GB/s", lambda v: v[0] / 1e9),
 ]
-print(f"# NBD export, {size} file in page cache, unix socket, fio nbd engine, {runtime} s per job")
+print(f"# NBD export, {size} file in page cache, unix socket, fio nbd engine, {runtime} s per job, median of {rounds} interleaved round(s)")
 hdr = f"{'test':26}{'unit':>6}" + "".join(f"{s:>15}" for s in servers) + "".join(f"{s + '/nbdkit':>22}" for s in servers if s != "nbdkit")
 print(hdr)
 for key, label, unit, f in rows:
     vals = {}
     for s in servers:
         r = raw.get(f"{s},{key}")
-        if r:
-            vals[s] = f([float(x) for x in r.split()])
+        runs = [f([float(x) for x in one.split()]) for one in (r or "").split(";") if one.strip()]
+        if runs:
+            vals[s] = statistics.median(runs)
     line = f"{label:26}{unit:>6}"
     for s in servers:
         v = vals.get(s)
