@@ -1,5 +1,6 @@
 //! The seeded simulation (see `replicator_core::sim`). CI runs `TANDEM_SIM_SEEDS` seeds
-//! (default below) per protocol; `TANDEM_SIM_SEED=N` replays one seed; `scripts/sim-soak` runs
+//! (default below) per protocol, each under the `fencing` policy its seed picks
+//! (`replicator_core::sim::fencing_of`: every policy among consecutive seeds); `TANDEM_SIM_SEED=N` replays one seed; `scripts/sim-soak` runs
 //! many more. A failure prints its seed and the command that replays it.
 
 use replicator_core::sim::{SimOptions, run};
@@ -26,6 +27,7 @@ fn run_many(protocol: Protocol, salt: u64) {
         protocol: Some(protocol),
         actions: env_u64("TANDEM_SIM_ACTIONS").unwrap_or(1000),
         faults: true,
+        fencing: None,
     };
     let mut total = replicator_core::sim::SimReport::default();
     for seed in seeds(salt, 8) {
@@ -36,6 +38,7 @@ fn run_many(protocol: Protocol, salt: u64) {
         total.resyncs += r.resyncs;
         total.split_brains += r.split_brains;
         total.forced_promotions += r.forced_promotions;
+        total.unfenced_promotions += r.unfenced_promotions;
         total.switchovers += r.switchovers;
         total.verifies += r.verifies;
         total.frames_corrupted += r.frames_corrupted;
@@ -52,6 +55,10 @@ fn run_many(protocol: Protocol, salt: u64) {
         assert!(
             total.crashes > 0 && total.resyncs > 0 && total.link_faults > 0,
             "faults not exercised: {total:?}"
+        );
+        assert!(
+            total.unfenced_promotions > 0 && total.forced_promotions > 0,
+            "failover under dont-care (without --force) and under resource-only (with it) not both exercised: {total:?}"
         );
     }
 }
@@ -81,11 +88,17 @@ fn fault_free_runs_stay_in_sync() {
                 protocol: None,
                 actions: 1000,
                 faults: false,
+                fencing: None,
             },
         );
         assert_eq!(
-            (r.crashes, r.forced_promotions, r.split_brains),
-            (0, 0, 0),
+            (
+                r.crashes,
+                r.forced_promotions,
+                r.unfenced_promotions,
+                r.split_brains
+            ),
+            (0, 0, 0, 0),
             "{r:?}"
         );
         assert!(r.writes_acked > 100, "{r:?}");

@@ -51,6 +51,33 @@ impl Default for Limits {
     }
 }
 
+/// DRBD's `fencing` policy (drbd.conf(5): `disk { fencing ...; }` in 8.4, `net { }` in 9), as
+/// the state machine applies it when a **Secondary** loses its peer. (A Primary that loses its
+/// peer stays UpToDate and starts a new data generation under every policy.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fencing {
+    /// DRBD's default and 8.4's behaviour: the Secondary keeps `UpToDate` (peer `DUnknown`) and
+    /// can be promoted without `--force`, so a cluster manager can fail over after the Primary
+    /// dies. If the peer was in fact alive and went on writing, both data sets now have changes:
+    /// the generation UUIDs make that a split brain at the reconnect (both StandAlone), never a
+    /// silent resync.
+    #[default]
+    DontCare,
+    /// The Secondary drops to `Consistent`: it cannot know whether the peer goes on writing, so
+    /// promoting it needs the peer outdated or `--force`.
+    ResourceOnly,
+    /// As `ResourceOnly` for the Secondary (freezing the Primary's I/O until the peer is fenced
+    /// is the fence-peer handler's part).
+    ResourceAndStonith,
+}
+
+impl Fencing {
+    /// Whether a Secondary that loses its peer keeps `UpToDate`.
+    pub fn secondary_keeps_up_to_date(self) -> bool {
+        self == Fencing::DontCare
+    }
+}
+
 /// The resource as this node's state machine sees it (from the `.res` file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaConfig {
@@ -66,6 +93,8 @@ pub struct ReplicaConfig {
     pub allow_two_primaries: bool,
     /// `after-sb-*pri`.
     pub after_sb: AfterSbPolicies,
+    /// `fencing`: what a Secondary that loses its peer believes about its data.
+    pub fencing: Fencing,
     /// `verify-alg`, if configured.
     pub verify_alg: Option<VerifyAlg>,
     /// Resync rate settings.
@@ -98,6 +127,7 @@ impl ReplicaConfig {
             protocol,
             allow_two_primaries: false,
             after_sb: AfterSbPolicies::default(),
+            fencing: Fencing::DontCare,
             verify_alg: None,
             rate: RateConfig::default(),
             al_extents: AL_EXTENTS_DEFAULT,

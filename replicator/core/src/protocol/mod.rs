@@ -19,7 +19,7 @@ pub mod time;
 pub mod uuids;
 pub mod verify;
 
-pub use config::{Limits, ReplicaConfig};
+pub use config::{Fencing, Limits, ReplicaConfig};
 pub use handshake::{Hello, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, Refusal, SyncDirection};
 pub use io::*;
 pub use replica::{Replica, Stats};

@@ -21,7 +21,7 @@ pub mod disk;
 pub mod rng;
 mod world;
 
-pub use world::{SimOptions, SimReport, run};
+pub use world::{SimOptions, SimReport, fencing_of, run};
 
 #[cfg(doc)]
 use crate::protocol::Replica;

@@ -22,6 +22,19 @@ pub struct SimOptions {
     pub actions: u64,
     /// Inject faults (crashes, cuts, corrupt frames, forced failovers).
     pub faults: bool,
+    /// The `fencing` policy of both nodes; `None` picks one from the seed ([`fencing_of`]).
+    pub fencing: Option<Fencing>,
+}
+
+/// The `fencing` policy a seed runs under when none is given: half the seeds `dont-care`
+/// (DRBD's default), a quarter each `resource-only` and `resource-and-stonith`. CI's seeds per
+/// protocol are `3k + salt`, so consecutive k cover every policy.
+pub fn fencing_of(seed: u64) -> Fencing {
+    match (seed / 3) % 4 {
+        0 | 2 => Fencing::DontCare,
+        1 => Fencing::ResourceOnly,
+        _ => Fencing::ResourceAndStonith,
+    }
 }
 
 impl Default for SimOptions {
@@ -30,6 +43,7 @@ impl Default for SimOptions {
             protocol: None,
             actions: 1000,
             faults: true,
+            fencing: None,
         }
     }
 }
@@ -41,6 +55,8 @@ pub struct SimReport {
     pub seed: u64,
     /// Protocol used.
     pub protocol: Option<Protocol>,
+    /// Fencing policy used.
+    pub fencing: Option<Fencing>,
     /// Client writes acknowledged.
     pub writes_acked: u64,
     /// Client reads checked against the oracle.
@@ -57,6 +73,9 @@ pub struct SimReport {
     pub resyncs: u64,
     /// Forced promotions.
     pub forced_promotions: u64,
+    /// Promotions without `--force` of a node cut off from its peer (`fencing dont-care`):
+    /// each starts a data line of its own, and any divergence must be detected.
+    pub unfenced_promotions: u64,
     /// Switchovers (demote + promote without force).
     pub switchovers: u64,
     /// Split brains detected and recovered by hand.
@@ -164,6 +183,16 @@ struct Node {
     down: bool,
     /// A promotion waits for the peer (`forced` as the oracle sees it).
     pending_promotion: Option<bool>,
+    /// Writes this node acknowledged while not connected in sync with the peer (sector →
+    /// newest such write): what the peer's data line lacks. A resync that makes this node
+    /// its target would overwrite them, which is only allowed when the operator said so
+    /// (`connect --discard-my-data`, `invalidate`). Cleared once the two data lines are one
+    /// again (a resync finished, or both Connected and UpToDate); after a crash only the
+    /// durable ones remain.
+    solo: BTreeMap<u64, u64>,
+    /// The operator discarded this node's data (`--discard-my-data` or `invalidate`) and the
+    /// resync that carries that out has not finished.
+    discarding: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +208,7 @@ struct World {
     rng: Rng,
     seed: u64,
     protocol: Protocol,
+    fencing: Fencing,
     now: Time,
     cfgs: [ReplicaConfig; 2],
     nodes: [Node; 2],
@@ -223,8 +253,9 @@ pub fn run(seed: u64, opts: &SimOptions) -> SimReport {
                 .unwrap_or_default();
             let trace: Vec<String> = w.trace.iter().cloned().collect();
             panic!(
-                "simulation failed: seed {seed} (protocol {:?}) at {}: {msg}\nlast events:\n  {}\nreplay: TANDEM_SIM_SEED={seed} cargo nextest run -p replicator-core --test sim --no-capture",
+                "simulation failed: seed {seed} (protocol {:?}, fencing {:?}) at {}: {msg}\nlast events:\n  {}\nreplay: TANDEM_SIM_SEED={seed} cargo nextest run -p replicator-core --test sim --no-capture",
                 w.protocol,
+                w.fencing,
                 w.now,
                 trace.join("\n  ")
             );
@@ -254,6 +285,8 @@ fn fresh_node() -> Node {
         stop_clients: false,
         down: false,
         pending_promotion: None,
+        solo: BTreeMap::new(),
+        discarding: false,
     }
 }
 
@@ -303,8 +336,10 @@ impl World {
         let protocol = opts
             .protocol
             .unwrap_or_else(|| [Protocol::A, Protocol::B, Protocol::C][rng.below(3) as usize]);
+        let fencing = opts.fencing.unwrap_or_else(|| fencing_of(seed));
         let mk = |node: u8, rng: &mut Rng| {
             let mut c = ReplicaConfig::new(NodeId(node), NodeId(1 - node), SIZE, protocol);
+            c.fencing = fencing;
             c.verify_alg = Some(if rng.chance(100) {
                 crate::protocol::verify::VerifyAlg::Sha1
             } else {
@@ -330,6 +365,7 @@ impl World {
             rng,
             seed,
             protocol,
+            fencing,
             now: Time::ZERO,
             cfgs: [c0, c1],
             nodes: [fresh_node(), fresh_node()],
@@ -346,6 +382,7 @@ impl World {
             report: SimReport {
                 seed,
                 protocol: Some(protocol),
+                fencing: Some(fencing),
                 ..Default::default()
             },
             faults: opts.faults,
@@ -666,6 +703,8 @@ impl World {
         n.busy.clear();
         n.must = n.must_durable.clone();
         n.reset_journal();
+        let durable = &n.must_durable;
+        n.solo.retain(|s, t| durable[*s as usize] >= *t);
         if self.pending_switchover == Some(i) {
             self.pending_switchover = None;
         }
@@ -699,9 +738,26 @@ impl World {
             && before.role != Role::Primary
         {
             let forced = force || before.disk != DiskState::UpToDate;
+            // Under dont-care a node can be promoted without --force while it cannot reach its
+            // peer: it is not known to hold the newest data, so the oracle treats it as the
+            // start of a data line of its own (checked: nothing acknowledged in sync is
+            // missing, and any divergence is detected at the reconnect).
+            let unfenced = !forced
+                && self.fencing == Fencing::DontCare
+                && matches!(before.conn, ConnState::StandAlone | ConnState::WFConnection);
             match done {
+                AdminDone::Done if unfenced => self.promoted_unfenced(i),
                 AdminDone::Done => self.promoted(i, forced),
                 AdminDone::Pending => self.nodes[i].pending_promotion = Some(forced),
+            }
+        }
+        if r.is_ok() {
+            match cmd {
+                AdminCommand::Connect {
+                    discard_my_data: true,
+                }
+                | AdminCommand::Invalidate => self.nodes[i].discarding = true,
+                _ => {}
             }
         }
         self.drive(i);
@@ -742,6 +798,50 @@ impl World {
                     },
                 );
             }
+        }
+    }
+
+    /// The oracle's view of an unfenced promotion (see `admin`): a new data line, and the node
+    /// must hold everything it was owed — under protocols B and C every write the old Primary
+    /// acknowledged while this node was connected and in sync (so a failover after a Primary
+    /// crash loses no acknowledged write), checked by reading the whole device at once.
+    fn promoted_unfenced(&mut self, i: usize) {
+        self.report.unfenced_promotions += 1;
+        self.eras.push(self.nodes[i].must.clone());
+        self.nodes[i].era = self.eras.len() - 1;
+        let half = SECTORS / 2;
+        for first in [0, half] {
+            let min = self.nodes[i].must[first as usize..(first + half) as usize].to_vec();
+            self.submit(
+                i,
+                Req::Read {
+                    first,
+                    n: half,
+                    min,
+                },
+            );
+        }
+    }
+
+    /// Node `i` becomes the target of a resync: it is about to lose what the peer lacks.
+    /// Divergence must be detected (a split brain, StandAlone) unless the operator discarded
+    /// this node's data.
+    fn resync_target_starts(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        if n.discarding {
+            return;
+        }
+        if let Some((s, t)) = n.solo.iter().next() {
+            panic!(
+                "n{i} became SyncTarget while it holds write {t} (sector {s}) that it acknowledged while cut off from its peer, and nobody said --discard-my-data: a split brain was not detected and the resync overwrites acknowledged writes"
+            );
+        }
+    }
+
+    /// The two data lines are one again.
+    fn lines_merged(&mut self) {
+        for n in &mut self.nodes {
+            n.solo.clear();
         }
     }
 
@@ -939,6 +1039,10 @@ impl World {
 
     fn notice(&mut self, i: usize, n: Notice) {
         match &n {
+            Notice::ResyncStarted {
+                direction: SyncDirection::Target,
+                ..
+            } => self.resync_target_starts(i),
             Notice::ResyncFinished {
                 direction: SyncDirection::Target,
                 ..
@@ -949,6 +1053,8 @@ impl World {
                 self.nodes[i].must = self.nodes[j].must.clone();
                 self.nodes[i].must_durable = vec![0; SECTORS as usize];
                 self.nodes[i].reset_journal();
+                self.nodes[i].discarding = false;
+                self.lines_merged();
             }
             Notice::ResyncFinished {
                 direction: SyncDirection::Source,
@@ -1063,6 +1169,21 @@ impl World {
                     ));
                 }
                 let peer_ok = self.still_in_sync(i, eligible);
+                // As the node itself sees it: a write acknowledged while it believed it was
+                // linked went to the peer (under A it is lost with this node's crash, as DRBD's
+                // protocol A; if the link fails first, the node marks it and starts a new data
+                // generation). One acknowledged while it knew it was alone is the peer's gap.
+                let alone = self.st(i).is_some_and(|st| {
+                    matches!(
+                        st.conn,
+                        ConnState::StandAlone | ConnState::WFConnection | ConnState::Disconnecting
+                    )
+                });
+                if alone {
+                    for s in first..first + n {
+                        self.nodes[i].solo.insert(s, tag);
+                    }
+                }
                 for s in first..first + n {
                     let s = s as usize;
                     self.nodes[i].busy.remove(&(s as u64));
@@ -1278,7 +1399,10 @@ impl World {
                             && s.conn == ConnState::WFConnection
                     });
                     if cut_off && self.st(1 - i).is_some_and(|s| s.role == Role::Primary) {
-                        let _ = self.admin(i, AdminCommand::Primary { force: true });
+                        // Under dont-care the cut-off node is still UpToDate: no --force
+                        // needed, which is how DRBD 8.4's split brains start.
+                        let force = self.st(i).is_some_and(|s| s.disk != DiskState::UpToDate);
+                        let _ = self.admin(i, AdminCommand::Primary { force });
                         break;
                     }
                 }
@@ -1442,6 +1566,7 @@ impl World {
                     self.nodes[0].era, self.nodes[1].era,
                     "nodes Connected and UpToDate on different data lines (eras)"
                 );
+                self.lines_merged();
             }
             assert!(
                 !(a.role == Role::Primary

@@ -454,8 +454,10 @@ impl Replica {
         }
     }
 
-    /// The link is gone: what the peer has not confirmed durable goes to the bitmap.
-    pub(super) fn writes_link_lost(&mut self) {
+    /// The link is lost (DRBD's `tl_clear`), first half: every write the peer has not
+    /// confirmed durable is marked out of sync and no longer waits for the peer. Returns the
+    /// writes to complete with [`Self::writes_link_lost_complete`].
+    pub(super) fn writes_link_lost_mark(&mut self) -> Vec<u64> {
         let mut marks = vec![];
         let mut touched = vec![];
         for (k, w) in self.writes.iter_mut() {
@@ -474,6 +476,11 @@ impl Replica {
         for f in self.client_flushes.values_mut() {
             f.peer_seq = None;
         }
+        touched
+    }
+
+    /// Second half: completes what no longer waits for the peer.
+    pub(super) fn writes_link_lost_complete(&mut self, touched: Vec<u64>) {
         for k in touched {
             self.maybe_complete_write(k);
         }

@@ -96,14 +96,28 @@ impl Replica {
             .writes
             .values()
             .any(|w| w.seq.is_some() && !w.peer_settled);
-        self.writes_link_lost();
-        // A Primary (or a node with writes the peer may lack) starts a new data generation.
+        // Every write the peer has not confirmed is marked out of sync first; then a Primary
+        // (or a node with writes the peer may lack) starts a new data generation; only then
+        // do those writes complete to their clients. The new UUID is a sync point the daemon
+        // makes durable (with the marks) before it answers them, so a crash right after the
+        // answers cannot bring this node back on the old generation, where a promoted peer's
+        // resync would silently overwrite writes it acknowledged alone.
+        let completions = self.writes_link_lost_mark();
         if self.role == Role::Primary || unsettled_before {
             self.new_current_uuid_if_needed();
         }
-        // A Secondary cannot know whether the peer goes on writing: its data is no longer
-        // known to be the newest (Tandem's rule: promoting it alone needs --force).
-        if self.role == Role::Secondary && self.disk == DiskState::UpToDate {
+        self.writes_link_lost_complete(completions);
+        // The Secondary's data under the `fencing` policy: `dont-care` (DRBD 8.4's default)
+        // keeps UpToDate, so the node can be promoted without --force after the Primary died
+        // (a peer that was alive and went on writing shows up as a split brain at the
+        // reconnect: both sides have a new current UUID). `resource-only` and
+        // `resource-and-stonith` (Tandem's stricter rule): it cannot know whether the peer
+        // goes on writing, so it drops to Consistent and promoting it needs the peer outdated
+        // or --force.
+        if self.role == Role::Secondary
+            && self.disk == DiskState::UpToDate
+            && !self.cfg.fencing.secondary_keeps_up_to_date()
+        {
             self.set_disk(DiskState::Consistent);
         }
         drop(link);

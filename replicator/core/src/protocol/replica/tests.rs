@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::bitmap::BLOCK_SIZE;
+use crate::protocol::Fencing;
 use crate::protocol::handshake::SyncDirection;
 use crate::types::{NodeId, Protocol, Uuid};
 use crate::wire::Message;
@@ -65,8 +66,17 @@ fn deliver(to: &mut Replica, conn: ConnId, out: &[Output]) {
 
 /// Two nodes, connected and in sync, node 0 Primary; outputs drained.
 fn connected_pair(protocol: Protocol) -> (Replica, Replica) {
-    let mut a = Replica::new(cfg(0, protocol), persisted(ids(0xA0, 0), true), 1, T0);
-    let mut b = Replica::new(cfg(1, protocol), persisted(ids(0xA0, 0), true), 2, T0);
+    connected_pair_fencing(protocol, Fencing::DontCare)
+}
+
+/// The same under a `fencing` policy.
+fn connected_pair_fencing(protocol: Protocol, fencing: Fencing) -> (Replica, Replica) {
+    let mk = |node| ReplicaConfig {
+        fencing,
+        ..cfg(node, protocol)
+    };
+    let mut a = Replica::new(mk(0), persisted(ids(0xA0, 0), true), 1, T0);
+    let mut b = Replica::new(mk(1), persisted(ids(0xA0, 0), true), 2, T0);
     a.admin(
         T0,
         AdminCommand::Connect {
@@ -471,7 +481,7 @@ fn requests_past_the_end_are_refused() {
 
 #[test]
 fn primary_losing_its_peer_starts_a_new_generation_and_marks_in_flight_writes() {
-    let (mut p, mut s) = connected_pair(Protocol::C);
+    let (mut p, mut s) = connected_pair_fencing(Protocol::C, Fencing::ResourceOnly);
     let out = write(&mut p, 1, 8192, 4096, false);
     p.handle(
         T0,
@@ -503,8 +513,18 @@ fn primary_losing_its_peer_starts_a_new_generation_and_marks_in_flight_writes() 
     assert_ne!(after.current.value(), before.current.value());
     assert_eq!(after.current.0 & 1, 1, "Primary flag on the current UUID");
     assert!(out.contains(&Output::PersistUuids(after)));
+    // The new generation is a sync point before the write completes to its client (and the
+    // mark before it), so a crash after the answer cannot come back on the old generation.
+    let pos = |o: &Output| out.iter().position(|x| x == o).expect("emitted");
+    assert!(
+        pos(&Output::MarkOutOfSync {
+            first_block: 2,
+            blocks: 1
+        }) < pos(&Output::PersistUuids(after))
+    );
+    assert!(pos(&Output::PersistUuids(after)) < pos(&done(1)));
     assert_eq!(p.status().disk, DiskState::UpToDate);
-    // The Secondary keeps its UUIDs but no longer knows it is the newest.
+    // Under resource-only, the Secondary keeps its UUIDs but no longer knows it is the newest.
     s.handle(
         T0,
         Event::PeerDisconnected {
@@ -569,7 +589,7 @@ fn forced_promotion_alone_starts_a_new_generation() {
 
 #[test]
 fn promotion_fails_if_the_link_drops_before_the_peer_agrees() {
-    let (mut p, mut s) = connected_pair(Protocol::C);
+    let (mut p, mut s) = connected_pair_fencing(Protocol::C, Fencing::ResourceOnly);
     p.admin(T0, AdminCommand::Secondary).unwrap();
     deliver(&mut s, ConnId(1), &drain(&mut p));
     assert_eq!(
@@ -1115,4 +1135,280 @@ fn standalone_writes_take_no_activity_log_and_mark_nothing() {
         "no barrier timer: nothing unsettled"
     );
     assert!(r.is_quiescent());
+}
+
+fn lose_link(r: &mut Replica, conn: ConnId) -> Vec<Output> {
+    r.handle(
+        T0,
+        Event::PeerDisconnected {
+            conn,
+            reason: LinkLoss::Closed("peer died".into()),
+        },
+    );
+    drain(r)
+}
+
+#[test]
+fn secondary_losing_its_peer_under_dont_care_stays_up_to_date_and_promotes_without_force() {
+    let (_p, mut s) = connected_pair_fencing(Protocol::C, Fencing::DontCare);
+    let out = lose_link(&mut s, ConnId(1));
+    let st = s.status();
+    assert_eq!(
+        (st.role, st.conn, st.disk, st.peer_disk, st.peer_role),
+        (
+            Role::Secondary,
+            ConnState::WFConnection,
+            DiskState::UpToDate,
+            DiskState::DUnknown,
+            Role::Unknown
+        )
+    );
+    assert_eq!(st.uuids, ids(0xA0, 0), "a Secondary keeps its generation");
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::PersistUuids(_) | Output::PersistFlags(_))),
+        "nothing to persist: {out:?}"
+    );
+    // Failover: promotion without --force, alone, starts a new data generation.
+    assert_eq!(
+        s.admin(T0, AdminCommand::Primary { force: false }),
+        Ok(AdminDone::Done)
+    );
+    let st = s.status();
+    assert_eq!((st.role, st.disk), (Role::Primary, DiskState::UpToDate));
+    assert_eq!(st.uuids.bitmap.value(), 0xA0, "old current → bitmap UUID");
+    assert_ne!(st.uuids.current.value(), 0xA0);
+    assert_eq!(st.uuids.current.0 & 1, 1, "Primary flag");
+    let out = drain(&mut s);
+    assert!(out.contains(&Output::PersistUuids(st.uuids)));
+    assert!(out.contains(&Output::PersistFlags(MdFlags {
+        consistent: true,
+        outdated: false,
+        primary: true
+    })));
+}
+
+#[test]
+fn secondary_losing_its_peer_under_resource_only_needs_force() {
+    for fencing in [Fencing::ResourceOnly, Fencing::ResourceAndStonith] {
+        let (_p, mut s) = connected_pair_fencing(Protocol::C, fencing);
+        lose_link(&mut s, ConnId(1));
+        let st = s.status();
+        assert_eq!(
+            (st.disk, st.peer_disk, st.uuids),
+            (DiskState::Consistent, DiskState::DUnknown, ids(0xA0, 0)),
+            "{fencing:?}"
+        );
+        assert_eq!(
+            s.admin(T0, AdminCommand::Primary { force: false }),
+            Err(AdminError::NoUpToDateData(DiskState::Consistent)),
+            "{fencing:?}"
+        );
+        assert_eq!(
+            s.admin(T0, AdminCommand::Primary { force: true }),
+            Ok(AdminDone::Done),
+            "{fencing:?}"
+        );
+        assert_eq!(s.status().uuids.bitmap.value(), 0xA0, "{fencing:?}");
+    }
+}
+
+#[test]
+fn primary_losing_its_peer_stays_up_to_date_under_every_policy() {
+    for fencing in [
+        Fencing::DontCare,
+        Fencing::ResourceOnly,
+        Fencing::ResourceAndStonith,
+    ] {
+        let (mut p, _s) = connected_pair_fencing(Protocol::C, fencing);
+        lose_link(&mut p, ConnId(1));
+        let st = p.status();
+        assert_eq!((st.role, st.disk), (Role::Primary, DiskState::UpToDate));
+        assert_eq!(st.uuids.bitmap.value(), 0xA0, "{fencing:?}: new generation");
+    }
+}
+
+#[test]
+fn a_node_restarted_alone_starts_consistent_under_every_policy() {
+    for fencing in [
+        Fencing::DontCare,
+        Fencing::ResourceOnly,
+        Fencing::ResourceAndStonith,
+    ] {
+        for was_primary in [false, true] {
+            let c = ReplicaConfig {
+                fencing,
+                ..cfg(1, Protocol::C)
+            };
+            let mut p = persisted(ids(0xA0, 0), true);
+            p.flags.primary = was_primary;
+            let mut r = Replica::new(c, p, 7, T0);
+            drain(&mut r);
+            r.admin(
+                T0,
+                AdminCommand::Connect {
+                    discard_my_data: false,
+                },
+            )
+            .unwrap();
+            assert_eq!(r.status().disk, DiskState::Consistent, "{fencing:?}");
+            assert_eq!(
+                r.admin(T0, AdminCommand::Primary { force: false }),
+                Err(AdminError::NoUpToDateData(DiskState::Consistent)),
+                "{fencing:?}, crashed Primary {was_primary}: only the peer or --force says it is the newest"
+            );
+        }
+    }
+}
+
+#[test]
+fn unfenced_promotion_while_the_old_primary_goes_on_writing_is_a_split_brain() {
+    // The link is cut but both nodes live: the Primary goes on writing, the Secondary keeps
+    // UpToDate (dont-care) and is promoted without --force. At the reconnect both have
+    // changes: StandAlone on both sides, the split-brain handler, no resync either way.
+    let (a, b) = connected_pair_fencing(Protocol::C, Fencing::DontCare);
+    let mut pair = Pair::new([a, b]);
+    pair.write(0, 0, 1, 4096);
+    pair.disconnect();
+    pair.write(0, 8 * BLOCK_SIZE, 2, 4096);
+    assert_eq!(
+        pair.r[1].admin(T0, AdminCommand::Primary { force: false }),
+        Ok(AdminDone::Done)
+    );
+    pair.run();
+    pair.write(1, 16 * BLOCK_SIZE, 3, 4096);
+    let before = pair.disk.clone();
+    pair.conn = ConnId(pair.conn.0 + 1);
+    let mut handlers = vec![];
+    for i in 0..2 {
+        pair.r[i].handle(T0, Event::PeerConnected { conn: pair.conn });
+    }
+    for _ in 0..4 {
+        for i in 0..2 {
+            let out = drain(&mut pair.r[i]);
+            handlers.extend(out.iter().filter_map(|o| match o {
+                Output::CallHandler(h) => Some((i, *h)),
+                _ => None,
+            }));
+            for o in out {
+                pair.exec(i, o, T0);
+            }
+        }
+    }
+    for r in &pair.r {
+        let st = r.status();
+        assert_eq!(
+            (st.conn, st.refusal, st.role, st.disk),
+            (
+                ConnState::StandAlone,
+                Some(Refusal::SplitBrain {
+                    common_ancestor: true
+                }),
+                Role::Primary,
+                DiskState::UpToDate
+            )
+        );
+        assert_eq!(r.stats().resync_bytes_sent, 0);
+    }
+    // Node 1 decides first (it receives node 0's Hello in the first round).
+    assert_eq!(
+        handlers,
+        vec![
+            (1, Handler::InitialSplitBrain),
+            (1, Handler::SplitBrain),
+            (0, Handler::InitialSplitBrain),
+            (0, Handler::SplitBrain)
+        ]
+    );
+    assert_eq!(pair.disk, before, "neither side's writes were touched");
+}
+
+#[test]
+fn unfenced_promotion_of_an_idle_pair_is_a_split_brain_once_both_write() {
+    // Both Secondary when the link is cut; each is promoted alone (dont-care) and writes.
+    let (a, b) = connected_pair_fencing(Protocol::C, Fencing::DontCare);
+    let mut pair = Pair::new([a, b]);
+    pair.write(0, 0, 1, 4096);
+    pair.r[0].admin(T0, AdminCommand::Secondary).unwrap();
+    pair.run();
+    pair.disconnect();
+    for i in 0..2 {
+        assert_eq!(pair.r[i].status().disk, DiskState::UpToDate);
+        assert_eq!(
+            pair.r[i].admin(T0, AdminCommand::Primary { force: false }),
+            Ok(AdminDone::Done)
+        );
+        pair.run();
+        pair.write(i, (8 + 8 * i as u64) * BLOCK_SIZE, 2 + i as u8, 4096);
+    }
+    pair.connect();
+    for r in &pair.r {
+        assert_eq!(
+            (r.status().conn, r.status().refusal),
+            (
+                ConnState::StandAlone,
+                Some(Refusal::SplitBrain {
+                    common_ancestor: true
+                })
+            )
+        );
+    }
+}
+
+#[test]
+fn failover_after_a_primary_crash_under_dont_care_resyncs_the_old_primary_from_the_survivor() {
+    // The Primary dies (no link loss processed, as a power cut); the survivor keeps UpToDate,
+    // is promoted without --force and writes; the old Primary comes back and becomes the
+    // SyncTarget by bitmap (its activity log, and the survivor's new writes).
+    let (a, b) = connected_pair_fencing(Protocol::C, Fencing::DontCare);
+    let mut pair = Pair::new([a, b]);
+    pair.write(0, 0, 1, 4096);
+    let p = Persisted {
+        uuids: pair.r[0].status().uuids,
+        flags: MdFlags {
+            consistent: true,
+            outdated: false,
+            primary: true,
+        },
+        bitmap: Bitmap::new(SIZE),
+        al: pair.r[0].al_extents(),
+    };
+    lose_link(&mut pair.r[1], pair.conn);
+    assert_eq!(pair.r[1].status().disk, DiskState::UpToDate);
+    assert_eq!(
+        pair.r[1].admin(T0, AdminCommand::Primary { force: false }),
+        Ok(AdminDone::Done)
+    );
+    pair.run();
+    pair.write(1, 8 * BLOCK_SIZE, 2, 4096);
+    pair.r[0] = Replica::new(
+        ReplicaConfig {
+            fencing: Fencing::DontCare,
+            ..cfg(0, Protocol::C)
+        },
+        p,
+        9,
+        T0,
+    );
+    pair.run();
+    assert_eq!(pair.r[0].status().disk, DiskState::Consistent);
+    pair.disk[0][100] = 0x55; // a write the dead Primary never acknowledged
+    pair.connect();
+    assert_eq!(pair.disk[0], pair.disk[1]);
+    let (s0, s1) = (pair.r[0].status(), pair.r[1].status());
+    assert_eq!(
+        (s0.conn, s0.role, s0.disk, s1.role, s1.disk),
+        (
+            ConnState::Connected,
+            Role::Secondary,
+            DiskState::UpToDate,
+            Role::Primary,
+            DiskState::UpToDate
+        )
+    );
+    assert_eq!(
+        pair.r[1].stats().resync_bytes_sent,
+        SIZE,
+        "the old Primary's hot extent (the whole 4 MiB device here)"
+    );
 }
