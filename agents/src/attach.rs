@@ -475,7 +475,9 @@ pub fn detach(state_file: &Path, state: &mut State, deadline: Instant) -> Result
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        if !wait_until(deadline, || loop_backing(&loopdev).is_none()) {
+        // Done once the device no longer serves our file: the kernel may hand the freed
+        // device to another user (another loop mount on this node) the moment it clears.
+        if !wait_until(deadline, || loop_backing(&loopdev) != file) {
             return Err(OcfError::generic(format!(
                 "loop device {loopdev} is still in use after losetup -d"
             )));
