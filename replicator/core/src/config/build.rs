@@ -228,7 +228,9 @@ impl Builder {
                     format!("'{kw}' opens a section inside {here}, where only options are allowed"),
                 ));
             }
-            let (def, negated) = match options::find(allowed, kw) {
+            let found =
+                options::find(allowed, kw).or_else(|| options::find_84_in_disk(allowed, kw));
+            let (def, negated) = match found {
                 Some(d) => (d, false),
                 None => match kw
                     .strip_prefix("no-")

@@ -257,6 +257,18 @@ pub static OPTIONS: &[OptDef] = &[
     OptDef { section: Handlers, name: "quorum-lost", kind: Kind::Command, support: QUORUM },
 ];
 
+/// Net options DRBD 8.4 reads in `disk { }` (drbd.conf(5) of 8.4: `fencing`; DRBD 9 moved it to
+/// `net { }`). In a resource's or `common`'s disk section they are read into its net options;
+/// a volume's or host's disk section refuses them (they are resource-wide).
+pub const DISK_84_NET: &[&str] = &["fencing"];
+
+/// `name` in a `disk { }` section that also takes DRBD 8.4's net options ([`DISK_84_NET`]).
+pub fn find_84_in_disk(sections: &[Section], name: &str) -> Option<&'static OptDef> {
+    (sections.contains(&Section::Disk) && DISK_84_NET.contains(&name))
+        .then(|| find(&[Section::Net], name))
+        .flatten()
+}
+
 /// Deprecated names drbdadm still reads, and what they mean now.
 pub const ALIASES: &[(&str, &str)] = &[
     ("rate", "resync-rate"),

@@ -197,6 +197,19 @@ impl Builder {
             && let Some(b) = &st.block
         {
             no_args(st, 0)?;
+            if let Some(o) = b
+                .stmts
+                .iter()
+                .find(|o| options::DISK_84_NET.contains(&o.keyword()))
+            {
+                return Err(ConfigError::new(
+                    o.pos(),
+                    format!(
+                        "'{}' is a resource-wide policy: set it in the disk or net section of the resource or of 'common', not in the disk section of {here}",
+                        o.keyword()
+                    ),
+                ));
+            }
             return self.options_block(
                 b,
                 &[Section::Disk, Section::PeerDevice],

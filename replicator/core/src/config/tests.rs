@@ -909,3 +909,75 @@ mod props {
         }
     }
 }
+
+#[test]
+fn fencing_is_read_from_disk_as_in_drbd_84_and_from_net_as_in_drbd_9() {
+    let with = |sections: &str| {
+        ok(&format!(
+            "{sections}
+             resource r {{ device /dev/drbd1; disk /d; meta-disk internal;
+               on a {{ address 10.0.0.1:7000; node-id 0; }} on b {{ address 10.0.0.2:7000; node-id 1; }} }}"
+        ))
+        .config
+    };
+    let fencing = |c: &Config| {
+        let r = &c.resources[0];
+        assert_eq!(
+            r.connections[0].net.fencing, r.net.fencing,
+            "the connection inherits it"
+        );
+        r.net.fencing
+    };
+    // DRBD 8.4's place, in the resource and in common; DRBD 9's place; the default.
+    let c = ok(
+        "resource r { disk { fencing resource-only; } device /dev/drbd1; disk /d; meta-disk internal;
+           on a { address 10.0.0.1:7000; node-id 0; } on b { address 10.0.0.2:7000; node-id 1; } }",
+    )
+    .config;
+    assert_eq!(fencing(&c), Fencing::ResourceOnly);
+    let c = with("common { disk { fencing resource-and-stonith; } }");
+    assert_eq!(fencing(&c), Fencing::ResourceAndStonith);
+    let c = with("common { net { fencing resource-only; } }");
+    assert_eq!(fencing(&c), Fencing::ResourceOnly);
+    assert_eq!(fencing(&ok(TWO).config), Fencing::DontCare);
+    let c = ok(
+        "common { disk { fencing resource-only; } }
+         resource r { net { fencing dont-care; } device /dev/drbd1; disk /d; meta-disk internal;
+           on a { address 10.0.0.1:7000; node-id 0; } on b { address 10.0.0.2:7000; node-id 1; } }",
+    )
+    .config;
+    assert_eq!(
+        fencing(&c),
+        Fencing::DontCare,
+        "the resource wins over common"
+    );
+    // The dump normalises it into net { } (DRBD 9's place), which reads back the same.
+    let c = with("common { disk { fencing resource-only; } }");
+    let dumped = dump::render(&c, None);
+    assert!(dumped.contains("fencing resource-only;"), "{dumped}");
+    let net_at = dumped.find("net {").expect("a net section");
+    assert!(
+        dumped[net_at..].contains("fencing resource-only;"),
+        "{dumped}"
+    );
+    assert_eq!(fencing(&ok(&dumped).config), Fencing::ResourceOnly);
+}
+
+#[test]
+fn fencing_mistakes_are_named() {
+    assert_eq!(
+        err("resource r { disk { fencing resource-ony; } device /dev/drbd1; disk /d; meta-disk internal;
+           on a { address 10.0.0.1:7000; node-id 0; } on b { address 10.0.0.2:7000; node-id 1; } }"),
+        "t.res:1:29: 'fencing': 'resource-ony' is not one of dont-care | resource-only | resource-and-stonith"
+    );
+    assert_eq!(
+        err("resource r { disk { fencing resource-only; } net { fencing dont-care; } device /dev/drbd1; disk /d; meta-disk internal;
+           on a { address 10.0.0.1:7000; node-id 0; } on b { address 10.0.0.2:7000; node-id 1; } }"),
+        "t.res:1:52: 'fencing' is set twice in the net section of resource 'r' (first at t.res:1:21)"
+    );
+    assert_eq!(
+        err("resource r { device /dev/drbd1; disk /d; meta-disk internal;
+           on a { address 10.0.0.1:7000; node-id 0; disk { fencing resource-only; } } on b { address 10.0.0.2:7000; node-id 1; } }"),
+        "t.res:2:60: 'fencing' is a resource-wide policy: set it in the disk or net section of the resource or of 'common', not in the disk section of 'on a' of resource 'r'"
+    );
+}

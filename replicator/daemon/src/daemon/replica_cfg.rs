@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use replicator_core::config::{
     AfterSb0Pri as CfgSb0, AfterSb1Pri as CfgSb1, AfterSb2Pri as CfgSb2, Connection, DigestAlg,
-    Host, Resource,
+    Fencing as CfgFencing, Host, Resource,
 };
-use replicator_core::protocol::ReplicaConfig;
 use replicator_core::protocol::rate::RateConfig;
 use replicator_core::protocol::split_brain::{
     AfterSb0Pri, AfterSb1Pri, AfterSb2Pri, AfterSbPolicies,
 };
 use replicator_core::protocol::verify::VerifyAlg;
+use replicator_core::protocol::{Fencing, ReplicaConfig};
 use replicator_core::types::NodeId;
 use replicator_core::wire::preamble::MAX_NAME_BYTES;
 
@@ -51,6 +51,11 @@ pub fn replica_config(
     let mut cfg = ReplicaConfig::new(host.node_id, peer_id, size_bytes, net.protocol);
     cfg.standalone = conn.is_none();
     cfg.allow_two_primaries = net.allow_two_primaries;
+    cfg.fencing = match net.fencing {
+        CfgFencing::DontCare => Fencing::DontCare,
+        CfgFencing::ResourceOnly => Fencing::ResourceOnly,
+        CfgFencing::ResourceAndStonith => Fencing::ResourceAndStonith,
+    };
     cfg.verify_alg = match net.verify_alg {
         None => None,
         Some(DigestAlg::Crc32c) => Some(VerifyAlg::Crc32c),
@@ -151,6 +156,7 @@ mod tests {
         assert_eq!(cfg.verify_alg, Some(VerifyAlg::Sha1));
         assert_eq!(cfg.after_sb.zero_pri, AfterSb0Pri::DiscardNode(NodeId(1)));
         assert_eq!(cfg.after_sb.one_pri, AfterSb1Pri::DiscardSecondary);
+        assert_eq!(cfg.fencing, Fencing::DontCare, "DRBD's default");
         assert_eq!(
             (
                 cfg.rate.resync_rate_kib_s,
@@ -179,6 +185,13 @@ mod tests {
         let r = &c.resources[0];
         let cfg = replica_config(r, r.host("a").unwrap(), 1 << 20, 1237).unwrap();
         assert!(cfg.standalone);
+        let c = load(
+            "resource r0 { disk { fencing resource-only; } device /dev/drbd0; meta-disk internal;
+               on a { disk /a.img; address 10.0.0.1:7789; } on b { disk /b.img; address 10.0.0.2:7789; } }",
+        );
+        let r = &c.resources[0];
+        let cfg = replica_config(r, r.host("a").unwrap(), 1 << 20, 1237).unwrap();
+        assert_eq!(cfg.fencing, Fencing::ResourceOnly);
         let c = load(
             "resource r0 { net { verify-alg md5; } device /dev/drbd0; meta-disk internal;
                on a { disk /a.img; address 10.0.0.1:7789; } on b { disk /b.img; address 10.0.0.2:7789; } }",
