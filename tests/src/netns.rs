@@ -20,25 +20,38 @@ pub struct Host {
 }
 
 impl Host {
-    /// A `Command` that runs `program` inside this host's namespace.
+    /// A `Command` that runs `program` inside this host's network namespace.
+    ///
+    /// `nsenter --net`, not `ip netns exec`: the latter also gives the process a mount namespace
+    /// of its own, a copy of every mount of the moment (mounts here are private, so later
+    /// unmounts do not reach the copy). A daemon started that way keeps another test's ext4 or
+    /// FUSE mount, and its loop device, busy until it exits. `/sys` stays the host's: nothing
+    /// we run reads `/sys/class/net`.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns, program]);
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(self.netns_arg()).arg(program);
         cmd
+    }
+
+    /// `--net=/run/netns/NAME`, for `nsenter`.
+    pub fn netns_arg(&self) -> String {
+        format!("--net=/run/netns/{}", self.ns)
     }
 
     /// Runs `program args` in the namespace, panicking on failure; returns stdout.
     pub fn run(&self, program: &str, args: &[&str]) -> String {
-        let mut full = vec!["netns", "exec", &self.ns, program];
+        let net = self.netns_arg();
+        let mut full = vec![net.as_str(), program];
         full.extend_from_slice(args);
-        run("ip", &full)
+        run("nsenter", &full)
     }
 
     /// Runs `program args` in the namespace; returns exit code and combined output.
     pub fn run_status(&self, program: &str, args: &[&str]) -> (i32, String) {
-        let mut full = vec!["netns", "exec", &self.ns, program];
+        let net = self.netns_arg();
+        let mut full = vec![net.as_str(), program];
         full.extend_from_slice(args);
-        run_status("ip", &full)
+        run_status("nsenter", &full)
     }
 }
 

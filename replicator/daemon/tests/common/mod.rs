@@ -140,8 +140,10 @@ impl Node {
         assert!(self.daemon.is_none(), "daemon already running");
         let mut c = match &self.netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, REPLICATORD]);
+                // nsenter --net, not ip netns exec: no private copy of the mount table that
+                // would keep other tests' mounts (and loop devices) busy (tests/src/netns.rs).
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(REPLICATORD);
                 c
             }
             None => Command::new(REPLICATORD),
