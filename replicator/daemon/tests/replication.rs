@@ -208,13 +208,12 @@ fn kill_9_of_the_primary_loses_no_acknowledged_write_under_protocol_c() {
         !writer.is_running()
     });
     let acked = lines(&log);
-    // n2 sees its peer gone; its data is not known to be the newest: promoting needs --force.
+    // n2 sees its peer gone and keeps UpToDate (fencing dont-care, the default): the failover
+    // needs no --force.
     p.wait(1, "n2 to lose its peer", |s| {
         s["connection_state"] == "WFConnection"
     });
-    p.ctl(1, &["primary", "r0"])
-        .fails(10, "refusing to become Primary: the disk is Consistent");
-    p.ctl(1, &["primary", "--force", "r0"]).ok();
+    p.ctl(1, &["primary", "r0"]).ok();
     let o = run_debian(
         "/usr/bin/python3",
         &[script, "check", &p.uri(1), log.to_str().unwrap()],
@@ -254,9 +253,8 @@ fn split_brain_recovery_as_in_the_thesis_resyncs_the_victim_by_bitmap_under_prot
             s["connection_state"] == "WFConnection"
         });
     }
-    p.ctl(1, &["primary", "r0"])
-        .fails(10, "the disk is Consistent");
-    p.ctl(1, &["primary", "--force", "r0"]).ok();
+    // Under fencing dont-care (the default) the cut-off node is still UpToDate: no --force.
+    p.ctl(1, &["primary", "r0"]).ok();
     run(
         "qemu-io",
         &["-f", "raw", &p.uri(0), "-c", "write -P 0x11 0 1M"],
