@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use super::layout::Placement;
 use super::{BLOCK_LEN, Get, META_BLOCK, MetaError, Put, check_seal, seal};
-use crate::types::{DiskState, GenerationIds, HISTORY_UUIDS, NodeId, Uuid};
+use crate::types::{GenerationIds, HISTORY_UUIDS, NodeId, Uuid};
 
 /// The superblock magic.
 pub const MAGIC: [u8; 8] = *b"TNDMMETA";
@@ -266,23 +266,6 @@ impl Superblock {
     /// newest valid copy.
     pub fn slot_for_seq(seq: u64) -> usize {
         usize::from(seq % 2 == 1)
-    }
-
-    /// The disk state this meta-data gives at attach, as DRBD decides it: not Consistent →
-    /// Inconsistent; Consistent but not WasUpToDate → Outdated; otherwise UpToDate when the
-    /// peer is known Outdated, the resource fences nothing (`fencing dont-care`) or has no peer;
-    /// Consistent otherwise (the peer may be newer).
-    pub fn attach_disk_state(&self, fencing_dont_care: bool, standalone: bool) -> DiskState {
-        let f = self.flags;
-        if !f.has(Flags::CONSISTENT) {
-            DiskState::Inconsistent
-        } else if !f.has(Flags::WAS_UP_TO_DATE) {
-            DiskState::Outdated
-        } else if f.has(Flags::PEER_OUT_DATED) || fencing_dont_care || standalone {
-            DiskState::UpToDate
-        } else {
-            DiskState::Consistent
-        }
     }
 }
 

@@ -10,7 +10,7 @@ use super::layout::{self, INDEXED_SLOT_BYTES};
 use super::superblock::{self, Flags, Superblock};
 use super::*;
 use crate::bitmap::Bitmap;
-use crate::types::{DiskState, GenerationIds, NodeId, Uuid};
+use crate::types::{GenerationIds, NodeId, Uuid};
 
 const MIB: u64 = 1 << 20;
 
@@ -332,39 +332,6 @@ fn the_newer_valid_superblock_wins_and_a_torn_one_falls_back() {
     let mut other = sample_sb(9);
     other.md_uuid = 43;
     assert!(superblock::choose(Ok(s1), Ok(other)).is_err());
-}
-
-#[test]
-fn disk_state_at_attach_follows_drbd() {
-    let with = |f: u32| Superblock {
-        flags: Flags(f),
-        ..sample_sb(1)
-    };
-    let c = Flags::CONSISTENT;
-    let u = Flags::WAS_UP_TO_DATE;
-    assert_eq!(
-        with(0).attach_disk_state(true, false),
-        DiskState::Inconsistent
-    );
-    assert_eq!(with(c).attach_disk_state(true, false), DiskState::Outdated);
-    assert_eq!(
-        with(c | u).attach_disk_state(true, false),
-        DiskState::UpToDate
-    );
-    assert_eq!(
-        with(c | u).attach_disk_state(false, false),
-        DiskState::Consistent,
-        "fencing: the peer may be newer"
-    );
-    assert_eq!(
-        with(c | u | Flags::PEER_OUT_DATED).attach_disk_state(false, false),
-        DiskState::UpToDate
-    );
-    assert_eq!(
-        with(c | u).attach_disk_state(false, true),
-        DiskState::UpToDate,
-        "no peer at all"
-    );
 }
 
 #[test]
