@@ -37,29 +37,23 @@ pub fn test_dir(prefix: &str) -> tempfile::TempDir {
     d
 }
 
-/// `/etc/netns/NS/resolv.conf` (bind-mounted over /etc/resolv.conf by `ip netns exec`),
-/// removed on drop. Must exist before daemons start in the namespace.
-pub struct Resolv {
-    dir: PathBuf,
-}
-
-impl Resolv {
-    pub fn new(ns: &str, nameserver: &str) -> Resolv {
-        let dir = PathBuf::from("/etc/netns").join(ns);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("resolv.conf"),
-            format!("nameserver {nameserver}\noptions timeout:1 attempts:1\n"),
-        )
-        .unwrap();
-        Resolv { dir }
+/// The resolvers of the host's `/etc/resolv.conf` (glibc's default, 127.0.0.1, when it names
+/// none). The testkit enters a namespace with `nsenter --net`, without a mount namespace of its
+/// own, so every program the tests run there (Postfix, getent, swaks, dkimverify) reads the
+/// host's file; `/etc/netns/NS/resolv.conf` is only bind-mounted by `ip netns exec`. The
+/// namespaces that resolve therefore carry these addresses themselves and answer on them (see
+/// [`World::start_dns`]): nothing leaves the namespace, whatever the host's resolver is.
+pub fn host_nameservers() -> Vec<std::net::IpAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut v: Vec<std::net::IpAddr> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    if v.is_empty() {
+        v.push(std::net::Ipv4Addr::LOCALHOST.into());
     }
-}
-
-impl Drop for Resolv {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    v
 }
 
 /// The mail resource on one directory, driven through the agent binary inside the server's
@@ -429,7 +423,6 @@ pub struct World {
     pub old: Host,
     pub sink_dir: PathBuf,
     daemons: Vec<Daemon>,
-    _resolv: Vec<Resolv>,
     lan: Lan,
 }
 
@@ -457,11 +450,25 @@ impl World {
                 ],
             );
         }
-        let resolv = vec![
-            Resolv::new(&mx.ns, &dns.addr),
-            Resolv::new(&client.ns, &dns.addr),
-            Resolv::new(&remote.ns, &dns.addr),
-        ];
+        // The host's resolver addresses, local in every namespace that resolves names.
+        for ns in [&mx.ns, &client.ns, &remote.ns] {
+            for a in host_nameservers().into_iter().filter(|a| !a.is_loopback()) {
+                let (family, len) = if a.is_ipv4() { ("-4", 32) } else { ("-6", 128) };
+                run(
+                    "ip",
+                    &[
+                        "-n",
+                        ns,
+                        family,
+                        "addr",
+                        "add",
+                        &format!("{a}/{len}"),
+                        "dev",
+                        "lo",
+                    ],
+                );
+            }
+        }
         let work = tempfile::tempdir().unwrap();
         let script = work.path().join("client.py");
         std::fs::write(&script, CLIENT_PY).unwrap();
@@ -483,7 +490,6 @@ impl World {
             old,
             sink_dir,
             daemons: vec![sink],
-            _resolv: resolv,
             work,
             lan,
         }
@@ -495,39 +501,62 @@ impl World {
     }
 
     /// Starts dnsmasq with the records of the tests; `extra` adds records (e.g. the DKIM TXT
-    /// printed by `dns-records`, as `--txt-record=NAME,"part","part"` arguments).
+    /// printed by `dns-records`, as `--txt-record=NAME,"part","part"` arguments). One
+    /// instance answers on the `dns` host's address; one in each namespace that resolves
+    /// (`mx`, `client`, `remote`) answers on the host's resolver addresses, which is where
+    /// their programs ask (see [`host_nameservers`]).
     pub fn start_dns(&mut self, extra: &[String]) {
         let n = self.net().to_owned();
-        let pid = self.work.path().join("dnsmasq.pid");
-        let mut c = self.dns.command("dnsmasq");
-        c.args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--port=53",
-            "--user=root",
-            "--local=/#/",
-            "--log-facility=-",
-        ])
-        .arg(format!("--listen-address={}", self.dns.addr))
-        .arg(format!("--pid-file={}", pid.display()))
-        .arg(format!("--host-record=mail.example.com,{n}.1"))
-        .arg("--mx-host=example.com,mail.example.com,10")
-        .arg(format!("--host-record=client.example.net,{n}.2"))
-        .arg("--mx-host=example.net,client.example.net,10")
-        .arg(format!("--host-record=mx.remote.test,{n}.4"))
-        .arg("--mx-host=remote.test,mx.remote.test,10")
-        .args(extra);
-        for o in 10..50 {
-            c.arg(format!("--host-record=c{o}.example.net,{n}.{o}"));
+        let servers: Vec<(Host, Vec<String>)> =
+            std::iter::once((self.dns.clone(), vec![self.dns.addr.clone()]))
+                .chain(
+                    [
+                        self.mx.clone(),
+                        self.client.host.clone(),
+                        self.remote.clone(),
+                    ]
+                    .into_iter()
+                    .map(|h| {
+                        let addrs = host_nameservers().iter().map(|a| a.to_string()).collect();
+                        (h, addrs)
+                    }),
+                )
+                .collect();
+        for (i, (host, listen)) in servers.into_iter().enumerate() {
+            let pid = self.work.path().join(format!("dnsmasq{i}.pid"));
+            let mut c = host.command("dnsmasq");
+            c.args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--port=53",
+                "--user=root",
+                "--local=/#/",
+                "--log-facility=-",
+            ])
+            .args(listen.iter().map(|a| format!("--listen-address={a}")))
+            .arg(format!("--pid-file={}", pid.display()))
+            .arg(format!("--host-record=mail.example.com,{n}.1"))
+            .arg("--mx-host=example.com,mail.example.com,10")
+            .arg(format!("--host-record=client.example.net,{n}.2"))
+            .arg("--mx-host=example.net,client.example.net,10")
+            .arg(format!("--host-record=mx.remote.test,{n}.4"))
+            .arg("--mx-host=remote.test,mx.remote.test,10")
+            .args(extra);
+            for o in 10..50 {
+                c.arg(format!("--host-record=c{o}.example.net,{n}.{o}"));
+            }
+            let log = self.work.path().join(format!("dnsmasq{i}.log"));
+            self.daemons.push(Daemon::spawn("dnsmasq", c, &log));
         }
-        let d = Daemon::spawn("dnsmasq", c, &self.work.path().join("dnsmasq.log"));
-        self.daemons.push(d);
-        let mx = self.mx.clone();
-        wait::until("dnsmasq answers", Duration::from_secs(20), || {
-            mx.run_status("getent", &["hosts", "mail.example.com"]).0 == 0
-        });
+        for h in [&self.mx, &self.client.host, &self.remote] {
+            wait::until(
+                &format!("dnsmasq answers in {}", h.ns),
+                Duration::from_secs(20),
+                || h.run_status("getent", &["hosts", "mail.example.com"]).0 == 0,
+            );
+        }
     }
 
     /// Messages the remote MX received.
@@ -592,8 +621,21 @@ pub fn sh(cmd: &mut Command) -> String {
 /// A named case for [`Cases::parallel`].
 pub type Case<'a> = (&'a str, Box<dyn FnOnce() -> Result<(), String> + Send + 'a>);
 
-/// The pids of every process in network namespace `ns`.
+/// The pids of the processes in network namespace `ns`, but for the fixture's resolver.
 pub fn ns_pids(ns: &str) -> Vec<i32> {
+    // The fixture's own resolver (see `World::start_dns`) is not the agent's: the agent never
+    // runs dnsmasq.
+    ns_pids_all(ns)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/exe"))
+                .map_or(true, |e| e != Path::new("/usr/sbin/dnsmasq"))
+        })
+        .collect()
+}
+
+/// Every process in the namespace.
+fn ns_pids_all(ns: &str) -> Vec<i32> {
     let out = Command::new("ip")
         .args(["netns", "pids", ns])
         .output()
@@ -610,7 +652,7 @@ pub struct NsReaper(pub String);
 
 impl Drop for NsReaper {
     fn drop(&mut self) {
-        for pid in ns_pids(&self.0) {
+        for pid in ns_pids_all(&self.0) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
