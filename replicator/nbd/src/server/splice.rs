@@ -18,13 +18,16 @@
 //!   unspecified either way; a write issued after the client received the reply cannot change
 //!   it (the client's `recv` copied the bytes out).
 //!
-//! Bounded: at most [`PIPES_MAX`] pipes are kept per connection; a READ that finds none free
-//! and cannot make one uses `pread`.
+//! Bounded: at most [`PIPES_MAX`] idle pipes are kept per connection, and at most
+//! [`PIPES_OPEN_MAX`] pipes are open in the whole process (two file descriptors each, so the
+//! server cannot run itself out of descriptors for sockets and files under the usual
+//! 1024-descriptor limit); a READ that finds no free pipe and may not open one uses `pread`.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Smallest READ sent with splice: below it two `splice` calls cost more than copying.
 pub(crate) const SPLICE_MIN: usize = 64 * 1024;
@@ -38,9 +41,39 @@ const PIPE_BYTES: usize = 1 << 20;
 /// Largest READ sent with splice: its pages must fit one pipe (an unaligned READ spans one page
 /// more than its length, so a 1 MiB READ needs a page-aligned offset; `Pipe::fits`).
 pub(crate) const SPLICE_MAX: usize = PIPE_BYTES;
-/// Pipes kept per connection (fio's sequential jobs keep 16 READs in flight).
-pub(crate) const PIPES_MAX: usize = 32;
+/// Idle pipes kept per connection (fio's sequential jobs keep 16 READs in flight).
+pub(crate) const PIPES_MAX: usize = 16;
+/// Pipes open at once in the process (512 descriptors); beyond it READs are copied.
+pub(crate) const PIPES_OPEN_MAX: usize = 256;
 const PAGE: usize = 4096;
+
+/// Counts open pipes against a limit.
+#[derive(Debug)]
+pub(crate) struct OpenPipes {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl OpenPipes {
+    const fn new(max: usize) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    fn acquire(&self) -> bool {
+        let was = self.open.fetch_add(1, Ordering::AcqRel);
+        if was >= self.max {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+}
+
+/// Every connection's pipes (see [`PIPES_OPEN_MAX`]).
+static OPEN_PIPES: OpenPipes = OpenPipes::new(PIPES_OPEN_MAX);
 
 /// A pipe holding one READ's data on its way to the socket.
 #[derive(Debug)]
@@ -49,6 +82,13 @@ pub(crate) struct Pipe {
     write: OwnedFd,
     /// Pages the pipe holds.
     pages: usize,
+    counted: &'static OpenPipes,
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        self.counted.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn last_error() -> io::Error {
@@ -56,11 +96,16 @@ fn last_error() -> io::Error {
 }
 
 impl Pipe {
-    fn new() -> io::Result<Self> {
+    /// A new pipe counted in `counted`, or `None` at its limit or on failure.
+    fn new(counted: &'static OpenPipes) -> Option<Self> {
+        if !counted.acquire() {
+            return None;
+        }
         let mut fds = [0 as RawFd; 2];
         // SAFETY: pipe2 writes two fds into the array, which has room for two.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(last_error());
+            counted.open.fetch_sub(1, Ordering::AcqRel);
+            return None;
         }
         // SAFETY: pipe2 succeeded, so both are open fds that nothing else owns.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -70,11 +115,11 @@ impl Pipe {
         unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
         // SAFETY: as above.
         let bytes = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
-        let bytes = usize::try_from(bytes).map_err(|_| last_error())?;
-        Ok(Self {
+        Some(Self {
             read,
             write,
-            pages: bytes / PAGE,
+            pages: usize::try_from(bytes).unwrap_or(0) / PAGE,
+            counted,
         })
     }
 
@@ -149,9 +194,19 @@ impl Pipe {
 }
 
 /// The pipes of one connection (see the module documentation).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PipePool {
     free: Mutex<Vec<Pipe>>,
+    counted: &'static OpenPipes,
+}
+
+impl Default for PipePool {
+    fn default() -> Self {
+        Self {
+            free: Mutex::default(),
+            counted: &OPEN_PIPES,
+        }
+    }
 }
 
 impl PipePool {
@@ -163,7 +218,7 @@ impl PipePool {
         let kept = self.free.lock().expect("pipe pool lock").pop();
         let pipe = match kept {
             Some(p) => p,
-            None => Pipe::new().ok()?,
+            None => Pipe::new(self.counted)?,
         };
         if pipe.fits(offset, len) {
             Some(pipe)
@@ -189,6 +244,33 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
+
+    /// No more pipes are open than the limit; a closed one makes room again.
+    #[test]
+    fn open_pipes_are_bounded() {
+        static FOUR: OpenPipes = OpenPipes::new(4);
+        let pool = PipePool {
+            free: Mutex::default(),
+            counted: &FOUR,
+        };
+        let held: Vec<Pipe> = (0..4)
+            .map(|_| pool.take(0, SPLICE_MIN).expect("a pipe"))
+            .collect();
+        assert!(
+            pool.take(0, SPLICE_MIN).is_none(),
+            "a fifth pipe is refused"
+        );
+        drop(held);
+        assert_eq!(FOUR.open.load(Ordering::Acquire), 0);
+        let p = pool.take(0, SPLICE_MIN).expect("room again");
+        pool.give(p);
+        let _again = pool.take(0, SPLICE_MIN).expect("the kept pipe");
+        assert_eq!(
+            FOUR.open.load(Ordering::Acquire),
+            1,
+            "a kept pipe is reused, not reopened"
+        );
+    }
 
     #[test]
     fn a_read_goes_through_the_pipe_unchanged_and_a_short_file_is_an_error() {
