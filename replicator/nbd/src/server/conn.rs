@@ -534,20 +534,22 @@ async fn execute(
 async fn spliced(b: &dyn super::Backend, pipes: &PipePool, offset: u64, len: u32) -> Option<Pipe> {
     let len = len as usize;
     let file = b.zero_copy_file()?;
-    if on_connection_thread() {
+    let filled = if on_connection_thread() {
         let pipe = pipes.take(offset, len)?;
-        return pipe.fill(&file, offset, len).ok().map(|()| pipe);
-    }
-    // On a shared runtime the file may block on the disk: the pool, for READs large enough
-    // that the hand-off costs less than the copies it saves.
-    if len < SPLICE_MIN_SHARED {
-        return None;
-    }
-    let pipe = pipes.take(offset, len)?;
-    tokio::task::spawn_blocking(move || pipe.fill(&file, offset, len).map(|()| pipe))
-        .await
-        .ok()?
-        .ok()
+        pipe.fill(&file, offset, len).map(|()| pipe)
+    } else {
+        // On a shared runtime the file may block on the disk: the pool, for READs large
+        // enough that the hand-off costs less than the copies it saves.
+        if len < SPLICE_MIN_SHARED {
+            return None;
+        }
+        let pipe = pipes.take(offset, len)?;
+        tokio::task::spawn_blocking(move || pipe.fill(&file, offset, len).map(|()| pipe))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+    };
+    filled.inspect_err(|e| pipes.failed(e)).ok()
 }
 
 async fn writer_loop(

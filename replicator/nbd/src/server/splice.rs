@@ -27,7 +27,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Smallest READ sent with splice: below it two `splice` calls cost more than copying.
 pub(crate) const SPLICE_MIN: usize = 64 * 1024;
@@ -198,6 +198,9 @@ impl Pipe {
 pub(crate) struct PipePool {
     free: Mutex<Vec<Pipe>>,
     counted: &'static OpenPipes,
+    /// The backend's file cannot be spliced from (a filesystem without `splice_read`): every
+    /// READ of this connection is copied, rather than failing a splice first each time.
+    unsupported: AtomicBool,
 }
 
 impl Default for PipePool {
@@ -205,6 +208,7 @@ impl Default for PipePool {
         Self {
             free: Mutex::default(),
             counted: &OPEN_PIPES,
+            unsupported: AtomicBool::new(false),
         }
     }
 }
@@ -212,7 +216,7 @@ impl Default for PipePool {
 impl PipePool {
     /// An empty pipe that holds a READ of `len` bytes at `offset`, or `None` (use `pread`).
     pub(crate) fn take(&self, offset: u64, len: usize) -> Option<Pipe> {
-        if !(SPLICE_MIN..=SPLICE_MAX).contains(&len) {
+        if !(SPLICE_MIN..=SPLICE_MAX).contains(&len) || self.unsupported.load(Ordering::Relaxed) {
             return None;
         }
         let kept = self.free.lock().expect("pipe pool lock").pop();
@@ -226,6 +230,18 @@ impl PipePool {
             // A smaller pipe than asked for (a low `fs.pipe-max-size`): kept for smaller READs.
             self.give(pipe);
             None
+        }
+    }
+
+    /// Notes a failed [`Pipe::fill`] (the READ is then copied): when it says the file cannot be
+    /// spliced at all, this connection stops trying.
+    pub(crate) fn failed(&self, e: &io::Error) {
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+        ) {
+            tracing::debug!(error = %e, "the backend's file cannot be spliced; copying READs");
+            self.unsupported.store(true, Ordering::Relaxed);
         }
     }
 
@@ -252,6 +268,7 @@ mod tests {
         let pool = PipePool {
             free: Mutex::default(),
             counted: &FOUR,
+            unsupported: AtomicBool::new(false),
         };
         let held: Vec<Pipe> = (0..4)
             .map(|_| pool.take(0, SPLICE_MIN).expect("a pipe"))
@@ -316,5 +333,15 @@ mod tests {
         let pipe = pool.take(300_000, 200_000).expect("a pipe");
         let e = pipe.fill(file, 300_000, 200_000).expect_err("past the end");
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        pool.failed(&e);
+        assert!(
+            pool.take(0, SPLICE_MIN).is_some(),
+            "a short file is no reason to stop"
+        );
+        pool.failed(&io::Error::from_raw_os_error(libc::EINVAL));
+        assert!(
+            pool.take(0, SPLICE_MIN).is_none(),
+            "a file that cannot be spliced is copied"
+        );
     }
 }
