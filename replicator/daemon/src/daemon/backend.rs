@@ -60,6 +60,16 @@ impl Backend for ReplicatedBackend {
         Box::pin(self.data.read_at(offset, len))
     }
 
+    fn read_into(&self, offset: u64, len: u32, buf: Vec<u8>) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(self.data.read_into(offset, len, buf))
+    }
+
+    /// Large READs may be spliced from the data file to the socket: reads are the data file's
+    /// bytes at the same offsets, exactly as `read` above serves them.
+    fn zero_copy_file(&self) -> Option<Arc<std::fs::File>> {
+        self.data.zero_copy_file()
+    }
+
     fn write(&self, offset: u64, data: Bytes, fua: bool) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(self.ask(move |reply| NbdReq::Write {
             offset,
