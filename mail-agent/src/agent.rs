@@ -140,8 +140,8 @@ impl Agent for MailAgent {
         )?;
         let cfg = load(&layout, &cfg_path)?;
         crate::setup::prepare(&cfg, &layout, &cfg_path).map_err(setup_err)?;
-        let exe = std::env::current_exe().map_err(|e| OcfError::generic(e.to_string()))?;
-        let mut child = spawn_supervisor(&exe, &layout, &cfg_path)?;
+        let exe = Path::new(crate::procs::SELF_EXE);
+        let mut child = spawn_supervisor(exe, &layout, &cfg_path)?;
         // What is left of the manager's timeout is split: waiting for the daemons, then, if
         // they did not all answer, stopping what was started — both before the manager kills
         // the agent.
@@ -274,7 +274,8 @@ fn spawn_supervisor(
         .try_clone()
         .map_err(|e| OcfError::generic(e.to_string()))?;
     let mut cmd = Command::new(exe);
-    cmd.arg("supervise")
+    cmd.arg0(crate::procs::self_name())
+        .arg("supervise")
         .arg("--config")
         .arg(cfg_path)
         .arg("--directory")

@@ -42,6 +42,25 @@ pub const OUR_DAEMON_SUBCOMMANDS: &[&str] = &[
     "import",
 ];
 
+/// What this binary executes to run itself again (the agent its supervisor, the supervisor
+/// its own daemons): the very image this process runs. `std::env::current_exe()` names the
+/// file, which a package upgrade or a rebuild may have replaced since — the kernel then reports
+/// "PATH (deleted)" and the exec fails with "No such file or directory". `argv[0]` still names
+/// the file, for `ps`.
+pub const SELF_EXE: &str = "/proc/self/exe";
+
+/// The name to give `argv[0]` when executing [`SELF_EXE`]: the file this process was started
+/// from (without the kernel's " (deleted)").
+pub fn self_name() -> String {
+    std::env::current_exe()
+        .map(|p| {
+            p.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| "tandem-mail".to_owned())
+}
+
 /// Pids (other than ours and `exclude`) that belong to `dir`.
 pub fn holders(dir: &Path, exclude: &[u32]) -> Vec<u32> {
     let dir = dir.to_string_lossy().trim_end_matches('/').to_owned();

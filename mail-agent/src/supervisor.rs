@@ -199,6 +199,9 @@ fn spawn(spec: &Spec, log: &Path) -> std::io::Result<Pid> {
     let out = open_log(log)?;
     let err = out.try_clone()?;
     let mut cmd = Command::new(&spec.argv[0]);
+    if spec.argv[0] == crate::procs::SELF_EXE {
+        cmd.arg0(crate::procs::self_name());
+    }
     cmd.args(&spec.argv[1..])
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -269,7 +272,7 @@ pub fn run(cfg: &MailConfig, layout: &Layout, config_path: &Path) -> anyhow::Res
 
     let owners = crate::owners::Owners::current()
         .map_err(|(w, p)| anyhow::anyhow!("{w} missing (package {p})"))?;
-    let exe = std::env::current_exe()?;
+    let exe = std::path::PathBuf::from(crate::procs::SELF_EXE);
     let specs = crate::daemons::specs(cfg, layout, config_path, &exe, &owners);
     let now = Instant::now();
     let mut daemons: Vec<Daemon> = specs
