@@ -183,15 +183,20 @@ pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), Setu
                 .collect::<Vec<_>>()
                 .join(",")
         );
+        // Generated beside, made durable, then renamed: after a crash the replica holds the
+        // old pair or the new one, never an empty or torn file.
+        let (cert_tmp, key_tmp) = (dir.join("cert.pem.new"), dir.join("key.pem.new"));
         run(Command::new("openssl")
             .args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
             ])
             .arg(format!("/CN={}", cfg.hostname))
             .args(["-addext", &san, "-keyout"])
-            .arg(&key)
+            .arg(&key_tmp)
             .arg("-out")
-            .arg(&cert))?;
+            .arg(&cert_tmp))?;
+        durable_rename(&key_tmp, &key)?;
+        durable_rename(&cert_tmp, &cert)?;
     }
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
@@ -199,6 +204,20 @@ pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), Setu
     std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644))
         .map_err(|e| other(s(&cert), e))?;
     Ok((cert, key))
+}
+
+/// Makes `from` durable and renames it to `to`, then makes the rename durable (the directory).
+fn durable_rename(from: &Path, to: &Path) -> Result<(), SetupError> {
+    std::fs::File::open(from)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| other(s(from), e))?;
+    std::fs::rename(from, to).map_err(|e| other(s(to), e))?;
+    if let Some(dir) = to.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// The names a generated certificate carries: the hostname (also its subject's CN), then the
@@ -271,6 +290,13 @@ pub fn dkim_keys(
         mkdir(&dir, 0o700, uid, gid)?;
         let key = dir.join(format!("{}.private", cfg.dkim.selector));
         if !key.exists() {
+            // Generated in a scratch directory, made durable, then renamed into place (the
+            // record first, the key last: the key's presence means both are there). Written in
+            // place, a crash within the page cache's write-back delay left the replica an empty
+            // key, and OpenDKIM then refused every message.
+            let scratch = dir.join(".genkey");
+            let _ = std::fs::remove_dir_all(&scratch);
+            mkdir(&scratch, 0o700, 0, 0)?;
             run(Command::new("opendkim-genkey")
                 .args([
                     "-b",
@@ -281,7 +307,14 @@ pub fn dkim_keys(
                     &cfg.dkim.selector,
                     "-D",
                 ])
-                .arg(&dir))?;
+                .arg(&scratch))?;
+            let txt = format!("{}.txt", cfg.dkim.selector);
+            durable_rename(&scratch.join(&txt), &dir.join(&txt))?;
+            durable_rename(
+                &scratch.join(format!("{}.private", cfg.dkim.selector)),
+                &key,
+            )?;
+            let _ = std::fs::remove_dir(&scratch);
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
