@@ -786,18 +786,7 @@ impl World {
                     }
                 }
             }
-            let half = SECTORS / 2;
-            for first in [0, half] {
-                let min = self.nodes[i].must[first as usize..(first + half) as usize].to_vec();
-                self.submit(
-                    i,
-                    Req::Read {
-                        first,
-                        n: half,
-                        min,
-                    },
-                );
-            }
+            self.read_whole_device(i);
         }
     }
 
@@ -809,6 +798,12 @@ impl World {
         self.report.unfenced_promotions += 1;
         self.eras.push(self.nodes[i].must.clone());
         self.nodes[i].era = self.eras.len() - 1;
+        self.read_whole_device(i);
+    }
+
+    /// Reads every sector of node `i` (two requests), checking each holds at least what the
+    /// oracle says it must.
+    fn read_whole_device(&mut self, i: usize) {
         let half = SECTORS / 2;
         for first in [0, half] {
             let min = self.nodes[i].must[first as usize..(first + half) as usize].to_vec();
