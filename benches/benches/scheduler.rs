@@ -3,7 +3,7 @@
 //! Goal: ≤ 50 ms per transition. `benches/scripts/scheduler-vs-crm-simulate` runs this and
 //! times Pacemaker's `crm_simulate` on the same CIB.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
 fn scheduler(c: &mut Criterion) {
@@ -11,9 +11,18 @@ fn scheduler(c: &mut Criterion) {
     g.sample_size(20);
     for (resources, nodes, constraints) in [(100, 8, 500), (1000, 32, 5000)] {
         let (cib, status) = clusterd_core::synth::large(resources, nodes, constraints, 42);
-        g.bench_function(format!("{resources}rsc_{nodes}nodes_{constraints}cons"), |b| {
-            b.iter(|| black_box(clusterd_core::sched::schedule(black_box(&cib), black_box(&status), 1000)))
-        });
+        g.bench_function(
+            format!("{resources}rsc_{nodes}nodes_{constraints}cons"),
+            |b| {
+                b.iter(|| {
+                    black_box(clusterd_core::sched::schedule(
+                        black_box(&cib),
+                        black_box(&status),
+                        1000,
+                    ))
+                })
+            },
+        );
     }
     g.finish();
 }

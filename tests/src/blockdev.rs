@@ -24,15 +24,31 @@ impl NbdLoop {
         crate::require_root();
         let fuse_dir = work.join(format!("fuse-{}", crate::unique_name("")));
         std::fs::create_dir_all(&fuse_dir).expect("mkdir fuse dir");
-        let pidfile = work.join(format!("{}.pid", fuse_dir.file_name().unwrap().to_string_lossy()));
+        let pidfile = work.join(format!(
+            "{}.pid",
+            fuse_dir.file_name().unwrap().to_string_lossy()
+        ));
         let mut cmd = Command::new("nbdfuse");
-        cmd.arg("-C").arg(connections.to_string()).arg("-P").arg(&pidfile).arg(&fuse_dir).arg(uri);
+        cmd.arg("-C")
+            .arg(connections.to_string())
+            .arg("-P")
+            .arg(&pidfile)
+            .arg(&fuse_dir)
+            .arg(uri);
         let log = work.join("nbdfuse.log");
         let daemon = Daemon::spawn("nbdfuse", cmd, &log);
-        let mut me = NbdLoop { loopdev: String::new(), fuse_dir, nbdfuse: Some(daemon) };
-        wait::until("nbdfuse to serve", Duration::from_secs(20), || pidfile.exists());
+        let mut me = NbdLoop {
+            loopdev: String::new(),
+            fuse_dir,
+            nbdfuse: Some(daemon),
+        };
+        wait::until("nbdfuse to serve", Duration::from_secs(20), || {
+            pidfile.exists()
+        });
         let file = me.fuse_dir.join("nbd");
-        me.loopdev = run("losetup", &["-f", "--show", &file.to_string_lossy()]).trim().to_owned();
+        me.loopdev = run("losetup", &["-f", "--show", &file.to_string_lossy()])
+            .trim()
+            .to_owned();
         me
     }
 
@@ -73,7 +89,10 @@ impl Mount {
             Some(t) => run("mount", &["-t", t, device, &d]),
             None => run("mount", &[device, &d]),
         };
-        Mount { dir: dir.to_path_buf(), mounted: true }
+        Mount {
+            dir: dir.to_path_buf(),
+            mounted: true,
+        }
     }
 
     /// Unmounts (panicking if that fails).

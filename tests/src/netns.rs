@@ -82,7 +82,10 @@ impl Lan {
         lan.namespaces.push(bridge_ns.clone());
         let seed = std::process::id() as usize * 31 + lan_counter();
         lan.subnet = format!("10.{}.{}", 100 + seed % 150, (seed / 150) % 250);
-        run("ip", &["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"]);
+        run(
+            "ip",
+            &["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"],
+        );
         run("ip", &["-n", &bridge_ns, "link", "set", "br0", "up"]);
         run("ip", &["-n", &bridge_ns, "link", "set", "lo", "up"]);
         for i in 0..n {
@@ -97,15 +100,51 @@ impl Lan {
         run("ip", &["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
         let outer = format!("v{}", &ns[2..]);
-        let outer = if outer.len() > 15 { outer[..15].to_owned() } else { outer };
-        run("ip", &["link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+        let outer = if outer.len() > 15 {
+            outer[..15].to_owned()
+        } else {
+            outer
+        };
+        run(
+            "ip",
+            &[
+                "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        );
         run("ip", &["link", "set", &outer, "netns", &self.bridge_ns]);
-        run("ip", &["-n", &self.bridge_ns, "link", "set", &outer, "master", "br0", "up"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.bridge_ns,
+                "link",
+                "set",
+                &outer,
+                "master",
+                "br0",
+                "up",
+            ],
+        );
         let addr = format!("{}.{}", self.subnet, octet);
-        run("ip", &["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ],
+        );
         run("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
         run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-        let host = Host { ns, addr, ifname: "eth0".into() };
+        let host = Host {
+            ns,
+            addr,
+            ifname: "eth0".into(),
+        };
         self.hosts.push(host.clone());
         host
     }
@@ -114,8 +153,22 @@ impl Lan {
     pub fn set_link(&self, i: usize, up: bool) {
         let ns = &self.hosts[i].ns;
         let outer = format!("v{}", &ns[2..]);
-        let outer = if outer.len() > 15 { outer[..15].to_owned() } else { outer };
-        run("ip", &["-n", &self.bridge_ns, "link", "set", &outer, if up { "up" } else { "down" }]);
+        let outer = if outer.len() > 15 {
+            outer[..15].to_owned()
+        } else {
+            outer
+        };
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.bridge_ns,
+                "link",
+                "set",
+                &outer,
+                if up { "up" } else { "down" },
+            ],
+        );
     }
 }
 

@@ -24,11 +24,24 @@ impl Daemon {
     /// Spawns `cmd` in a new process group with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Self {
         use std::os::unix::process::CommandExt;
-        let out = File::options().create(true).append(true).open(log).expect("open daemon log");
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open daemon log");
         let err = out.try_clone().expect("clone log fd");
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {name}: {e}"));
-        Self { name: name.to_owned(), child: Some(child), log: log.to_path_buf() }
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
     }
 
     /// The child's pid.
@@ -97,7 +110,12 @@ impl Drop for Daemon {
         }
         self.stop(Duration::from_secs(5));
         if std::thread::panicking() {
-            eprintln!("---- log of {} ({}) ----\n{}", self.name, self.log.display(), self.log());
+            eprintln!(
+                "---- log of {} ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                self.log()
+            );
         }
     }
 }
