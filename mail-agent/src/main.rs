@@ -168,6 +168,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a command's output. A reader that stopped reading (`| head`) is not an error: the
+/// output is simply not wanted any more (print! would panic on the broken pipe).
+fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.directory.ok_or_else(|| {
         anyhow::anyhow!("give the directory with --directory (or OCF_RESKEY_directory)")
@@ -225,11 +239,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             AccountCmd::List { json } => {
                 let rows = admin::list(&cfg_path, &layout)?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                    out(&format!("{}\n", serde_json::to_string_pretty(&rows)?))
                 } else {
-                    print!("{}", admin::list_text(&rows, admin::now()));
+                    out(&admin::list_text(&rows, admin::now()))
                 }
-                Ok(())
             }
         },
         Cmd::DnsRecords { json } => {
@@ -242,11 +255,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let recs = dns::records(&cfg, &dkim);
             if json {
-                println!("{}", serde_json::to_string_pretty(&recs)?);
+                out(&format!("{}\n", serde_json::to_string_pretty(&recs)?))
             } else {
-                print!("{}", dns::zone_text(&recs));
+                out(&dns::zone_text(&recs))
             }
-            Ok(())
         }
         Cmd::Import {
             host,
