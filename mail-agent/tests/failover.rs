@@ -67,74 +67,38 @@ fn state_survives_a_remount_at_another_path() {
     let m = mx.addr.clone();
     step("started on a");
     for i in 0..2 {
-        let (code, t) = client.swaks(&[
-            "--server",
+        let (code, t) = client.submit(
             &m,
-            "--port",
-            "587",
-            "-tls",
-            "-a",
-            "PLAIN",
-            "--au",
-            ALICE.0,
-            "--ap",
-            ALICE.1,
-            "--helo",
             "client.example.net",
-            "--from",
+            ALICE,
             ALICE.0,
-            "--to",
             ALICE.0,
-            "--h-Subject",
-            &format!("kept-{i}"),
-        ]);
+            &["--h-Subject", &format!("kept-{i}")],
+        );
         assert_eq!(code, 0, "{t}");
     }
-    let (code, t) = client.swaks(&[
-        "--server",
+    let (code, t) = client.submit(
         &m,
-        "--port",
-        "587",
-        "-tls",
-        "-a",
-        "PLAIN",
-        "--au",
-        ALICE.0,
-        "--ap",
-        ALICE.1,
-        "--helo",
         "client.example.net",
-        "--from",
+        ALICE,
         ALICE.0,
-        "--to",
         "far@unreachable.test",
-        "--h-Subject",
-        "queued",
-    ]);
+        &["--h-Subject", "queued"],
+    );
     assert_eq!(code, 0, "{t}");
-    let (code, t) = client.swaks(&[
-        "--server",
+    let (code, t) = client.submit(
         &m,
-        "--port",
-        "587",
-        "-tls",
-        "-a",
-        "PLAIN",
-        "--au",
-        ALICE.0,
-        "--ap",
-        ALICE.1,
-        "--helo",
         "client.example.net",
-        "--from",
+        ALICE,
         ALICE.0,
-        "--to",
         "spam.training@example.com",
-        "--h-Subject",
-        "cheap pills",
-        "--body",
-        "cheap pills watches casino",
-    ]);
+        &[
+            "--h-Subject",
+            "cheap pills",
+            "--body",
+            "cheap pills watches casino",
+        ],
+    );
     assert_eq!(code, 0, "{t}");
     wait::until(
         "two messages in alice's INBOX",

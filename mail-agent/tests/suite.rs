@@ -310,27 +310,14 @@ fn mail_suite() {
         (
             "service: submission with AUTH over TLS works",
             Box::new(move || {
-                let (code, t) = c.swaks(&[
-                    "--server",
+                let (code, t) = c.submit(
                     mx,
-                    "--port",
-                    "587",
-                    "-tls",
-                    "-a",
-                    "PLAIN",
-                    "--au",
-                    ALICE.0,
-                    "--ap",
-                    ALICE.1,
-                    "--helo",
                     helo,
-                    "--from",
+                    ALICE,
                     ALICE.0,
-                    "--to",
                     BOSS.0,
-                    "--h-Subject",
-                    "submission-probe",
-                ]);
+                    &["--h-Subject", "submission-probe"],
+                );
                 check!(code == 0, "swaks {code}\n{t}");
                 wait::until(
                     "the submitted message in boss's INBOX",
@@ -759,25 +746,7 @@ fn mail_suite() {
             "authenticated users cannot send as another account",
             Box::new(move || {
                 for from in [BOSS.0, "ceo@bank.example"] {
-                    let (code, t) = c.swaks(&[
-                        "--server",
-                        mx,
-                        "--port",
-                        "587",
-                        "-tls",
-                        "-a",
-                        "PLAIN",
-                        "--au",
-                        ALICE.0,
-                        "--ap",
-                        ALICE.1,
-                        "--helo",
-                        helo,
-                        "--from",
-                        from,
-                        "--to",
-                        "someone@remote.test",
-                    ]);
+                    let (code, t) = c.submit(mx, helo, ALICE, from, "someone@remote.test", &[]);
                     check!(
                         code == 24 && rejection(&t).contains("not owned by user"),
                         "as {from}: swaks {code} {}",
@@ -850,27 +819,14 @@ fn mail_suite() {
         (
             "outgoing mail carries a DKIM signature that verifies against the published record",
             Box::new(move || {
-                let (code, t) = c.swaks(&[
-                    "--server",
+                let (code, t) = c.submit(
                     mx,
-                    "--port",
-                    "587",
-                    "-tls",
-                    "-a",
-                    "PLAIN",
-                    "--au",
-                    ALICE.0,
-                    "--ap",
-                    ALICE.1,
-                    "--helo",
                     helo,
-                    "--from",
+                    ALICE,
                     ALICE.0,
-                    "--to",
                     "bob@remote.test",
-                    "--h-Subject",
-                    "dkim-probe",
-                ]);
+                    &["--h-Subject", "dkim-probe"],
+                );
                 check!(code == 0, "swaks {code}\n{t}");
                 let mut msg = None;
                 for _ in 0..150 {
@@ -921,29 +877,19 @@ fn mail_suite() {
         (
             "spam sent to the training mailbox is learned by Bayes",
             Box::new(move || {
-                let (code, t) = c.swaks(&[
-                    "--server",
+                let (code, t) = c.submit(
                     mx,
-                    "--port",
-                    "587",
-                    "-tls",
-                    "-a",
-                    "PLAIN",
-                    "--au",
-                    ALICE.0,
-                    "--ap",
-                    ALICE.1,
-                    "--helo",
                     helo,
-                    "--from",
+                    ALICE,
                     ALICE.0,
-                    "--to",
                     "spam.training@example.com",
-                    "--h-Subject",
-                    "cheap watches",
-                    "--body",
-                    "buy cheap watches and pills now",
-                ]);
+                    &[
+                        "--h-Subject",
+                        "cheap watches",
+                        "--body",
+                        "buy cheap watches and pills now",
+                    ],
+                );
                 check!(code == 0, "swaks {code}\n{t}");
                 let mut learned = 0;
                 for _ in 0..50 {

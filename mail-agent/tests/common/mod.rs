@@ -327,6 +327,26 @@ impl Client {
         self.host.run_status("swaks", args)
     }
 
+    /// Submission as a mail client does it: port 587, AUTH PLAIN as `user` (address, password)
+    /// after STARTTLS, `helo`, envelope `from` → `to`, then `extra` swaks arguments (headers,
+    /// body). Returns swaks' exit code and transcript.
+    pub fn submit(
+        &self,
+        server: &str,
+        helo: &str,
+        user: (&str, &str),
+        from: &str,
+        to: &str,
+        extra: &[&str],
+    ) -> (i32, String) {
+        let mut args = vec![
+            "--server", server, "--port", "587", "-tls", "-a", "PLAIN", "--au", user.0, "--ap",
+            user.1, "--helo", helo, "--from", from, "--to", to,
+        ];
+        args.extend_from_slice(extra);
+        self.swaks(&args)
+    }
+
     fn py(&self, args: &[&str]) -> (bool, serde_json::Value) {
         let mut full = vec![self.script.to_str().unwrap()];
         full.extend_from_slice(args);
