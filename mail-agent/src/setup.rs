@@ -206,18 +206,12 @@ pub fn tls(cfg: &MailConfig, layout: &Layout) -> Result<(PathBuf, PathBuf), Setu
     Ok((cert, key))
 }
 
-/// Makes `from` durable and renames it to `to`, then makes the rename durable (the directory).
+/// Makes `from` (a file another program wrote) durable, then publishes it as `to`.
 fn durable_rename(from: &Path, to: &Path) -> Result<(), SetupError> {
     std::fs::File::open(from)
         .and_then(|f| f.sync_all())
         .map_err(|e| other(s(from), e))?;
-    std::fs::rename(from, to).map_err(|e| other(s(to), e))?;
-    if let Some(dir) = to.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    store::publish(from, to).map_err(|e| other(s(to), e))
 }
 
 /// The names a generated certificate carries: the hostname (also its subject's CN), then the

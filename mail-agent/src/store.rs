@@ -122,7 +122,6 @@ pub fn write<T: Serialize>(
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync of
 /// the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tmp_path(path);
     let mut f = OpenOptions::new()
         .write(true)
@@ -137,8 +136,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
     f.write_all(bytes).map_err(|e| io(&tmp, e))?;
     f.sync_all().map_err(|e| io(&tmp, e))?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-    if let Ok(d) = File::open(dir) {
+    publish(&tmp, path)
+}
+
+/// Renames the durable file `tmp` (already fsynced) to `path` and makes the rename durable:
+/// after a crash `path` holds the old contents or the new ones, never a torn or empty file.
+pub fn publish(tmp: &Path, path: &Path) -> Result<(), StoreError> {
+    std::fs::rename(tmp, path).map_err(|e| io(path, e))?;
+    if let Ok(d) = File::open(path.parent().unwrap_or(Path::new("."))) {
         let _ = d.sync_all();
     }
     Ok(())
